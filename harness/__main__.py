@@ -1,0 +1,5 @@
+"""``python -m harness`` is ``restore-drill``."""
+
+from harness.cli import main
+
+main()

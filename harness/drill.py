@@ -1,0 +1,374 @@
+"""The drill: verify → provision → boot → ssh → checks → testinfra → verdict, always torn down.
+
+Each phase is timed on a monotonic clock from the drill's start. The backup is hashed in a
+thread beside the boot so integrity proof does not lengthen the measured recovery time.
+The *measured recovery time* runs from the start of the drill until every check has run:
+the moment the service is verified (or found broken).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import __version__, qemu_img
+from harness.checks.declarative import run_check
+from harness.checks.session import testinfra_host
+from harness.checks.testfiles import run_testfiles
+from harness.durations import format_duration
+from harness.errors import Aborted, DrillError, ExitCode, PhaseFailed, PhaseTimeout
+from harness.evidence.model import CheckResult, PhaseResult, RunResult, TargetResult, Verdict
+from harness.interrupts import Interrupts
+from harness.lab import accel
+from harness.lab.hypervisor import Hypervisor
+from harness.lab.lifecycle import Lab, reap, state_root
+from harness.remote.ssh import Target, wait_for_ssh, wait_until_settled
+from harness.scenario.model import Scenario
+from harness.sources import open_source
+
+CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DrillOptions:
+    """How to run a drill (as opposed to what to drill, which is the scenario)."""
+
+    uri: str = "qemu:///system"
+    keep: bool = False
+    accelerator: str | None = None  # overrides the scenario's
+
+
+@dataclass
+class DrillOutcome:
+    """The result plus the artefacts the evidence writer stores beside it."""
+
+    result: RunResult
+    console_log: bytes
+    kept_hint: str = ""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class _Clock:
+    def __init__(self, result: RunResult, progress: Progress) -> None:
+        self.t0 = time.monotonic()
+        self.result = result
+        self.progress = progress
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[PhaseResult]:
+        record = PhaseResult(name, round(self.elapsed(), 3), 0.0, "ok")
+        self.result.phases.append(record)
+        self.progress(f"{name}: started")
+        status = "error"
+        try:
+            yield record
+            status = "ok"
+        except PhaseTimeout:
+            status = "timeout"
+            raise
+        except PhaseFailed:
+            status = "failed"
+            raise
+        except Aborted:
+            status = "aborted"
+            raise
+        finally:
+            record.duration_s = round(self.elapsed() - record.start_s, 3)
+            record.status = status
+            detail = f" ({record.detail})" if record.detail else ""
+            self.progress(f"{name}: {status} in {format_duration(record.duration_s)}{detail}")
+
+
+def run_drill(
+    scenario: Scenario, options: DrillOptions, progress: Progress, interrupts: Interrupts
+) -> DrillOutcome:
+    """Run one drill. Never raises for a failed drill: the verdict is in the result."""
+    return _Run(scenario, options, progress, interrupts).execute()
+
+
+class _Run:
+    """One drill's state; each phase is a method, teardown undoes whatever exists."""
+
+    def __init__(
+        self, scenario: Scenario, options: DrillOptions, progress: Progress,
+        interrupts: Interrupts,
+    ) -> None:  # fmt: skip
+        self.scenario, self.options, self.progress = scenario, options, progress
+        self.interrupts = interrupts
+        self.started = utc_now()
+        self.result = RunResult(
+            run_id="", scenario=scenario.name, description=scenario.description,
+            scenario_file=str(scenario.source), started_at=self.started.isoformat(),
+        )  # fmt: skip
+        self.result.environment = _environment(options)
+        self.clock = _Clock(self.result, progress)
+        self.outcome = DrillOutcome(self.result, b"")
+        self.source = open_source(scenario.backup)
+        self.hv: Hypervisor | None = None
+        self.lab: Lab | None = None
+        self.client: Any = None
+        self.target: Target | None = None
+        self.hasher: threading.Thread | None = None
+        self.hash_errors: list[BaseException] = []
+        self.failure: BaseException | None = None
+        self.verified_at: float | None = None
+
+    def execute(self) -> DrillOutcome:
+        try:
+            with self.interrupts.armed():
+                self._pipeline()
+        except (DrillError, Aborted) as exc:
+            self.failure = exc
+        finally:
+            self._teardown()  # not interruptible: signals are only remembered here
+        if self.failure is None and self.hash_errors:
+            self.failure = self.hash_errors[0]
+        if self.failure is None and self.interrupts.received:
+            self.failure = Aborted(self.interrupts.received)
+        _judge(self.result, self.scenario, self.started, self.verified_at, self.failure)
+        self.result.finished_at = utc_now().isoformat()
+        tail = self.outcome.console_log[-8192:]
+        self.result.console_tail = tail.decode("utf-8", errors="replace")
+        return self.outcome
+
+    def _pipeline(self) -> None:
+        scenario, clock, result = self.scenario, self.clock, self.result
+        with clock.phase("verify") as phase:
+            evidence, image = self.source.verify()
+            result.backup = evidence
+            phase.detail = f"{image.format}, {evidence.image_check}"
+        self.hasher = _start_hashing(self.source, evidence, result, clock, self.hash_errors)
+        with clock.phase("prepare") as phase:
+            self.hv = hv = Hypervisor(self.options.uri)
+            result.environment.update(libvirt=hv.version(), qemu=accel.qemu_version())
+            for removed in reap(hv, include_kept=False):
+                self.progress(f"cleanup: removed {removed} left by an earlier drill")
+            requested = self.options.accelerator or scenario.vm.accelerator
+            chosen, phase.detail = accel.choose(requested, state_root())
+            result.environment.update(accelerator=chosen, accelerator_reason=phase.detail)
+        with clock.phase("provision") as phase:
+            self.lab = lab = Lab(hv, scenario.name)
+            made = lab.provision(
+                Path(evidence.path), image, scenario.vm.memory_mib, scenario.vm.vcpus,
+                "kvm" if chosen == "kvm" else "qemu",
+            )  # fmt: skip
+            result.lab = {
+                "lab_id": lab.lab_id, "network": made.network_name,
+                "network_xml": made.network_xml, "domain": made.domain_name,
+                "mac": made.mac, "accelerator": chosen,
+            }  # fmt: skip
+            phase.detail = f"lab {lab.lab_id}, {chosen}"
+        with clock.phase("boot") as phase:
+            lab.start()
+            ip = hv.wait_for_lease(
+                made.domain_name, made.mac, scenario.vm.boot_timeout_s, self.interrupts.check
+            )
+            result.lab["ip"] = phase.detail = ip
+        with clock.phase("ssh") as phase:
+            login = scenario.login
+            self.target = target = Target(ip, login.port, login.user, login.key_file)
+            self.client, host_key = wait_for_ssh(target, login.timeout_s, self.interrupts.check)
+            result.lab["host_key"] = {"type": host_key.type, "fingerprint": host_key.fingerprint}
+            phase.detail = f"{host_key.type} {host_key.fingerprint}"
+        with clock.phase("settle") as phase:
+            phase.detail = wait_until_settled(self.client, scenario.vm.settle_timeout_s)
+            result.lab["system_state"] = phase.detail
+        with clock.phase("checks") as phase:
+            host = testinfra_host(self.client, target.user, ip, target.port)
+            for spec in scenario.checks:
+                self._record(run_check(host, spec, ip))
+            phase.detail = f"{sum(c.passed for c in result.checks)}/{len(result.checks)} passed"
+        if scenario.testinfra:
+            with clock.phase("testinfra") as phase:
+                files, limit = scenario.testinfra.files, scenario.testinfra.timeout_s
+                tests = run_testfiles(files, target, host_key, limit)
+                for check in tests:
+                    self._record(check)
+                phase.detail = f"{sum(c.passed for c in tests)}/{len(tests)} passed"
+        self.verified_at = clock.elapsed()
+        _join(self.hasher, self.interrupts)
+
+    def _record(self, check: CheckResult) -> None:
+        self.result.checks.append(check)
+        self.progress(f"  {'PASS' if check.passed else 'FAIL'} {check.name}: {check.observed}")
+
+    def _teardown(self) -> None:
+        if self.client is not None:
+            with suppress(Exception):
+                self.client.close()
+        lab = self.lab
+        if lab is not None:
+            self.outcome.console_log = _read_console(lab)
+            if self.options.keep and self.target is not None:
+                lab.keep(self.target.ip, f"{self.target.user}@{self.target.ip}")
+                self.outcome.kept_hint = _kept_hint(lab, self.target, self.options.uri)
+            else:
+                try:
+                    for removed in lab.teardown():
+                        self.progress(f"teardown: removed {removed}")
+                except DrillError as exc:
+                    self.failure = self.failure or exc
+        if self.hv is not None:
+            self.hv.close()
+        if self.hasher is not None:
+            self.hasher.join()  # bounded by the file size; needed before comparing hashes
+        backup = self.result.backup
+        if backup is not None and backup.identity_before is not None:
+            try:
+                self.source.confirm_unchanged(backup)
+            except DrillError as exc:
+                self.failure = self.failure or exc
+
+
+def _start_hashing(
+    source: object, evidence: object, result: RunResult, clock: _Clock, errors: list[BaseException]
+) -> threading.Thread:
+    record = PhaseResult("hash", round(clock.elapsed(), 3), 0.0, "ok", concurrent=True)
+    result.phases.append(record)
+
+    def work() -> None:
+        try:
+            source.hash(evidence)  # type: ignore[attr-defined]
+            record.detail = "sha256 of the backup"
+        except DrillError as exc:
+            record.status, record.detail = "failed", str(exc)
+            errors.append(exc)
+        finally:
+            record.duration_s = round(clock.elapsed() - record.start_s, 3)
+
+    thread = threading.Thread(target=work, name="hash-backup", daemon=True)
+    thread.start()
+    return thread
+
+
+def _join(thread: threading.Thread | None, interrupts: Interrupts) -> None:
+    while thread is not None and thread.is_alive():
+        interrupts.check()
+        thread.join(0.5)
+
+
+def _read_console(lab: Lab) -> bytes:
+    if lab.provisioned is None:
+        return b""
+    try:
+        data = lab.provisioned.console_log.read_bytes()
+    except OSError:
+        return b""
+    return data[-CONSOLE_KEEP_BYTES:]
+
+
+def _kept_hint(lab: Lab, target: Target, uri: str) -> str:
+    return (
+        f"lab {lab.lab_id} kept: ssh -i {target.key_file} -p {target.port} "
+        f"-o StrictHostKeyChecking=no {target.user}@{target.ip}\n"
+        f"  console: virsh -c {uri} console {lab.record.domains[0]}\n"
+        f"  remove:  restore-drill cleanup"
+    )
+
+
+def _judge(
+    result: RunResult, scenario: Scenario, started: datetime,
+    verified_at: float | None, failure: BaseException | None,
+) -> None:  # fmt: skip
+    """Set verdict, reason, exit code and the RTO/RPO results."""
+    targets = scenario.targets
+    backup = result.backup
+    if backup is not None and backup.restore_point:
+        age = (started - datetime.fromisoformat(backup.restore_point)).total_seconds()
+        result.rpo = TargetResult(
+            targets.rpo_s, round(age, 1), age <= targets.rpo_s,
+            f"restore point {backup.restore_point} ({backup.restore_point_source})",
+        )  # fmt: skip
+    else:
+        result.rpo = TargetResult(targets.rpo_s, None, None, "restore point unknown")
+    failed_checks = [c for c in result.checks if not c.passed]
+    service_ok = verified_at is not None and not failed_checks and failure is None
+    measured = round(verified_at, 1) if verified_at is not None else None
+    if service_ok and measured is not None:
+        result.rto = TargetResult(
+            targets.rto_s,
+            measured,
+            measured <= targets.rto_s,
+            "start of the drill to service verified",
+        )
+    else:
+        result.rto = TargetResult(
+            targets.rto_s,
+            measured,
+            None if measured is None else False,
+            "the service was not verified",
+        )
+
+    if isinstance(failure, Aborted):
+        result.verdict, result.exit_code = Verdict.ABORTED, ExitCode.ABORTED
+        result.reason = f"the drill was {failure} and did not finish"
+        return
+    if isinstance(failure, PhaseFailed):
+        result.verdict, result.exit_code = Verdict.FAIL, ExitCode.FAILED
+        result.reason = f"{failure.phase}: {failure}"
+        return
+    if isinstance(failure, DrillError):
+        result.verdict, result.exit_code = Verdict.ERROR, failure.exit_code
+        result.reason = f"infrastructure: {failure}"
+        return
+    reasons = [f"check '{c.name}' failed: {_first_line(c.observed)}" for c in failed_checks]
+    if backup is not None and backup.unchanged is False:
+        reasons.insert(0, "the backup changed during the drill")
+    if result.rto.passed is False and not failed_checks:
+        reasons.append(
+            f"RTO missed: {format_duration(result.rto.measured_s or 0)} > "
+            f"{format_duration(targets.rto_s)}"
+        )
+    if result.rpo.passed is False:
+        reasons.append(
+            f"RPO missed: backup is {format_duration(result.rpo.measured_s or 0)} old > "
+            f"{format_duration(targets.rpo_s)}"
+        )
+    if reasons:
+        result.verdict, result.exit_code = Verdict.FAIL, ExitCode.FAILED
+        result.reason = "; ".join(reasons)
+    else:
+        result.verdict, result.exit_code = Verdict.PASS, ExitCode.PASSED
+        result.reason = (
+            f"restore verified in {format_duration(measured or 0)} (RTO "
+            f"{format_duration(targets.rto_s)}); backup age within RPO "
+            f"{format_duration(targets.rpo_s)}; {len(result.checks)} checks passed"
+        )
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _environment(options: DrillOptions) -> dict[str, str]:
+    return {
+        "harness": f"restore-drill {__version__}",
+        "python": platform.python_version(),
+        "host": socket.getfqdn(),
+        "kernel": platform.release(),
+        "user": getpass.getuser(),
+        "pid": str(os.getpid()),
+        "command": " ".join(sys.argv),
+        "libvirt_uri": options.uri,
+        "qemu_img": qemu_img.version(),
+    }

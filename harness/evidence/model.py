@@ -1,0 +1,116 @@
+"""The result of a drill: plain dataclasses that every report format renders.
+
+``report.json`` is ``dataclasses.asdict(RunResult)``; its schema is documented in
+``docs/report-json.md`` and versioned by ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class Verdict:
+    """A drill's outcome."""
+
+    PASS = "PASS"  # noqa: S105 - a verdict, not a password. Restore verified within the targets
+    FAIL = "FAIL"  # the drill ran; the backup, the service or a target failed
+    ERROR = "ERROR"  # the host could not run the drill (infrastructure)
+    ABORTED = "ABORTED"  # interrupted by a signal
+
+
+@dataclass
+class PhaseResult:
+    """One timed phase; offsets are seconds since the drill started (monotonic clock)."""
+
+    name: str
+    start_s: float
+    duration_s: float
+    status: str  # ok | failed | timeout | aborted | error
+    detail: str = ""
+    concurrent: bool = False  # ran beside other phases (e.g. hashing during boot)
+
+
+@dataclass
+class CheckResult:
+    """One check: what was expected, what was seen, and how long it took."""
+
+    name: str
+    kind: str
+    expectation: str
+    observed: str
+    passed: bool
+    duration_s: float
+    output: str = ""
+
+
+@dataclass
+class FileIdentity:
+    """Everything that would change if a file were written, chmod-ed or chown-ed."""
+
+    size: int
+    mode: str
+    uid: int
+    gid: int
+    owner: str
+    group: str
+    inode: int
+    device: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+@dataclass
+class BackupEvidence:
+    """What was restored and the proof it was left untouched."""
+
+    kind: str
+    path: str
+    format: str = ""
+    virtual_size: int = 0
+    restore_point: str = ""
+    restore_point_source: str = ""
+    sha256: str = ""
+    sha256_expected: str | None = None
+    sha256_after: str | None = None
+    image_check: str = ""
+    identity_before: FileIdentity | None = None
+    identity_after: FileIdentity | None = None
+    unchanged: bool | None = None
+    unchanged_by: str = ""  # "hash" | "stat"
+
+
+@dataclass
+class TargetResult:
+    """A target against what was measured; ``passed`` is None when never measured."""
+
+    target_s: float
+    measured_s: float | None
+    passed: bool | None
+    detail: str = ""
+
+
+@dataclass
+class RunResult:
+    """Everything a report shows. Built up by the drill, frozen into files by the writer."""
+
+    run_id: str
+    scenario: str
+    description: str
+    scenario_file: str
+    started_at: str
+    finished_at: str = ""
+    verdict: str = Verdict.ERROR
+    reason: str = ""
+    exit_code: int = 3
+    rto: TargetResult | None = None
+    rpo: TargetResult | None = None
+    phases: list[PhaseResult] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    backup: BackupEvidence | None = None
+    lab: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    console_tail: str = ""
+    schema_version: int = SCHEMA_VERSION

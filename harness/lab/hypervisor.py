@@ -1,0 +1,187 @@
+"""The only module that imports libvirt. libvirt errors become :mod:`harness.errors` here,
+compared by named error codes, never by message text."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import libvirt
+
+from harness.errors import InfraError, LabError, PhaseFailed, PhaseTimeout
+from harness.lab.xml import METADATA_NS, NAME_PREFIX
+
+# libvirt prints every error to stderr by default; we translate them instead.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+_GONE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_NETWORK)
+
+START_HINT = (
+    "is libvirtd running? Start it with 'systemctl start libvirtd' "
+    "(without systemd: 'virtlogd -d && libvirtd -d' as root), or pass --connect URI"
+)
+
+
+@dataclass(frozen=True)
+class LabObject:
+    """A libvirt object restore-drill created, found by its name prefix."""
+
+    kind: str  # "domain" | "network"
+    name: str
+    lab_id: str
+    overlay: str | None = None
+
+
+class Hypervisor:
+    """A libvirt connection with the few operations a lab needs."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        try:
+            self._conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise InfraError(
+                f"cannot connect to libvirt at {uri}: {_msg(exc)}; {START_HINT}"
+            ) from exc
+
+    def close(self) -> None:
+        with suppress(libvirt.libvirtError):
+            self._conn.close()
+
+    def __enter__(self) -> Hypervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- facts for the evidence -------------------------------------------------------------
+    def version(self) -> str:
+        """libvirt's version. (Not getVersion()/getCapabilities(): on some hosts libvirt
+        re-probes QEMU on every call, seconds each, which would count against the RTO.)"""
+        number = self._conn.getLibVersion()
+        return f"{number // 1000000}.{number // 1000 % 1000}.{number % 1000}"
+
+    # -- networks ---------------------------------------------------------------------------
+    def used_subnets(self) -> set[str]:
+        """Every IPv4 address prefix any libvirt network uses, to pick a free one."""
+        used: set[str] = set()
+        try:
+            networks = self._conn.listAllNetworks()
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot list libvirt networks: {_msg(exc)}") from exc
+        for net in networks:
+            try:
+                root = ET.fromstring(net.XMLDesc())
+            except libvirt.libvirtError:
+                continue
+            for ip in root.iter("ip"):
+                address = ip.get("address", "")
+                used.add(address.rsplit(".", 1)[0])
+        return used
+
+    def create_network(self, xml: str) -> str:
+        """Start a transient network; return its XML as libvirt now reports it."""
+        try:
+            return str(self._conn.networkCreateXML(xml).XMLDesc())
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot create the isolated lab network: {_msg(exc)}") from exc
+
+    def destroy_network(self, name: str) -> bool:
+        """Remove a network; False if it was already gone."""
+        try:
+            self._conn.networkLookupByName(name).destroy()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in _GONE:
+                return False
+            raise LabError(f"cannot remove network {name}: {_msg(exc)}") from exc
+        return True
+
+    # -- domains ----------------------------------------------------------------------------
+    def create_domain(self, xml: str) -> None:
+        """Start a transient domain: it vanishes from libvirt once destroyed."""
+        try:
+            self._conn.createXML(xml, 0)
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot start the lab VM: {_msg(exc)}") from exc
+
+    def destroy_domain(self, name: str) -> bool:
+        """Power off a domain (transient: that removes it); False if already gone."""
+        try:
+            self._conn.lookupByName(name).destroy()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in (*_GONE, libvirt.VIR_ERR_OPERATION_INVALID):
+                return False
+            raise LabError(f"cannot remove VM {name}: {_msg(exc)}") from exc
+        return True
+
+    def wait_for_lease(
+        self, name: str, mac: str, timeout_s: float, cancelled: Callable[[], None]
+    ) -> str:
+        """Poll the DHCP lease of ``mac`` until ``timeout_s``; the guest's IPv4 address."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            cancelled()
+            try:
+                dom = self._conn.lookupByName(name)
+                if not dom.isActive():
+                    raise PhaseFailed("boot", "the VM stopped before it got a DHCP lease")
+                addresses: dict[str, Any] = dom.interfaceAddresses(
+                    libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE
+                )
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    raise PhaseFailed("boot", "the VM vanished before it got a lease") from exc
+                raise LabError(f"cannot read DHCP leases: {_msg(exc)}") from exc
+            for iface in addresses.values():
+                if str(iface.get("hwaddr", "")).lower() == mac.lower():
+                    for addr in iface.get("addrs") or []:
+                        if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                            return str(addr["addr"])
+            if time.monotonic() >= deadline:
+                raise PhaseTimeout(
+                    "boot",
+                    f"no DHCP lease within {timeout_s:g}s: the guest did not bring up "
+                    "its network (see the console log)",
+                )
+            time.sleep(1.0)
+
+    # -- finding what we left behind ---------------------------------------------------------
+    def lab_objects(self) -> list[LabObject]:
+        """Every domain and network carrying restore-drill's name prefix."""
+        found: list[LabObject] = []
+        try:
+            domains = self._conn.listAllDomains()
+            networks = self._conn.listAllNetworks()
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot list libvirt objects: {_msg(exc)}") from exc
+        for dom in domains:
+            name = dom.name()
+            if name.startswith(NAME_PREFIX):
+                overlay = None
+                try:
+                    meta = ET.fromstring(
+                        dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+                    )
+                    overlay = meta.get("overlay")
+                except libvirt.libvirtError:
+                    pass
+                found.append(LabObject("domain", name, lab_id_of(name), overlay))
+        found += [
+            LabObject("network", n.name(), lab_id_of(n.name()))
+            for n in networks
+            if n.name().startswith(NAME_PREFIX)
+        ]
+        return found
+
+
+def lab_id_of(name: str) -> str:
+    """``rdrill-1a2b3c4d-web`` → ``1a2b3c4d``."""
+    return name.removeprefix(NAME_PREFIX).split("-", 1)[0]
+
+
+def _msg(exc: libvirt.libvirtError) -> str:
+    return str(exc.get_error_message() or exc).strip()

@@ -1,0 +1,224 @@
+"""A lab's life: provision (overlay, isolated network, transient VM), teardown, keep, reap.
+
+Every lab has a folder ``<state>/labs/<lab id>/`` holding its overlay, console log and a
+``lab.json`` written *before* anything is created, naming the process that owns it. A later
+``cleanup`` (or the start of any run) removes labs whose owner is gone: a ``kill -9`` leaves
+nothing behind for long. libvirt objects carry the ``rdrill-<lab id>`` prefix, so even a lab
+whose folder was lost is found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import random
+import re
+import secrets
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness import qemu_img
+from harness.errors import LabError
+from harness.lab.hypervisor import Hypervisor, LabObject
+from harness.lab.xml import NAME_PREFIX, DomainPlan, NetworkPlan, domain_xml, network_xml
+
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+
+
+def state_root() -> Path:
+    """Where labs live: ``$RESTORE_DRILL_STATE_DIR``, /var/lib/restore-drill for root, else XDG."""
+    if env := os.environ.get("RESTORE_DRILL_STATE_DIR"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/restore-drill")
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "restore-drill"
+
+
+def _process_start(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks
+
+
+@dataclass
+class LabRecord:
+    """``lab.json``: who owns the lab and what it is made of."""
+
+    lab_id: str
+    scenario: str
+    uri: str
+    pid: int
+    pid_start: str | None
+    created: float
+    kept: bool = False
+    domains: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    ip: str | None = None
+    login: str | None = None
+
+    def owner_alive(self) -> bool:
+        return self.pid_start is not None and _process_start(self.pid) == self.pid_start
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """What provisioning made, for the evidence."""
+
+    network_name: str
+    network_xml: str
+    domain_name: str
+    domain_xml: str
+    overlay: Path
+    console_log: Path
+    mac: str
+
+
+class Lab:
+    """One drill's lab. ``teardown`` is idempotent and safe after a partial provision."""
+
+    def __init__(self, hv: Hypervisor, scenario: str, root: Path | None = None) -> None:
+        self.hv = hv
+        self.lab_id = secrets.token_hex(4)
+        self.dir = (root or state_root()) / "labs" / self.lab_id
+        self.record = LabRecord(
+            lab_id=self.lab_id, scenario=scenario, uri=hv.uri, pid=os.getpid(),
+            pid_start=_process_start(os.getpid()), created=time.time(),
+        )  # fmt: skip
+        self.provisioned: Provisioned | None = None
+
+    def _save(self) -> None:
+        tmp = self.dir / "lab.json.tmp"
+        tmp.write_text(json.dumps(asdict(self.record), indent=2))
+        tmp.replace(self.dir / "lab.json")
+
+    def provision(
+        self, backing: Path, image: qemu_img.ImageInfo, memory_mib: int, vcpus: int,
+        domain_type: str,
+    ) -> Provisioned:  # fmt: skip
+        """Overlay, isolated network, domain XML. The VM is not started yet."""
+        try:
+            self.dir.mkdir(parents=True, mode=0o755)
+            for parent in (self.dir.parent, self.dir.parent.parent):
+                parent.chmod(0o755)  # QEMU runs as its own user and must reach the overlay
+        except OSError as exc:
+            raise LabError(f"cannot create the lab folder {self.dir}: {exc.strerror}") from exc
+        name = f"{NAME_PREFIX}{self.lab_id}"
+        self.record.networks.append(name)
+        self.record.domains.append(f"{name}-vm")
+        self._save()  # before anything exists: a kill -9 from here on is reapable
+
+        overlay = self.dir / "overlay.qcow2"
+        qemu_img.create_overlay(overlay, backing, image)
+        _give_to_qemu(overlay, self.hv.uri)
+        console_log = self.dir / "console.log"
+        net_xml = self._create_network(name)
+        mac = "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))  # noqa: S311
+        dom_xml = domain_xml(
+            DomainPlan(
+                name=f"{name}-vm", lab_id=self.lab_id, scenario=self.record.scenario,
+                domain_type=domain_type, memory_mib=memory_mib, vcpus=vcpus,
+                overlay=overlay, backing=backing, backing_format=image.format,
+                network=name, mac=mac, console_log=console_log,
+            )
+        )  # fmt: skip
+        self.provisioned = Provisioned(
+            name, net_xml, f"{name}-vm", dom_xml, overlay, console_log, mac
+        )
+        return self.provisioned
+
+    def _create_network(self, name: str) -> str:
+        used = self.hv.used_subnets()
+        candidates = [n for n in range(1, 255) if f"10.213.{n}" not in used]
+        random.shuffle(candidates)
+        last: LabError | None = None
+        for subnet in candidates[:5]:  # another drill may take the same subnet meanwhile
+            plan = NetworkPlan(name=name, bridge=f"rd{self.lab_id}", subnet=subnet)
+            try:
+                return self.hv.create_network(network_xml(plan))
+            except LabError as exc:
+                last = exc
+        raise last or LabError("no free subnet in 10.213.0.0/16 for the lab network")
+
+    def start(self) -> None:
+        """Power on the VM."""
+        assert self.provisioned is not None, "provision() first"  # noqa: S101 - programming error
+        self.hv.create_domain(self.provisioned.domain_xml)
+
+    def keep(self, ip: str | None, login: str) -> None:
+        """Leave the lab up on purpose; ``cleanup`` removes it later."""
+        self.record.kept, self.record.ip, self.record.login = True, ip, login
+        self._save()
+
+    def teardown(self) -> list[str]:
+        """Remove domain, network and folder; what was removed, for the log."""
+        return _remove(self.hv, self.record.domains, self.record.networks, self.dir)
+
+
+def _remove(hv: Hypervisor, domains: list[str], networks: list[str], folder: Path) -> list[str]:
+    removed = [f"domain {d}" for d in domains if hv.destroy_domain(d)]
+    removed += [f"network {n}" for n in networks if hv.destroy_network(n)]
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(f"folder {folder}")
+    return removed
+
+
+def _give_to_qemu(overlay: Path, uri: str) -> None:
+    """Under qemu:///system QEMU runs as an unprivileged user that must write the overlay."""
+    if os.geteuid() != 0 or not uri.startswith("qemu:///system"):
+        return
+    user = "libvirt-qemu"
+    try:
+        match = re.search(r'^\s*user\s*=\s*"([^"]+)"', QEMU_CONF.read_text(), re.M)
+        if match:
+            user = match.group(1)
+    except OSError:
+        pass
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return  # qemu runs as root here (user = "root" or no such account)
+    os.chown(overlay, entry.pw_uid, entry.pw_gid)
+
+
+def list_labs(root: Path | None = None) -> list[LabRecord]:
+    """Every lab folder's record, oldest first."""
+    records = []
+    for file in sorted(((root or state_root()) / "labs").glob("*/lab.json")):
+        try:
+            records.append(LabRecord(**json.loads(file.read_text())))
+        except (OSError, ValueError, TypeError):
+            continue
+    return sorted(records, key=lambda r: r.created)
+
+
+def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[str]:
+    """Remove labs whose drill is gone (and kept ones if asked); what was removed."""
+    labs_dir = (root or state_root()) / "labs"
+    records = {r.lab_id: r for r in list_labs(root)}
+    live = {i for i, r in records.items() if r.owner_alive() and not r.kept}
+    keep = {i for i, r in records.items() if r.kept and not include_kept}
+    spared = live | keep
+    removed: list[str] = []
+    for lab_id, record in records.items():
+        if lab_id not in spared:
+            removed += _remove(hv, record.domains, record.networks, labs_dir / lab_id)
+    # libvirt objects with no folder: from a lab whose folder was deleted by hand.
+    stray: list[LabObject] = [o for o in hv.lab_objects() if o.lab_id not in spared]
+    removed += _remove(
+        hv,
+        [o.name for o in stray if o.kind == "domain"],
+        [o.name for o in stray if o.kind == "network"],
+        labs_dir / "__none__",
+    )
+    for folder in labs_dir.glob("*") if labs_dir.exists() else []:
+        young = folder.is_dir() and time.time() - folder.stat().st_mtime < 60  # being made
+        if folder.is_dir() and not young and folder.name not in records:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(f"folder {folder}")
+    return removed

@@ -1,0 +1,136 @@
+"""libvirt XML for a lab: an isolated network and a transient domain, built with ElementTree.
+
+Pure functions, no libvirt import: golden-file tests pin the output.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+METADATA_NS = "https://restore-drill.dev/xmlns/lab/1"
+NAME_PREFIX = "rdrill-"
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """An isolated /24 with DHCP and no route anywhere."""
+
+    name: str
+    bridge: str
+    subnet: int  # third octet of 10.213.X.0/24 (a range reserved for labs)
+
+    @property
+    def gateway(self) -> str:
+        return f"10.213.{self.subnet}.1"
+
+
+@dataclass(frozen=True)
+class DomainPlan:
+    """One transient VM booting a copy-on-write overlay of the backup."""
+
+    name: str
+    lab_id: str
+    scenario: str
+    domain_type: str  # "kvm" or "qemu" (TCG)
+    memory_mib: int
+    vcpus: int
+    overlay: Path
+    backing: Path
+    backing_format: str
+    network: str
+    mac: str
+    console_log: Path
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _tostring(root: ET.Element) -> str:
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode")
+
+
+def network_xml(plan: NetworkPlan) -> str:
+    """No ``<forward>``: libvirt makes it an isolated network (guests reach only each other).
+
+    DNS is off so the guests cannot even resolve names through the host's resolvers.
+    """
+    net = ET.Element("network")
+    _sub(net, "name", plan.name)
+    _sub(net, "bridge", name=plan.bridge, stp="off", delay="0")
+    _sub(net, "dns", enable="no")
+    ip = _sub(net, "ip", address=plan.gateway, netmask="255.255.255.0")
+    dhcp = _sub(ip, "dhcp")
+    _sub(dhcp, "range", start=f"10.213.{plan.subnet}.10", end=f"10.213.{plan.subnet}.250")
+    return _tostring(net)
+
+
+def domain_xml(plan: DomainPlan) -> str:
+    """A transient domain; the disk's ``relabel='no'`` keeps libvirt from chowning the backup.
+
+    With libvirt's default dynamic_ownership, starting a domain chowns every image of the
+    disk's backing chain to the qemu user, the backup included. A DAC seclabel with
+    relabel='no' on the top image applies to the whole chain; the harness instead gives the
+    overlay to the qemu user itself and leaves the backup exactly as it found it.
+    """
+    dom = ET.Element("domain", type=plan.domain_type)
+    _sub(dom, "name", plan.name)
+    meta = _sub(dom, "metadata")
+    ET.register_namespace("rdrill", METADATA_NS)
+    lab = ET.SubElement(meta, f"{{{METADATA_NS}}}lab")
+    lab.set("id", plan.lab_id)
+    lab.set("scenario", plan.scenario)
+    lab.set("overlay", str(plan.overlay))
+    _sub(dom, "memory", str(plan.memory_mib), unit="MiB")
+    _sub(dom, "vcpu", str(plan.vcpus))
+    os_el = _sub(dom, "os")
+    _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
+    _sub(os_el, "boot", dev="hd")
+    features = _sub(dom, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    if plan.domain_type == "kvm":
+        _sub(dom, "cpu", mode="host-passthrough")
+    _sub(dom, "clock", offset="utc")
+    _sub(dom, "on_poweroff", "destroy")
+    _sub(dom, "on_reboot", "restart")
+    _sub(dom, "on_crash", "destroy")
+    devices = _sub(dom, "devices")
+
+    disk = _sub(devices, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type="qcow2", discard="unmap")
+    source = _sub(disk, "source", file=str(plan.overlay))
+    _sub(source, "seclabel", model="dac", relabel="no")
+    backing = _sub(disk, "backingStore", type="file")
+    _sub(backing, "format", type=plan.backing_format)
+    backing_source = _sub(backing, "source", file=str(plan.backing))
+    _sub(backing_source, "seclabel", model="dac", relabel="no")
+    _sub(backing, "backingStore")
+    _sub(disk, "target", dev="vda", bus="virtio")
+
+    iface = _sub(devices, "interface", type="network")
+    _sub(iface, "source", network=plan.network)
+    _sub(iface, "mac", address=plan.mac)
+    _sub(iface, "model", type="virtio")
+
+    # A pty serial whose output virtlogd copies to a file: evidence now, `virsh console` later.
+    serial = _sub(devices, "serial", type="pty")
+    _sub(serial, "log", file=str(plan.console_log), append="off")
+    _sub(serial, "target", port="0")
+    console = _sub(devices, "console", type="pty")
+    _sub(console, "target", type="serial", port="0")
+    _sub(devices, "rng", model="virtio").append(_backend_random())
+    _sub(devices, "memballoon", model="none")
+    return _tostring(dom)
+
+
+def _backend_random() -> ET.Element:
+    backend = ET.Element("backend", model="random")
+    backend.text = "/dev/urandom"
+    return backend

@@ -1,0 +1,338 @@
+"""Load a scenario: render (sandboxed Jinja2) → parse (YAML, keeping line marks) → validate
+(JSON Schema, then semantics) → a frozen :class:`Scenario`.
+
+Every problem found is collected and raised together as one :class:`ScenarioError`; nothing
+is touched outside the file system reads needed to check paths exist.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from harness.durations import DURATION_PATTERN, parse_duration, parse_size_mib
+from harness.errors import ConfigError, Problem, ScenarioError
+from harness.redact import redact
+from harness.scenario import model
+from harness.scenario.schema import CHECK_KINDS, SCHEMA
+from harness.scenario.template import RESERVED, Rendered, render
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_RTO_S = 30 * 86400.0
+MAX_RPO_S = 10 * 365 * 86400.0
+MAX_WAIT_S = 24 * 3600.0
+
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps as strings (the schema validates them)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_vars(pairs: Iterable[str]) -> dict[str, str]:
+    """``["k=v", ...]`` from ``--var`` into a dict; bad pairs are a config error."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key):
+            raise ConfigError(f"--var {pair!r}: write key=value with key a plain identifier")
+        if key in RESERVED:
+            raise ConfigError(f"--var {key}: '{key}' is reserved in scenario templates")
+        result[key] = value
+    return result
+
+
+def load_scenario(path: Path, variables: Mapping[str, str] | None = None) -> model.Scenario:
+    """Load and validate ``path``; raise :class:`ScenarioError` listing every problem."""
+    name = str(path)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ScenarioError([Problem(name, None, "", "file is larger than 1 MiB")])
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([Problem(name, None, "", "no such scenario file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError([Problem(name, None, "", f"cannot read: {exc}")]) from None
+
+    rendered = render(source, path, variables or {})
+    if isinstance(rendered, Problem):
+        raise ScenarioError([rendered])
+    node, data = _parse_yaml(rendered.text, name)
+    problems = _duplicate_keys(node, name)
+    if not isinstance(data, dict):
+        problems.append(Problem(name, 1, "", "a scenario is a YAML mapping (key: value)"))
+        raise ScenarioError(problems)
+    schema_problems = [_schema_problem(e, node, name) for e in _VALIDATOR.iter_errors(data)]
+    problems += schema_problems
+    if not schema_problems:  # the semantic pass relies on the structure being right
+        problems += _semantic_problems(data, node, path)
+    if problems:
+        problems.sort(key=lambda p: (p.line or 0, p.field))
+        raise ScenarioError(problems)
+    return _build(data, path, rendered)
+
+
+def _parse_yaml(text: str, name: str) -> tuple[yaml.Node, Any]:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ScenarioError([Problem(name, 1, "", "the file is empty")])
+        return node, loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ScenarioError([Problem(name, line, "", f"YAML: {exc.problem or exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem(name, None, "", f"YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+
+
+def _field(path: Sequence[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _node_at(node: yaml.Node, path: Sequence[Any], key_node: bool = False) -> yaml.Node:
+    """The YAML node at ``path`` (or the deepest existing ancestor)."""
+    for i, part in enumerate(path):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == part:
+                    node = k if key_node and i == len(path) - 1 else v
+                    break
+            else:
+                return node
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return node
+            node = node.value[part]
+        else:
+            return node
+    return node
+
+
+def _line(node: yaml.Node, path: Sequence[Any], key_node: bool = False) -> int:
+    return _node_at(node, path, key_node).start_mark.line + 1
+
+
+def _duplicate_keys(node: yaml.Node, name: str, path: tuple[Any, ...] = ()) -> list[Problem]:
+    problems: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for k, v in node.value:
+            if k.value in seen:
+                where = _field((*path, k.value))
+                problems.append(Problem(name, k.start_mark.line + 1, where, "duplicate key"))
+            seen.add(k.value)
+            problems += _duplicate_keys(v, name, (*path, k.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _duplicate_keys(item, name, (*path, i))
+    return problems
+
+
+def _schema_problem(err: jsonschema.ValidationError, node: yaml.Node, name: str) -> Problem:
+    path = list(err.absolute_path)
+    if err.validator in ("additionalProperties", "unevaluatedProperties"):
+        unknown = _unexpected_keys(err)
+        allowed = _allowed_keys(err, path)
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hints.append(f"unknown key '{key}'{hint}")
+        line = _line(node, [*path, unknown[0]], key_node=True) if unknown else _line(node, path)
+        return Problem(name, line, _field([*path, *unknown[:1]]), "; ".join(hints))
+    if err.validator == "required":
+        return Problem(name, _line(node, path), _field(path), err.message)
+    message = err.message
+    if err.validator == "pattern" and err.validator_value == DURATION_PATTERN:
+        message = f"{err.instance!r} is not a duration (write e.g. 90s, 15m, 4h, 1h30m)"
+    return Problem(name, _line(node, path), _field(path), message)
+
+
+def _unexpected_keys(err: jsonschema.ValidationError) -> list[str]:
+    instance = err.instance if isinstance(err.instance, dict) else {}
+    quoted = re.findall(r"'([^']+)'", err.message.split("(")[-1])
+    return [k for k in quoted if k in instance] or sorted(instance)[:1]
+
+
+def _allowed_keys(err: jsonschema.ValidationError, path: Sequence[Any]) -> list[str]:
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    keys = list(schema.get("properties", {}))
+    if "allOf" in schema:  # a check: every kind's keys are candidates
+        for props in CHECK_KINDS.values():
+            keys += list(props)
+    return keys
+
+
+class _Problems:
+    """Collects semantic problems, locating each by its field path in the YAML tree."""
+
+    def __init__(self, node: yaml.Node, path: Path) -> None:
+        self.node, self.name, self.base = node, str(path), path.parent
+        self.found: list[Problem] = []
+
+    def add(self, where: Sequence[Any], message: str) -> None:
+        self.found.append(Problem(self.name, _line(self.node, where), _field(where), message))
+
+    def duration(self, where: Sequence[Any], value: Any, maximum: float) -> None:
+        if value is None:
+            return
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.add(where, str(exc))
+            return
+        if seconds <= 0 or seconds > maximum:
+            self.add(where, f"{value!r} is out of range (0 to {maximum / 86400:g} days)")
+
+    def existing_file(self, where: Sequence[Any], value: str) -> Path | None:
+        file = (self.base / value).resolve()
+        if not file.is_file():
+            self.add(where, f"no such file: {file}")
+            return None
+        if not os.access(file, os.R_OK):
+            self.add(where, f"{file} is not readable")
+            return None
+        return file
+
+
+def _semantic_problems(data: dict[str, Any], node: yaml.Node, path: Path) -> list[Problem]:
+    """What the schema cannot say: ranges of durations, files that exist, unique names."""
+    p = _Problems(node, path)
+    p.duration(["targets", "rto"], data["targets"]["rto"], MAX_RTO_S)
+    p.duration(["targets", "rpo"], data["targets"]["rpo"], MAX_RPO_S)
+    waits = (["vm", "boot_timeout"], ["vm", "settle_timeout"], ["login", "timeout"])
+    for where in (*waits, ["checks_timeout"]):
+        p.duration(where, _get(data, where), MAX_WAIT_S)
+    memory = data.get("vm", {}).get("memory")
+    if memory is not None and not 64 <= parse_size_mib(memory) <= 256 * 1024:
+        p.add(["vm", "memory"], f"{memory!r} is out of range (64MiB to 256GiB)")
+
+    backup = data["backup"]
+    p.existing_file(["backup", "path"], backup["path"])
+    if "restore_point" in backup:
+        try:
+            _parse_time(backup["restore_point"])
+        except ValueError:
+            p.add(["backup", "restore_point"], "not an ISO 8601 time, e.g. 2026-11-22T02:00:00Z")
+    p.existing_file(["login", "key_file"], data["login"]["key_file"])
+    _check_problems(p, data.get("checks", []))
+    if tests := data.get("testinfra"):
+        for i, file in enumerate(tests["files"]):
+            p.existing_file(["testinfra", "files", i], file)
+        p.duration(["testinfra", "timeout"], tests.get("timeout"), MAX_WAIT_S)
+    return p.found
+
+
+def _check_problems(p: _Problems, checks: list[dict[str, Any]]) -> None:
+    seen: set[str] = set()
+    for i, check in enumerate(checks):
+        if len([k for k in CHECK_KINDS if k in check]) != 1:
+            p.add(["checks", i], f"a check needs exactly one of: {', '.join(CHECK_KINDS)}")
+        if check["name"] in seen:
+            p.add(["checks", i, "name"], f"duplicate check name {check['name']!r}")
+        seen.add(check["name"])
+        p.duration(["checks", i, "timeout"], check.get("timeout"), MAX_WAIT_S)
+        if "stdout_matches" in check:
+            try:
+                re.compile(check["stdout_matches"])
+            except re.error as exc:
+                p.add(["checks", i, "stdout_matches"], f"not a regular expression: {exc}")
+
+
+def _get(data: Mapping[str, Any], path: Sequence[str]) -> Any:
+    value: Any = data
+    for part in path:
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenario:
+    base = path.parent
+    backup, vm, login = data["backup"], data.get("vm", {}), data["login"]
+    check_timeout = parse_duration(data.get("checks_timeout", model.DEFAULT_CHECK_TIMEOUT_S))
+    checks = []
+    for check in data.get("checks", []):
+        kind = next(k for k in CHECK_KINDS if k in check)
+        options = {k: v for k, v in check.items() if k in CHECK_KINDS[kind] and k != kind}
+        checks.append(
+            model.CheckSpec(
+                name=check["name"],
+                kind=kind,
+                subject=str(check[kind]),
+                options=options,
+                timeout_s=parse_duration(check.get("timeout", check_timeout)),
+                description=check.get("description", ""),
+            )
+        )
+    tests = data.get("testinfra")
+    return model.Scenario(
+        name=data["name"],
+        description=data.get("description", ""),
+        source=path.resolve(),
+        backup=model.BackupSpec(
+            kind=backup.get("kind", "disk-image"),
+            path=(base / backup["path"]).resolve(),
+            format=backup.get("format", "auto"),
+            restore_point=_parse_time(backup["restore_point"])
+            if "restore_point" in backup
+            else None,
+            sha256=backup.get("sha256"),
+            verify_after=backup.get("verify_after", "hash"),
+        ),
+        targets=model.Targets(
+            rto_s=parse_duration(data["targets"]["rto"]),
+            rpo_s=parse_duration(data["targets"]["rpo"]),
+        ),
+        vm=model.VmSpec(
+            memory_mib=parse_size_mib(vm.get("memory", "1GiB")),
+            vcpus=vm.get("vcpus", 2),
+            accelerator=vm.get("accelerator", "auto"),
+            boot_timeout_s=parse_duration(vm.get("boot_timeout", model.DEFAULT_BOOT_TIMEOUT_S)),
+            settle_timeout_s=parse_duration(
+                vm.get("settle_timeout", model.DEFAULT_SETTLE_TIMEOUT_S)
+            ),
+        ),
+        login=model.LoginSpec(
+            user=login["user"],
+            key_file=(base / login["key_file"]).resolve(),
+            port=login.get("port", 22),
+            timeout_s=parse_duration(login.get("timeout", model.DEFAULT_SSH_TIMEOUT_S)),
+        ),
+        checks=tuple(checks),
+        testinfra=model.TestinfraSpec(
+            files=tuple((base / f).resolve() for f in tests["files"]),
+            timeout_s=parse_duration(tests.get("timeout", model.DEFAULT_TESTS_TIMEOUT_S)),
+        )
+        if tests
+        else None,
+        rendered=redact(rendered.text, rendered.secrets),
+        secrets=rendered.secrets,
+    )

@@ -1,0 +1,182 @@
+"""The JSON Schema of a scenario file (after Jinja2 rendering), version 1.
+
+``restore-drill schema`` prints it so editors (YAML language server) can complete and lint
+scenario files. Checks the schema cannot express (durations in range, files that exist,
+regular expressions that compile, unique check names) live in ``harness.scenario.semantics``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.durations import DURATION_PATTERN, SIZE_PATTERN
+
+SCHEMA_ID = "https://restore-drill.dev/schema/scenario-v1.json"
+
+_duration = {
+    "description": "seconds as a number, or units in order: 90s, 15m, 4h, 1h30m, 2d",
+    "type": ["string", "number"],
+    "pattern": DURATION_PATTERN,
+    "exclusiveMinimum": 0,
+}
+_name = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,39}$"}
+_path = {"type": "string", "minLength": 1, "maxLength": 4096}
+_text = {"type": "string", "minLength": 1, "maxLength": 4096}
+
+# Each check kind: the key that names its subject, and the options that key allows.
+CHECK_KINDS: dict[str, dict[str, Any]] = {
+    "service": {
+        "service": {"description": "systemd unit name", **_text},
+        "running": {"type": "boolean", "default": True},
+        "enabled": {"type": "boolean"},
+    },
+    "port": {
+        "port": {
+            "description": "80, or a testinfra socket spec such as tcp://0.0.0.0:5432",
+            "type": ["integer", "string"],
+            "minimum": 1,
+            "maximum": 65535,
+            "pattern": r"^(tcp|udp|unix)://\S+$",
+        },
+        "listening": {"type": "boolean", "default": True},
+    },
+    "http": {
+        "http": {
+            "description": "path requested from the restored VM over the lab network",
+            "type": "string",
+            "pattern": "^/",
+            "maxLength": 4096,
+        },
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 80},
+        "status": {"type": "integer", "minimum": 100, "maximum": 599, "default": 200},
+        "contains": _text,
+    },
+    "file": {
+        "file": {"description": "absolute path in the guest", "type": "string", "pattern": "^/"},
+        "exists": {"type": "boolean", "default": True},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "contains": {"description": "a regular expression (grep -E)", **_text},
+    },
+    "command": {
+        "command": {"description": "shell command run in the guest", **_text},
+        "exit_status": {"type": "integer", "minimum": 0, "maximum": 255, "default": 0},
+        "stdout_matches": {"description": "Python regular expression, searched", **_text},
+        "stdout_contains": _text,
+        "user": {"description": "run as this guest user (runuser/sudo)", **_name},
+    },
+    "package": {
+        "package": _text,
+        "installed": {"type": "boolean", "default": True},
+        "version": {"description": "version prefix", **_text},
+    },
+}
+
+_check_common = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+    "description": {"type": "string", "maxLength": 4096},
+    "timeout": {**_duration, "description": "bound on this check (default: checks_timeout)"},
+}
+
+
+def _check_schema() -> dict[str, Any]:
+    branches = [
+        {"if": {"required": [kind]}, "then": {"properties": props}}
+        for kind, props in CHECK_KINDS.items()
+    ]
+    return {
+        "type": "object",
+        "required": ["name"],
+        "properties": _check_common,
+        "allOf": branches,
+        "unevaluatedProperties": False,
+    }
+
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": SCHEMA_ID,
+    "title": "restore-drill scenario",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "backup", "targets", "vm", "login"],
+    "properties": {
+        "version": {"const": 1},
+        "name": {"description": "scenario name, used in report folder names", **_name},
+        "description": {"type": "string", "maxLength": 4096},
+        "backup": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["path"],
+            "properties": {
+                "kind": {"enum": ["disk-image"], "default": "disk-image"},
+                "path": {"description": "relative to the scenario file", **_path},
+                "format": {"enum": ["auto", "qcow2", "raw"], "default": "auto"},
+                "restore_point": {
+                    "description": "ISO 8601 time of the backup (default: file mtime)",
+                    "type": "string",
+                },
+                "sha256": {
+                    "description": "expected hash; a mismatch fails the drill",
+                    "type": "string",
+                    "pattern": "^[0-9a-f]{64}$",
+                },
+                "verify_after": {
+                    "description": "prove the backup unchanged after the drill by full hash, "
+                    "or by stat (size, mode, owner, inode, mtime and ctime)",
+                    "enum": ["hash", "stat"],
+                    "default": "hash",
+                },
+            },
+        },
+        "targets": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["rto", "rpo"],
+            "properties": {
+                "rto": {**_duration, "description": "recovery time objective"},
+                "rpo": {**_duration, "description": "recovery point objective"},
+            },
+        },
+        "vm": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "memory": {
+                    "type": ["string", "integer"],
+                    "pattern": SIZE_PATTERN,
+                    "minimum": 64,
+                    "default": "1GiB",
+                },
+                "vcpus": {"type": "integer", "minimum": 1, "maximum": 64, "default": 2},
+                "accelerator": {"enum": ["auto", "kvm", "tcg"], "default": "auto"},
+                "boot_timeout": {**_duration, "description": "power-on to DHCP lease"},
+                "settle_timeout": {
+                    **_duration,
+                    "description": "SSH login to systemd's boot finished (is-system-running)",
+                },
+            },
+        },
+        "login": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["user", "key_file"],
+            "properties": {
+                "user": _name,
+                "key_file": {"description": "private key, relative to the scenario", **_path},
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 22},
+                "timeout": {**_duration, "description": "DHCP lease to SSH login"},
+            },
+        },
+        "checks": {"type": "array", "maxItems": 1000, "items": _check_schema()},
+        "checks_timeout": {**_duration, "description": "default bound on each check"},
+        "testinfra": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["files"],
+            "properties": {
+                "files": {"type": "array", "minItems": 1, "maxItems": 100, "items": _path},
+                "timeout": {**_duration, "description": "bound on the whole pytest run"},
+            },
+        },
+    },
+}

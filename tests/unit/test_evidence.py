@@ -1,0 +1,102 @@
+"""The evidence folder: complete, verifiable, escaped, redacted, atomic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.errors import InfraError
+from harness.evidence.model import (
+    BackupEvidence,
+    CheckResult,
+    PhaseResult,
+    RunResult,
+    TargetResult,
+)
+from harness.evidence.writer import write_evidence
+
+SECRET = "s3cr3t-token-value"
+
+
+def result(verdict: str = "FAIL") -> RunResult:
+    return RunResult(
+        run_id="", scenario="unit-web", description="<b>bold</b> description",
+        scenario_file="/x/s.yaml", started_at="2026-11-23T02:15:00+00:00",
+        finished_at="2026-11-23T02:17:00+00:00", verdict=verdict,
+        reason="check '<script>alert(1)</script>' failed", exit_code=1,
+        rto=TargetResult(900, 98.2, False, "service not verified"),
+        rpo=TargetResult(93600, 3600, True, "restore point"),
+        phases=[PhaseResult("verify", 0, 0.1, "ok"), PhaseResult("boot", 0.2, 75, "ok")],
+        checks=[
+            CheckResult("<script>alert(1)</script>", "command", f"`curl -H {SECRET}` exits 0",
+                        "exit 1", False, 0.2, f"token was {SECRET}\n<img src=x onerror=alert(2)>"),
+            CheckResult("nginx running", "service", "running", "running", True, 0.1),
+        ],
+        backup=BackupEvidence(kind="disk-image", path="/b/web.qcow2", format="qcow2",
+                              sha256="ab" * 32, unchanged=True, unchanged_by="hash"),
+        lab={"lab_id": "0badc0de", "network_xml": "<network/>", "domain": "d", "mac": "m",
+             "accelerator": "tcg", "ip": "10.213.1.10"},
+        environment={"harness": "restore-drill test"},
+    )  # fmt: skip
+
+
+def write(tmp_path: Path, run: RunResult | None = None) -> Path:
+    return write_evidence(run or result(), f"token: {SECRET}\n", b"console\n", tmp_path, [SECRET])
+
+
+def test_folder_is_dated_and_complete(tmp_path: Path) -> None:
+    folder = write(tmp_path)
+    assert folder.name == "2026-11-23T021500Z_unit-web"
+    names = {p.name for p in folder.iterdir()}
+    assert names == {"report.json", "junit.xml", "report.html", "console.log", "scenario.yaml",
+                     "manifest.sha256"}  # fmt: skip
+    again = write(tmp_path)
+    assert again.name == "2026-11-23T021500Z_unit-web-2"
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_manifest_covers_every_file(tmp_path: Path) -> None:
+    folder = write(tmp_path)
+    lines = (folder / "manifest.sha256").read_text().splitlines()
+    assert len(lines) == 5
+    for line in lines:
+        digest, name = line.split("  ")
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+
+
+def test_secrets_never_reach_any_file(tmp_path: Path) -> None:
+    folder = write(tmp_path)
+    for file in folder.iterdir():
+        assert SECRET not in file.read_text(), file.name
+    assert "********" in (folder / "scenario.yaml").read_text()
+
+
+def test_html_escapes_hostile_text(tmp_path: Path) -> None:
+    html = (write(tmp_path) / "report.html").read_text()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html
+    assert "<b>bold</b>" not in html
+    assert 'class="banner FAIL"' in html
+    assert "default-src 'none'" in html  # CSP: the page can load nothing
+
+
+def test_json_is_versioned_and_junit_counts_failures(tmp_path: Path) -> None:
+    folder = write(tmp_path)
+    data = json.loads((folder / "report.json").read_text())
+    assert data["schema_version"] == 1
+    assert data["run_id"] == folder.name
+    suite = ET.parse(folder / "junit.xml").getroot()
+    assert suite.get("failures") == "2"  # the failed check and the missed RTO
+    assert suite.get("tests") == "7"  # 2 phases, 2 checks, backup, RTO, RPO
+
+
+def test_unwritable_reports_folder_is_an_infra_error_and_leaves_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "reports"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(InfraError, match="cannot write the report"):
+        write(blocker)

@@ -1,0 +1,165 @@
+"""Scenario loading: templating, parsing, validation; every problem located and listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError, ScenarioError
+from harness.scenario.loader import load_scenario, parse_vars
+from tests.conftest import VALID
+
+
+def write(folder: Path, text: str) -> Path:
+    path = folder / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(path: Path, variables: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path, variables)
+    return [str(p) for p in info.value.problems]
+
+
+def test_valid_scenario_loads_into_frozen_model(scenario_dir: Path) -> None:
+    scenario = load_scenario(scenario_dir / "scenario.yaml")
+    assert scenario.name == "unit-web"
+    assert scenario.targets.rto_s == 900
+    assert scenario.targets.rpo_s == 26 * 3600
+    assert scenario.vm.memory_mib == 512
+    assert scenario.backup.path == (scenario_dir / "backup.qcow2").resolve()
+    assert [c.kind for c in scenario.checks] == ["service", "http"]
+    assert scenario.checks[1].options == {"contains": "hello"}
+    assert scenario.checks[0].timeout_s == 60  # the default
+    with pytest.raises(AttributeError):
+        scenario.name = "other"  # type: ignore[misc]
+
+
+def test_template_variables_and_env_function(
+    scenario_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRILL_RTO", "20m")
+    text = VALID.replace("rto: 15m", 'rto: {{ env("DRILL_RTO") }}').replace(
+        "rpo: 26h", "rpo: {{ rpo }}"
+    )
+    scenario = load_scenario(write(scenario_dir, text), {"rpo": "2d"})
+    assert scenario.targets.rto_s == 1200
+    assert scenario.targets.rpo_s == 2 * 86400
+
+
+def test_environment_is_not_implicitly_visible(
+    scenario_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME_RPO", "2d")
+    found = problems(write(scenario_dir, VALID.replace("rpo: 26h", "rpo: {{ HOME_RPO }}")))
+    assert len(found) == 1
+    assert "s.yaml:7: template: undefined" in found[0]
+    assert "HOME_RPO" in found[0]
+
+
+def test_missing_env_variable_names_it(scenario_dir: Path) -> None:
+    text = VALID.replace("rto: 15m", 'rto: {{ env("NO_SUCH_VAR_X") }}')
+    [found] = problems(write(scenario_dir, text))
+    assert "NO_SUCH_VAR_X is not set" in found
+    assert "s.yaml:6:" in found
+
+
+def test_sandbox_blocks_python_internals(scenario_dir: Path) -> None:
+    text = VALID.replace(
+        "name: unit-web", "name: \"{{ ''.__class__.__mro__[1].__subclasses__() }}\""
+    )
+    [found] = problems(write(scenario_dir, text))
+    assert "template" in found
+    assert "__class__" in found or "not allowed" in found or "undefined" in found
+
+
+def test_secret_is_redacted_from_rendered_scenario(
+    scenario_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DB_PASSWORD", "hunter2-very-secret")
+    text = (
+        VALID
+        + '  - name: db\n    command: PGPASSWORD={{ secret("DB_PASSWORD") }} psql -c "select 1"\n'
+    )
+    scenario = load_scenario(write(scenario_dir, text))
+    assert "hunter2-very-secret" not in scenario.rendered
+    assert "********" in scenario.rendered
+    assert "hunter2-very-secret" in scenario.checks[2].subject  # the drill still needs it
+    assert scenario.secrets == frozenset({"hunter2-very-secret"})
+
+
+def test_all_problems_are_listed_with_lines_and_fields(scenario_dir: Path) -> None:
+    text = (
+        VALID.replace("rto: 15m", "rto: soon")
+        .replace("vcpus: 1", "vcpus: 0")
+        .replace("user: root", "usr: root")
+    )
+    found = problems(write(scenario_dir, text))
+    joined = "\n".join(found)
+    assert "s.yaml:6: targets.rto: 'soon' is not a duration" in joined
+    assert "s.yaml:10: vm.vcpus: 0 is less than the minimum of 1" in joined
+    assert "s.yaml:12: login.usr: unknown key 'usr' (did you mean 'user'?)" in joined
+    assert "login: 'user' is a required property" in joined
+    assert len(found) == 4
+
+
+def test_unknown_check_key_suggests_the_right_one(scenario_dir: Path) -> None:
+    [found] = problems(write(scenario_dir, VALID.replace("contains: hello", "contain: hello")))
+    assert found.endswith(
+        "s.yaml:19: checks[1].contain: unknown key 'contain' (did you mean 'contains'?)"
+    )
+
+
+def test_check_needs_exactly_one_kind(scenario_dir: Path) -> None:
+    text = VALID.replace("    service: nginx\n", "    service: nginx\n    port: 80\n")
+    [found] = problems(write(scenario_dir, text))
+    assert "checks[0]: a check needs exactly one of" in found
+
+
+def test_duplicate_check_names_and_keys(scenario_dir: Path) -> None:
+    text = VALID.replace("name: homepage", "name: nginx running") + "name: again\n"
+    found = problems(write(scenario_dir, text))
+    assert any("s.yaml:20: name: duplicate key" in p for p in found)
+    assert any(
+        "s.yaml:17: checks[1].name: duplicate check name 'nginx running'" in p for p in found
+    )
+
+
+def test_missing_backup_and_key_files(scenario_dir: Path) -> None:
+    text = VALID.replace("backup.qcow2", "gone.qcow2").replace("id_ed25519", "nokey")
+    found = problems(write(scenario_dir, text))
+    assert any("backup.path: no such file" in p and "gone.qcow2" in p for p in found)
+    assert any("login.key_file: no such file" in p for p in found)
+
+
+def test_yaml_syntax_error_has_a_line(scenario_dir: Path) -> None:
+    [found] = problems(write(scenario_dir, VALID.replace("  rto: 15m", "  rto: [15m")))
+    assert found.startswith(f"{scenario_dir / 's.yaml'}:")
+    assert "YAML" in found
+
+
+def test_absurd_durations_and_sizes(scenario_dir: Path) -> None:
+    text = VALID.replace("rto: 15m", "rto: 400d").replace("memory: 512MiB", "memory: 99999GiB")
+    found = problems(write(scenario_dir, text))
+    assert any("targets.rto" in p and "out of range" in p for p in found)
+    assert any("vm.memory" in p and "out of range" in p for p in found)
+
+
+def test_not_a_mapping(scenario_dir: Path) -> None:
+    assert "a scenario is a YAML mapping" in problems(write(scenario_dir, "- a\n- b\n"))[0]
+
+
+def test_missing_file() -> None:
+    assert "no such scenario file" in problems(Path("/nonexistent/s.yaml"))[0]
+
+
+@pytest.mark.parametrize("pair", ["novalue", "1x=2", "env=x", "=v"])
+def test_bad_var_pairs(pair: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_vars([pair])
+
+
+def test_var_pairs() -> None:
+    assert parse_vars(["a=1", "b=x=y"]) == {"a": "1", "b": "x=y"}

@@ -1,0 +1,141 @@
+"""End-to-end drills on real VMs: the verdicts, the evidence, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import paramiko
+
+from tests.vm.conftest import (
+    DEMO,
+    ROOT,
+    Running,
+    assert_backup_untouched,
+    command,
+    leftovers,
+    run_cli,
+)
+
+SCENARIOS = ROOT / "scenarios"
+
+
+def assert_manifest_verifies(folder: Path) -> None:
+    proc = subprocess.run(
+        ["sha256sum", "-c", "manifest.sha256"], cwd=folder, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = {
+        line.split("  ", 1)[1] for line in (folder / "manifest.sha256").read_text().splitlines()
+    }
+    assert listed == {p.name for p in folder.iterdir()} - {"manifest.sha256"}
+
+
+def test_demo_web_drill_passes_with_evidence(reports: Path) -> None:
+    drill = run_cli(str(SCENARIOS / "demo-web.yaml"), reports=reports)
+    assert drill.exit_code == 0, drill.stderr
+    report = drill.report
+    assert report["verdict"] == "PASS"
+    assert report["rto"]["passed"] is True
+    assert 0 < report["rto"]["measured_s"] <= report["rto"]["target_s"]
+    assert report["rpo"]["passed"] is True
+    checks = {c["name"]: c for c in report["checks"]}
+    assert all(c["passed"] for c in checks.values()), checks
+    assert "order page is served" in checks
+    assert "test_web_extra::test_index_page_is_owned_by_root" in checks  # user testinfra file
+    phases = [p["name"] for p in report["phases"]]
+    assert phases[:2] == ["verify", "hash"]
+    assert phases[2:] == ["prepare", "provision", "boot", "ssh", "settle", "checks", "testinfra"]
+    assert all(p["status"] == "ok" for p in report["phases"])
+    assert "<forward" not in report["lab"]["network_xml"]
+    assert report["lab"]["host_key"]["fingerprint"].startswith("SHA256:")
+    assert_backup_untouched(report)
+
+    [folder] = drill.folders
+    assert folder.name.endswith("_demo-web")
+    assert_manifest_verifies(folder)
+    html = drill.file("report.html")
+    assert 'class="banner PASS"' in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # self-contained
+    junit = ET.fromstring(drill.file("junit.xml"))
+    assert junit.get("failures") == "0"
+    assert junit.get("errors") == "0"
+    assert "Debian GNU/Linux 12" in drill.file("console.log")
+    assert "demo_ed25519" in drill.file("scenario.yaml")  # the path, never the key itself
+    assert "PRIVATE KEY" not in "".join(p.read_text() for p in folder.iterdir())
+
+
+def test_demo_db_drill_passes_and_keep_leaves_a_reachable_lab(reports: Path) -> None:
+    drill = run_cli(str(SCENARIOS / "demo-db.yaml"), "--keep", reports=reports)
+    assert drill.exit_code == 0, drill.stderr
+    report = drill.report
+    assert report["verdict"] == "PASS"
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["customers table holds 1000 rows"]["passed"]
+    assert "Ada Lovelace, London" in checks["known customer record is intact"]["output"]
+    assert "kept: ssh -i" in drill.stderr
+
+    # The kept lab answers over SSH and is listed; cleanup removes it and says so.
+    ip = report["lab"]["ip"]
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - lab VM in a test
+    client.connect(ip, username="root", key_filename=str(DEMO / "demo_ed25519"), timeout=30)
+    _, out, _ = client.exec_command("hostname")
+    assert out.read().decode().strip() == "db"
+    client.close()
+    labs = subprocess.run(command("labs"), capture_output=True, text=True, check=True)
+    assert f"{report['lab']['lab_id']}  kept" in labs.stdout
+    cleanup = subprocess.run(command("cleanup"), capture_output=True, text=True, check=True)
+    assert f"removed domain {report['lab']['domain']}" in cleanup.stdout
+    assert_backup_untouched(report)
+
+
+def test_failing_check_exits_1_and_the_report_names_it(reports: Path) -> None:
+    drill = run_cli(str(SCENARIOS / "demo-web-broken.yaml"), reports=reports)
+    assert drill.exit_code == 1, drill.stderr
+    report = drill.report
+    assert report["verdict"] == "FAIL"
+    assert "order page shows build 2027.01" in report["reason"]
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["order page shows build 2027.01"]
+    assert "text not found" in failed[0]["observed"]
+    assert report["rto"]["passed"] is False  # the service was not verified
+    html = drill.file("report.html")
+    assert 'class="banner FAIL"' in html
+    assert "order page shows build 2027.01" in html
+    junit = ET.fromstring(drill.file("junit.xml"))
+    assert junit.get("failures") == "2"  # the check and the RTO
+    assert_backup_untouched(report)
+
+
+def test_sigterm_mid_boot_aborts_cleans_up_and_reports(reports: Path) -> None:
+    running = Running(str(SCENARIOS / "demo-web.yaml"), reports=reports)
+    running.wait_for("boot: started", timeout=120)
+    assert any("domain" in item for item in leftovers())  # the VM is really up
+    running.signal(signal.SIGTERM)
+    assert running.wait(timeout=120) == 130
+    [folder] = [p for p in reports.iterdir() if p.is_dir()]
+    report = json.loads((folder / "report.json").read_text())
+    assert report["verdict"] == "ABORTED"
+    assert "SIGTERM" in report["reason"]
+    assert [p["status"] for p in report["phases"] if p["name"] == "boot"] == ["aborted"]
+    assert_manifest_verifies(folder)
+    assert_backup_untouched(report)
+
+
+def test_kill_9_leaves_a_lab_that_cleanup_reaps(reports: Path) -> None:
+    running = Running(str(SCENARIOS / "demo-web.yaml"), reports=reports)
+    running.wait_for("boot: started", timeout=120)
+    running.signal(signal.SIGKILL)
+    running.wait(timeout=30)
+    left = leftovers()
+    assert any(item.startswith("domain rdrill-") for item in left)
+    assert any(item.startswith("network rdrill-") for item in left)
+    assert not reports.exists() or not [p for p in reports.iterdir() if p.is_dir()]
+    cleanup = subprocess.run(command("cleanup"), capture_output=True, text=True, check=True)
+    for item in left:
+        assert f"removed {item}" in cleanup.stdout
