@@ -112,19 +112,27 @@ def schema() -> None:
 )  # fmt: skip
 @click.option("--keep", is_flag=True, help="Leave the lab up after the drill to look around.")
 @click.option(
+    "--signing-key", type=click.Path(path_type=Path, dir_okay=False),
+    default=lambda: os.environ.get("RESTORE_DRILL_SIGNING_KEY"),
+    help="Ed25519 key signing each manifest and the ledger head [env RESTORE_DRILL_SIGNING_KEY].",
+)  # fmt: skip
+@click.option(
     "--accelerator", type=click.Choice(["auto", "kvm", "tcg"]), default=None,
     help="Override the scenario's accelerator.",
 )  # fmt: skip
 def run(
     scenarios: tuple[Path, ...], var: tuple[str, ...], uri: str, reports: Path, keep: bool,
-    accelerator: str | None,
+    signing_key: Path | None, accelerator: str | None,
 ) -> None:  # fmt: skip
     """Run drills; write evidence for each, passed or not."""
     from harness.drill import DrillOptions, run_drill
+    from harness.evidence.index import build_index
+    from harness.evidence.signing import load_private
     from harness.evidence.writer import write_evidence
     from harness.interrupts import Interrupts
 
     loaded = _load_all(scenarios, var)
+    key = load_private(signing_key) if signing_key else None
     options = DrillOptions(uri=uri, keep=keep, accelerator=accelerator)
     worst = ExitCode.PASSED
     interrupts = Interrupts().install()
@@ -135,8 +143,9 @@ def run(
             outcome = run_drill(scenario, options, log, interrupts)
             result = outcome.result
             folder = write_evidence(
-                result, scenario.rendered, outcome.console_log, reports, scenario.secrets
+                result, scenario.rendered, outcome.console_log, reports, scenario.secrets, key
             )
+            build_index(reports)
             log(f"{result.verdict}: {result.reason}")
             log(f"evidence: {folder / 'report.html'}")
             if outcome.kept_hint:
@@ -173,6 +182,72 @@ def cleanup(uri: str, dry_run: bool) -> None:
     for item in removed:
         click.echo(f"removed {item}")
     click.echo(f"{len(removed)} object(s) removed" if removed else "nothing to clean up")
+
+
+@cli.command()
+@click.argument("reports", type=click.Path(path_type=Path, file_okay=False), default="reports")
+@click.option(
+    "--public-key", "public_keys", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+    help="Trust only this public key (repeatable); then every run must be signed.",
+)  # fmt: skip
+def verify(reports: Path, public_keys: tuple[Path, ...]) -> None:
+    """Check every manifest, file hash, the ledger chain and the signatures.
+
+    Exit 0 only when all holds; otherwise every problem is listed and the exit code is 1."""
+    from harness.evidence.signing import load_public
+    from harness.evidence.verify import verify_reports
+
+    if not reports.is_dir():
+        raise ConfigError(f"{reports}: no such reports folder")
+    pinned = [load_public(p.read_bytes(), str(p)) for p in public_keys] or None
+    found = verify_reports(reports, pinned)
+    for problem in found.problems:
+        click.echo(f"FAIL {problem}")
+    summary = f"{found.runs} run(s), {found.files} file(s), {found.signatures} signature(s) checked"
+    if found.ok:
+        click.echo(f"OK: {summary}; the ledger chain is intact")
+        if not pinned and found.signatures:
+            click.echo("note: signatures were checked against the keys stored in the reports "
+                       "folder; pass --public-key for independent assurance")  # fmt: skip
+        return
+    click.echo(f"verification FAILED: {len(found.problems)} problem(s); {summary}")
+    sys.exit(ExitCode.FAILED)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+def keygen(path: Path) -> None:
+    """Create an Ed25519 signing key (0600) and PATH.pub."""
+    from harness.evidence.signing import generate
+
+    click.echo(f"signing key {path} ({generate(path)}); public key {path}.pub")
+
+
+@cli.group()
+def report() -> None:
+    """Rebuild the history page, or print a report to PDF."""
+
+
+@report.command("index")
+@click.argument("reports", type=click.Path(path_type=Path, file_okay=False), default="reports")
+@click.option("--gap-days", type=float, default=30, show_default=True,
+              help="Flag scenarios whose last verified restore is older than this.")  # fmt: skip
+def report_index(reports: Path, gap_days: float) -> None:
+    """Rebuild REPORTS/index.html from the ledger."""
+    from harness.evidence.index import build_index
+
+    click.echo(str(build_index(reports, gap_days)))
+
+
+@report.command("pdf")
+@click.argument("run", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Output file (default: beside the run folder, RUN.pdf).")  # fmt: skip
+def report_pdf(run: Path, out: Path | None) -> None:
+    """Print a run's report.html to PDF (headless Chromium)."""
+    from harness.evidence.pdf import print_pdf
+
+    click.echo(str(print_pdf(run, out)))
 
 
 @cli.command()

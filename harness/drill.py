@@ -9,6 +9,7 @@ the moment the service is verified (or found broken).
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import platform
 import socket
@@ -173,12 +174,16 @@ class _Run:
             )  # fmt: skip
             result.lab = {
                 "lab_id": lab.lab_id, "network": made.network_name,
-                "network_xml": made.network_xml, "domain": made.domain_name,
+                "network_xml": made.network_xml,
+                "network_xml_sha256": hashlib.sha256(made.network_xml.encode()).hexdigest(),
+                "domain": made.domain_name,
                 "mac": made.mac, "accelerator": chosen,
             }  # fmt: skip
             phase.detail = f"lab {lab.lab_id}, {chosen}"
         with clock.phase("boot") as phase:
             lab.start()
+            wait = format_duration(scenario.vm.boot_timeout_s)
+            self.progress(f"boot: VM powered on, waiting up to {wait} for its DHCP lease")
             ip = hv.wait_for_lease(
                 made.domain_name, made.mac, scenario.vm.boot_timeout_s, self.interrupts.check
             )

@@ -7,6 +7,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from harness.durations import format_duration
+from harness.evidence.controls import CONTROLS
 
 _ENV = Environment(
     loader=PackageLoader("harness.evidence", "templates"),
@@ -38,4 +39,6 @@ def _timeline(phases: list[dict[str, Any]]) -> dict[str, Any]:
 
 def render_html(data: dict[str, Any]) -> str:
     """The report page for ``data`` (the redacted report.json tree)."""
-    return _ENV.get_template("report.html.j2").render(r=data, timeline=_timeline(data["phases"]))
+    return _ENV.get_template("report.html.j2").render(
+        r=data, timeline=_timeline(data["phases"]), controls=CONTROLS
+    )

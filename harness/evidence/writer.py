@@ -17,13 +17,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from harness.errors import InfraError
+from harness.evidence import ledger, signing
 from harness.evidence.html import render_html
 from harness.evidence.junit import render_junit
 from harness.evidence.model import RunResult
+from harness.evidence.verify import MANIFEST, MANIFEST_SIG, head_statement, manifest_statement
 from harness.redact import redact
-
-MANIFEST = "manifest.sha256"
 
 
 def redact_tree(value: Any, secrets: Iterable[str]) -> Any:
@@ -45,9 +47,10 @@ def run_folder_name(result: RunResult) -> str:
 
 def write_evidence(
     result: RunResult, rendered_scenario: str, console_log: bytes, reports: Path,
-    secrets: Iterable[str],
+    secrets: Iterable[str], signing_key: Ed25519PrivateKey | None = None,
 ) -> Path:  # fmt: skip
-    """Write the evidence folder and return its path; :class:`InfraError` if it cannot."""
+    """Write the evidence folder, record it in the ledger (signing manifest and ledger head
+    when a key is given) and rebuild the history page. :class:`InfraError` if it cannot."""
     secrets = tuple(secrets)
     name = run_folder_name(result)
     try:
@@ -76,12 +79,26 @@ def write_evidence(
         for filename, content in files.items():
             _write(partial / filename, content)
             lines.append(f"{hashlib.sha256(content).hexdigest()}  {filename}\n")
-        _write(partial / MANIFEST, "".join(lines).encode())
+        manifest = "".join(lines).encode()
+        _write(partial / MANIFEST, manifest)
+        manifest_sha256 = hashlib.sha256(manifest).hexdigest()
+        if signing_key is not None:
+            statement = manifest_statement(final.name, manifest_sha256)
+            _write(partial / MANIFEST_SIG, signing.signature(signing_key, statement))
+            signing.publish(signing_key, reports)
         partial.rename(final)
         _fsync_dir(reports)
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise InfraError(f"cannot write the report under {reports}: {exc.strerror}") from exc
+    sign_head = None
+    if signing_key is not None:
+        key = signing_key
+
+        def sign_head(seq: int, head: str) -> bytes:
+            return signing.signature(key, head_statement(seq, head))
+
+    ledger.append(reports, ledger.run_fields(data, manifest_sha256), sign_head)
     return final
 
 

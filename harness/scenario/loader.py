@@ -87,7 +87,10 @@ def load_scenario(path: Path, variables: Mapping[str, str] | None = None) -> mod
 
 
 def _parse_yaml(text: str, name: str) -> tuple[yaml.Node, Any]:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader rejects control characters already here
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem(name, None, "", f"YAML: {exc}")]) from None
     try:
         node = loader.get_single_node()
         if node is None:

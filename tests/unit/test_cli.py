@@ -78,10 +78,12 @@ def test_unreachable_libvirt_exits_3_with_how_to_start_it(
     assert proc.returncode == 3, proc.stderr
     assert "libvirtd -d" in proc.stderr
     assert "Traceback" not in proc.stderr
-    [folder] = list((tmp_path / "r").iterdir())  # an infrastructure failure is evidence too
+    [folder] = [p for p in (tmp_path / "r").iterdir() if p.is_dir()]  # evidence too
     report = json.loads((folder / "report.json").read_text())
     assert report["verdict"] == "ERROR"
     assert report["phases"][-1]["name"] == "prepare"
+    assert (tmp_path / "r" / "ledger.jsonl").read_text().count("\n") == 1
+    assert (tmp_path / "r" / "index.html").exists()
 
 
 def test_schema_is_json_schema() -> None:

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import paramiko
+import pytest
 
 from tests.vm.conftest import (
     DEMO,
@@ -67,6 +68,10 @@ def test_demo_web_drill_passes_with_evidence(reports: Path) -> None:
     assert "Debian GNU/Linux 12" in drill.file("console.log")
     assert "demo_ed25519" in drill.file("scenario.yaml")  # the path, never the key itself
     assert "PRIVATE KEY" not in "".join(p.read_text() for p in folder.iterdir())
+    verify = subprocess.run(command("verify", str(reports)), capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    assert verify.returncode == 0, verify.stdout
+    assert "demo-web" in (reports / "index.html").read_text()
 
 
 def test_demo_db_drill_passes_and_keep_leaves_a_reachable_lab(reports: Path) -> None:
@@ -112,16 +117,17 @@ def test_failing_check_exits_1_and_the_report_names_it(reports: Path) -> None:
     assert_backup_untouched(report)
 
 
-def test_sigterm_mid_boot_aborts_cleans_up_and_reports(reports: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_mid_boot_aborts_cleans_up_and_reports(reports: Path, sig: signal.Signals) -> None:
     running = Running(str(SCENARIOS / "demo-web.yaml"), reports=reports)
-    running.wait_for("boot: started", timeout=120)
+    running.wait_for("VM powered on", timeout=120)
     assert any("domain" in item for item in leftovers())  # the VM is really up
-    running.signal(signal.SIGTERM)
+    running.signal(sig)
     assert running.wait(timeout=120) == 130
     [folder] = [p for p in reports.iterdir() if p.is_dir()]
     report = json.loads((folder / "report.json").read_text())
     assert report["verdict"] == "ABORTED"
-    assert "SIGTERM" in report["reason"]
+    assert sig.name in report["reason"]
     assert [p["status"] for p in report["phases"] if p["name"] == "boot"] == ["aborted"]
     assert_manifest_verifies(folder)
     assert_backup_untouched(report)
@@ -129,7 +135,7 @@ def test_sigterm_mid_boot_aborts_cleans_up_and_reports(reports: Path) -> None:
 
 def test_kill_9_leaves_a_lab_that_cleanup_reaps(reports: Path) -> None:
     running = Running(str(SCENARIOS / "demo-web.yaml"), reports=reports)
-    running.wait_for("boot: started", timeout=120)
+    running.wait_for("VM powered on", timeout=120)
     running.signal(signal.SIGKILL)
     running.wait(timeout=30)
     left = leftovers()
@@ -139,3 +145,22 @@ def test_kill_9_leaves_a_lab_that_cleanup_reaps(reports: Path) -> None:
     cleanup = subprocess.run(command("cleanup"), capture_output=True, text=True, check=True)
     for item in left:
         assert f"removed {item}" in cleanup.stdout
+
+
+def test_boot_timeout_is_a_fail_naming_the_phase_with_console_evidence(
+    reports: Path, tmp_path: Path
+) -> None:
+    text = (SCENARIOS / "demo-web-broken.yaml").read_text()
+    scenario = tmp_path / "slow-boot.yaml"
+    scenario.write_text(text.replace("boot_timeout: 5m", "boot_timeout: 20s"))
+    drill = run_cli(str(scenario), reports=reports)
+    assert drill.exit_code == 1, drill.stderr
+    report = drill.report
+    assert report["verdict"] == "FAIL"
+    assert report["reason"].startswith("boot: no DHCP lease within 20s")
+    boot = [p for p in report["phases"] if p["name"] == "boot"]
+    assert boot[0]["status"] == "timeout"
+    assert 20 <= boot[0]["duration_s"] < 30  # bounded: no hang
+    assert drill.file("console.log")  # what the guest printed is evidence
+    assert report["checks"] == []
+    assert_backup_untouched(report)
