@@ -18,13 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness import __version__, qemu_img
 from harness.checks.declarative import run_check
+from harness.checks.isolation import probe_egress
 from harness.checks.session import testinfra_host
 from harness.checks.testfiles import run_testfiles
 from harness.durations import format_duration
@@ -94,7 +95,8 @@ class _Clock:
             raise
         finally:
             record.duration_s = round(self.elapsed() - record.start_s, 3)
-            record.status = status
+            if status != "ok":  # an exception decides; otherwise the body's own verdict stands
+                record.status = status
             detail = f" ({record.detail})" if record.detail else ""
             self.progress(f"{name}: {status} in {format_duration(record.duration_s)}{detail}")
 
@@ -188,6 +190,15 @@ class _Run:
                 made.domain_name, made.mac, scenario.vm.boot_timeout_s, self.interrupts.check
             )
             result.lab["ip"] = phase.detail = ip
+        host = self._in_guest(ip)
+        self.verified_at = clock.elapsed()
+        # Proof of isolation is the harness's own work, not part of the recovery: after the clock.
+        self._isolation(host)
+        _join(self.hasher, self.interrupts)
+
+    def _in_guest(self, ip: str) -> Any:
+        """ssh → settle → checks → testinfra; the testinfra host for later probes."""
+        scenario, clock, result = self.scenario, self.clock, self.result
         with clock.phase("ssh") as phase:
             login = scenario.login
             self.target = target = Target(ip, login.port, login.user, login.key_file)
@@ -197,8 +208,8 @@ class _Run:
         with clock.phase("settle") as phase:
             phase.detail = wait_until_settled(self.client, scenario.vm.settle_timeout_s)
             result.lab["system_state"] = phase.detail
+        host = testinfra_host(self.client, target.user, ip, target.port)
         with clock.phase("checks") as phase:
-            host = testinfra_host(self.client, target.user, ip, target.port)
             for spec in scenario.checks:
                 self._record(run_check(host, spec, ip))
             phase.detail = f"{sum(c.passed for c in result.checks)}/{len(result.checks)} passed"
@@ -209,8 +220,19 @@ class _Run:
                 for check in tests:
                     self._record(check)
                 phase.detail = f"{sum(c.passed for c in tests)}/{len(tests)} passed"
-        self.verified_at = clock.elapsed()
-        _join(self.hasher, self.interrupts)
+        return host
+
+    def _isolation(self, host: Any) -> None:
+        with self.clock.phase("isolation") as phase:
+            attempts = probe_egress(host, self.scenario.isolation_probe)
+            self.result.isolation = [asdict(a) for a in attempts]
+            leaks = [a for a in attempts if not a.isolated]
+            phase.detail = (
+                f"{len(attempts)} attempts to leave the lab, all blocked" if not leaks
+                else "NOT isolated: " + "; ".join(f"{a.target} {a.outcome}" for a in leaks)
+            )  # fmt: skip
+            if leaks:
+                phase.status = "failed"
 
     def _record(self, check: CheckResult) -> None:
         self.result.checks.append(check)
@@ -306,7 +328,8 @@ def _judge(
     else:
         result.rpo = TargetResult(targets.rpo_s, None, None, "restore point unknown")
     failed_checks = [c for c in result.checks if not c.passed]
-    service_ok = verified_at is not None and not failed_checks and failure is None
+    leaked = any(a["outcome"] != "blocked" for a in result.isolation)
+    service_ok = verified_at is not None and not failed_checks and failure is None and not leaked
     measured = round(verified_at, 1) if verified_at is not None else None
     if service_ok and measured is not None:
         result.rto = TargetResult(
@@ -336,6 +359,10 @@ def _judge(
         result.reason = f"infrastructure: {failure}"
         return
     reasons = [f"check '{c.name}' failed: {_first_line(c.observed)}" for c in failed_checks]
+    leaks = [a for a in result.isolation if a["outcome"] != "blocked"]
+    if leaks:
+        reasons.insert(0, "the lab is not isolated: " + ", ".join(
+            f"{a['target']} {a['outcome']}" for a in leaks))  # fmt: skip
     if backup is not None and backup.unchanged is False:
         reasons.insert(0, "the backup changed during the drill")
     if result.rto.passed is False and not failed_checks:

@@ -109,6 +109,7 @@ class RunResult:
     rpo: TargetResult | None = None
     phases: list[PhaseResult] = field(default_factory=list)
     checks: list[CheckResult] = field(default_factory=list)
+    isolation: list[dict[str, str]] = field(default_factory=list)  # egress attempts
     backup: BackupEvidence | None = None
     lab: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)

@@ -8,10 +8,12 @@ folder with a run's name is always complete. Every text passes redaction first.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import shutil
-from collections.abc import Iterable
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -70,8 +72,8 @@ def write_evidence(
         data = redact_tree(asdict(result), secrets)
         files = {
             "report.json": json.dumps(data, indent=2, sort_keys=False).encode() + b"\n",
-            "junit.xml": render_junit(data).encode(),
-            "report.html": render_html(data).encode(),
+            "junit.xml": _render(render_junit, data, _fallback_junit),
+            "report.html": _render(render_html, data, _fallback_html),
             "console.log": redact(console_log.decode("utf-8", "replace"), secrets).encode(),
             "scenario.yaml": redact(rendered_scenario, secrets).encode(),
         }
@@ -91,6 +93,9 @@ def write_evidence(
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise InfraError(f"cannot write the report under {reports}: {exc.strerror}") from exc
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # never a half-written run folder
+        raise
     sign_head = None
     if signing_key is not None:
         key = signing_key
@@ -100,6 +105,35 @@ def write_evidence(
 
     ledger.append(reports, ledger.run_fields(data, manifest_sha256), sign_head)
     return final
+
+
+def _render(
+    render: Callable[[dict[str, Any]], str], data: dict[str, Any],
+    fallback: Callable[[dict[str, Any], str], str],
+) -> bytes:  # fmt: skip
+    """One view of the report; if it fails (a bug of ours), a plain one naming the error,
+    so a failed drill's evidence is never lost to a template problem."""
+    try:
+        return render(data).encode()
+    except Exception as exc:
+        return fallback(data, f"{type(exc).__name__}: {exc}").encode()
+
+
+def _fallback_html(data: dict[str, Any], error: str) -> str:
+    return (
+        "<!doctype html><meta charset='utf-8'><title>restore drill report</title>"
+        f"<h1>{html.escape(data['verdict'])}: {html.escape(data['scenario'])}</h1>"
+        f"<p>{html.escape(data['reason'])}</p><p>The full page could not be rendered "
+        f"({html.escape(error)}); report.json holds all of this run's evidence.</p>"
+    )
+
+
+def _fallback_junit(data: dict[str, Any], error: str) -> str:
+    suite = ET.Element("testsuite", name=f"restore-drill.{data['scenario']}", tests="1",
+                       errors="1")  # fmt: skip
+    case = ET.SubElement(suite, "testcase", name="drill", classname=data["scenario"])
+    ET.SubElement(case, "error", message=f"{data['verdict']}: {data['reason']} ({error})")
+    return ET.tostring(suite, encoding="unicode")
 
 
 def _write(path: Path, content: bytes) -> None:

@@ -337,5 +337,6 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
         if tests
         else None,
         rendered=redact(rendered.text, rendered.secrets),
+        isolation_probe=tuple(data.get("isolation", {}).get("probe", [])),
         secrets=rendered.secrets,
     )

@@ -90,4 +90,5 @@ class Scenario:
     checks: tuple[CheckSpec, ...]
     testinfra: TestinfraSpec | None
     rendered: str
+    isolation_probe: tuple[str, ...] = ()
     secrets: frozenset[str] = field(default=frozenset(), repr=False)

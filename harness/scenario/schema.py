@@ -169,6 +169,19 @@ SCHEMA: dict[str, Any] = {
         },
         "checks": {"type": "array", "maxItems": 1000, "items": _check_schema()},
         "checks_timeout": {**_duration, "description": "default bound on each check"},
+        "isolation": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "probe": {
+                    "description": "extra host:port targets the guest must NOT reach "
+                    "(TEST-NET addresses are always tried)",
+                    "type": "array",
+                    "maxItems": 20,
+                    "items": {"type": "string", "pattern": r"^[0-9A-Za-z.:\[\]-]+:\d{1,5}$"},
+                }
+            },
+        },
         "testinfra": {
             "type": "object",
             "additionalProperties": False,

@@ -100,3 +100,30 @@ def test_unwritable_reports_folder_is_an_infra_error_and_leaves_nothing(tmp_path
     blocker.write_text("a file where the folder should be")
     with pytest.raises(InfraError, match="cannot write the report"):
         write(blocker)
+
+
+def test_a_broken_view_still_leaves_complete_evidence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(data: object) -> str:
+        raise KeyError("controls")
+
+    monkeypatch.setattr("harness.evidence.writer.render_html", broken)
+    folder = write(tmp_path)
+    page = (folder / "report.html").read_text()
+    assert "FAIL: unit-web" in page
+    assert "KeyError" in page
+    assert json.loads((folder / "report.json").read_text())["verdict"] == "FAIL"
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_an_unexpected_error_leaves_no_partial_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(path: Path, content: bytes) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("harness.evidence.writer._write", explode)
+    with pytest.raises(RuntimeError):
+        write(tmp_path)
+    assert list(tmp_path.iterdir()) == []
