@@ -17,6 +17,7 @@ import click
 from harness import __version__
 from harness.durations import format_duration
 from harness.errors import ConfigError, DrillError, ExitCode, ScenarioError
+from harness.redact import redact
 from harness.scenario.loader import load_scenario, parse_vars
 from harness.scenario.model import Scenario
 from harness.scenario.schema import SCHEMA
@@ -24,10 +25,12 @@ from harness.scenario.schema import SCHEMA
 DEFAULT_URI = "qemu:///system"
 
 
-def _log(prefix: str) -> Callable[[str], None]:
+def _log(prefix: str, secrets: Iterable[str] = ()) -> Callable[[str], None]:
+    secrets = tuple(secrets)
+
     def emit(message: str) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
-        click.echo(f"{stamp} {prefix}{message}", err=True)
+        click.echo(redact(f"{stamp} {prefix}{message}", secrets), err=True)
 
     return emit
 
@@ -138,7 +141,7 @@ def run(
     interrupts = Interrupts().install()
     try:
         for scenario in loaded:
-            log = _log(f"[{scenario.name}] ")
+            log = _log(f"[{scenario.name}] ", scenario.secrets)
             log(f"drill started ({scenario.source})")
             outcome = run_drill(scenario, options, log, interrupts)
             result = outcome.result

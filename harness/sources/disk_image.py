@@ -74,6 +74,12 @@ class DiskImageSource:
         image = qemu_img.info(path, self.spec.format)
         if self.spec.format not in ("auto", image.format):
             raise PhaseFailed("verify", f"the backup is {image.format}, not {self.spec.format}")
+        named = path.suffix.lower().lstrip(".")
+        if self.spec.format == "auto" and named in ("qcow2", "qcow") and image.format != "qcow2":
+            raise PhaseFailed(
+                "verify", f"{path.name} is named .{named} but holds no qcow2 header "
+                f"(read as {image.format}): the image is damaged",
+            )  # fmt: skip
         if image.format not in ("qcow2", "raw"):
             raise PhaseFailed("verify", f"unsupported image format {image.format}")
         summary = qemu_img.check(path, image.format)

@@ -91,7 +91,8 @@ class Running:
         )  # fmt: skip
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
 
     def _pump(self) -> None:
         assert self.proc.stderr is not None
@@ -114,7 +115,11 @@ class Running:
         self.proc.send_signal(sig)
 
     def wait(self, timeout: float = 120) -> int:
-        return self.proc.wait(timeout=timeout)
+        code = self.proc.wait(timeout=timeout)
+        self.pump.join(timeout=10)  # EOF once the process is gone
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        return code
 
 
 def leftovers() -> list[str]:
