@@ -75,7 +75,7 @@ class Hypervisor:
             raise LabError(f"cannot list libvirt networks: {_msg(exc)}") from exc
         for net in networks:
             try:
-                root = ET.fromstring(net.XMLDesc())
+                root = ET.fromstring(net.XMLDesc())  # nosec B314 - from libvirtd
             except libvirt.libvirtError:
                 continue
             for ip in root.iter("ip"):
@@ -163,7 +163,7 @@ class Hypervisor:
             if name.startswith(NAME_PREFIX):
                 overlay = None
                 try:
-                    meta = ET.fromstring(
+                    meta = ET.fromstring(  # nosec B314 - from libvirtd
                         dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
                     )
                     overlay = meta.get("overlay")
