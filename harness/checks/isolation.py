@@ -14,12 +14,12 @@ gateway that must be unreachable).
 from __future__ import annotations
 
 import shlex
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 DEFAULT_TARGETS = ("192.0.2.1:443", "198.51.100.1:80", "203.0.113.1:22")
 ATTEMPT_TIMEOUT_S = 4
+DNS_LABEL = "DNS example.org"
 
 
 @dataclass(frozen=True)
@@ -35,34 +35,55 @@ class Attempt:
         return self.outcome == "blocked"
 
 
-def _tcp(host: Any, target: str) -> Attempt:
-    address, _, port = target.rpartition(":")
-    script = f"exec 3<>/dev/tcp/{address}/{int(port)}"
-    cmd = f"timeout {ATTEMPT_TIMEOUT_S} bash -c {shlex.quote(script)}"
-    started = time.monotonic()
-    result = host.run(cmd)
-    took = time.monotonic() - started
-    message = (result.stderr.strip().splitlines() or [""])[-1].split(": ")[-1]
-    if result.rc == 0:
-        return Attempt(target, "connected", "a TCP connection was established")
-    if result.rc == 124:
+# One shell script, one SSH round trip: every attempt runs in parallel in the guest and prints
+# "target<TAB>exit status<TAB>seconds<TAB>last error line".
+_SCRIPT = """
+probe() {{
+  start=$(date +%s.%N)
+  err=$(timeout {limit} bash -c "$2" 2>&1 >/dev/null); rc=$?
+  took=$(echo "$(date +%s.%N) - $start" | awk '{{print $1 - $3}}')
+  printf '%s\\t%s\\t%s\\t%s\\n' "$1" "$rc" "$took" "$(printf '%s' "$err" | tail -n 1)"
+}}
+{calls}
+wait
+"""
+
+
+def _call(label: str, command: str) -> str:
+    return f"probe {shlex.quote(label)} {shlex.quote(command)} &"
+
+
+def _attempt(label: str, rc: int, took: str, message: str) -> Attempt:
+    detail = message.rsplit(": ", 1)[-1] or f"exit {rc}"
+    if label.startswith("DNS "):
+        if rc == 0:
+            return Attempt(label, "resolved", "a resolver answered")
+        if rc == 124:
+            return Attempt(label, "timeout", "the lookup hung: a resolver is reachable")
+        return Attempt(label, "blocked", "no resolver answered")
+    if rc == 0:
+        return Attempt(label, "connected", "a TCP connection was established")
+    if rc == 124:
         return Attempt(
-            target, "timeout", f"no answer within {ATTEMPT_TIMEOUT_S}s: packets left the guest"
+            label, "timeout", f"no answer within {ATTEMPT_TIMEOUT_S}s: packets left the guest"
         )
-    return Attempt(target, "blocked", f"{message or f'exit {result.rc}'} after {took:.1f}s")
-
-
-def _dns(host: Any) -> Attempt:
-    result = host.run(f"timeout {ATTEMPT_TIMEOUT_S} getent hosts example.org")
-    if result.rc == 0 and result.stdout.strip():
-        return Attempt("DNS example.org", "resolved", result.stdout.strip())
-    if result.rc == 124:
-        return Attempt("DNS example.org", "timeout", "the lookup hung: a resolver is reachable")
-    return Attempt("DNS example.org", "blocked", "no resolver answered")
+    return Attempt(label, "blocked", f"{detail} after {float(took or 0):.1f}s")
 
 
 def probe_egress(host: Any, extra_targets: tuple[str, ...] = ()) -> list[Attempt]:
-    """Every attempt to leave the lab, in order."""
-    attempts = [_tcp(host, t) for t in (*DEFAULT_TARGETS, *extra_targets)]
-    attempts.append(_dns(host))
-    return attempts
+    """Every attempt to leave the lab, in the order given."""
+    targets = (*DEFAULT_TARGETS, *extra_targets)
+    calls = [
+        _call(t, f"exec 3<>/dev/tcp/{t.rpartition(':')[0]}/{int(t.rpartition(':')[2])}")
+        for t in targets
+    ]
+    calls.append(_call(DNS_LABEL, "getent hosts example.org"))
+    script = _SCRIPT.format(limit=ATTEMPT_TIMEOUT_S, calls="\n".join(calls))
+    result = host.run(f"bash -c {shlex.quote(script)}")
+    seen: dict[str, Attempt] = {}
+    for line in result.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 4 and parts[1].isdigit():
+            seen[parts[0]] = _attempt(parts[0], int(parts[1]), parts[2], parts[3])
+    missing = Attempt("?", "timeout", f"the probe gave no answer ({result.stderr.strip()[:200]})")
+    return [seen.get(label, replace(missing, target=label)) for label in (*targets, DNS_LABEL)]

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
-from harness.durations import format_duration
 from harness.evidence.controls import CONTROLS
-
-_ENV = Environment(
-    loader=PackageLoader("harness.evidence", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_ENV.filters["duration"] = lambda s: "—" if s is None else format_duration(float(s))
+from harness.evidence.templating import PAGES
 
 TIMELINE_WIDTH = 720
 
@@ -39,6 +28,6 @@ def _timeline(phases: list[dict[str, Any]]) -> dict[str, Any]:
 
 def render_html(data: dict[str, Any]) -> str:
     """The report page for ``data`` (the redacted report.json tree)."""
-    return _ENV.get_template("report.html.j2").render(
+    return PAGES.get_template("report.html.j2").render(
         r=data, timeline=_timeline(data["phases"]), controls=CONTROLS
     )

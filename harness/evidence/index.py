@@ -14,23 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from harness.durations import format_duration
 from harness.evidence import ledger
+from harness.evidence.templating import PAGES
 
 INDEX = "index.html"
 DEFAULT_GAP_DAYS = 30
-
-_ENV = Environment(
-    loader=PackageLoader("harness.evidence", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_ENV.filters["duration"] = lambda s: "—" if s is None else format_duration(float(s))
 
 
 @dataclass
@@ -104,7 +94,7 @@ def build_index(reports: Path, gap_days: float = DEFAULT_GAP_DAYS) -> Path:
             "history": h, "verified": verified, "days": days,
             "gap": days is None or days > gap_days,
         })  # fmt: skip
-    html = _ENV.get_template("index.html.j2").render(
+    html = PAGES.get_template("index.html.j2").render(
         rows=rows, runs=list(reversed(runs)), chart=_rto_chart(histories) if runs else "",
         generated=now.replace(microsecond=0).isoformat(), gap_days=gap_days,
         total=len(runs), passed=sum(r["verdict"] == "PASS" for r in runs),

@@ -92,13 +92,7 @@ class Hypervisor:
 
     def destroy_network(self, name: str) -> bool:
         """Remove a network; False if it was already gone."""
-        try:
-            self._conn.networkLookupByName(name).destroy()
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() in _GONE:
-                return False
-            raise LabError(f"cannot remove network {name}: {_msg(exc)}") from exc
-        return True
+        return _destroy(lambda: self._conn.networkLookupByName(name), f"network {name}")
 
     # -- domains ----------------------------------------------------------------------------
     def create_domain(self, xml: str) -> None:
@@ -110,13 +104,7 @@ class Hypervisor:
 
     def destroy_domain(self, name: str) -> bool:
         """Power off a domain (transient: that removes it); False if already gone."""
-        try:
-            self._conn.lookupByName(name).destroy()
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() in (*_GONE, libvirt.VIR_ERR_OPERATION_INVALID):
-                return False
-            raise LabError(f"cannot remove VM {name}: {_msg(exc)}") from exc
-        return True
+        return _destroy(lambda: self._conn.lookupByName(name), f"VM {name}")
 
     def wait_for_lease(
         self, name: str, mac: str, timeout_s: float, cancelled: Callable[[], None]
@@ -176,6 +164,17 @@ class Hypervisor:
             if n.name().startswith(NAME_PREFIX)
         ]
         return found
+
+
+def _destroy(lookup: Callable[[], Any], what: str) -> bool:
+    """Destroy the object ``lookup`` finds; False if it was gone (or already stopped)."""
+    try:
+        lookup().destroy()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in (*_GONE, libvirt.VIR_ERR_OPERATION_INVALID):
+            return False
+        raise LabError(f"cannot remove {what}: {_msg(exc)}") from exc
+    return True
 
 
 def lab_id_of(name: str) -> str:
