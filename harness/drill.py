@@ -229,7 +229,7 @@ class _Run:
             leaks = [a for a in attempts if not a.isolated]
             phase.detail = (
                 f"{len(attempts)} attempts to leave the lab, all blocked" if not leaks
-                else "NOT isolated: " + "; ".join(f"{a.target} {a.outcome}" for a in leaks)
+                else "not proven isolated: " + "; ".join(f"{a.target} {a.outcome}" for a in leaks)
             )  # fmt: skip
             if leaks:
                 phase.status = "failed"
@@ -361,8 +361,9 @@ def _judge(
     reasons = [f"check '{c.name}' failed: {_first_line(c.observed)}" for c in failed_checks]
     leaks = [a for a in result.isolation if a["outcome"] != "blocked"]
     if leaks:
-        reasons.insert(0, "the lab is not isolated: " + ", ".join(
-            f"{a['target']} {a['outcome']}" for a in leaks))  # fmt: skip
+        proven = any(a["outcome"] != "unproven" for a in leaks)
+        what = "the lab is not isolated" if proven else "the lab's isolation could not be proven"
+        reasons.insert(0, f"{what}: " + ", ".join(f"{a['target']} {a['outcome']}" for a in leaks))
     if backup is not None and backup.unchanged is False:
         reasons.insert(0, "the backup changed during the drill")
     if result.rto.passed is False and not failed_checks:

@@ -4,7 +4,8 @@ Each target is tried with a short TCP connect (bash's /dev/tcp, bounded by ``tim
 DNS lookup is attempted. In an isolated lab every attempt fails at once: no route, refused
 or rejected. A connection that succeeds means the lab is not isolated; an attempt that hangs
 until the timeout means packets left the guest toward a network that silently dropped them,
-which is not isolation either. Either fails the drill. The attempts are the evidence.
+which is not isolation either. A guest without bash or getent cannot be probed: isolation is
+then unproven. Each of these fails the drill. The attempts are the evidence.
 
 Default targets are TEST-NET addresses (RFC 5737): reserved for documentation, routed
 nowhere, so a probe can never touch a real host. Scenarios add their own (e.g. a production
@@ -27,7 +28,7 @@ class Attempt:
     """One try to leave the lab, as the guest saw it."""
 
     target: str
-    outcome: str  # blocked | connected | timeout | resolved
+    outcome: str  # blocked | connected | timeout | resolved | unproven (no bash/getent)
     detail: str
 
     @property
@@ -55,6 +56,8 @@ def _call(label: str, command: str) -> str:
 
 def _attempt(label: str, rc: int, took: str, message: str) -> Attempt:
     detail = message.rsplit(": ", 1)[-1] or f"exit {rc}"
+    if rc in (126, 127):  # the tool could not run: a failed attempt that proves nothing
+        return Attempt(label, "unproven", f"the probe could not run in the guest: {message}")
     if label.startswith("DNS "):
         if rc == 0:
             return Attempt(label, "resolved", "a resolver answered")
