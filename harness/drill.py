@@ -30,14 +30,21 @@ from harness.checks.session import testinfra_host
 from harness.checks.testfiles import run_testfiles
 from harness.durations import format_duration
 from harness.errors import Aborted, DrillError, ExitCode, PhaseFailed, PhaseTimeout
-from harness.evidence.model import CheckResult, PhaseResult, RunResult, TargetResult, Verdict
+from harness.evidence.model import (
+    BackupEvidence,
+    CheckResult,
+    PhaseResult,
+    RunResult,
+    TargetResult,
+    Verdict,
+)
 from harness.interrupts import Interrupts
 from harness.lab import accel
 from harness.lab.hypervisor import Hypervisor
 from harness.lab.lifecycle import Lab, reap, state_root
 from harness.remote.ssh import Target, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Scenario
-from harness.sources import open_source
+from harness.sources import Source, open_source
 
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
 
@@ -98,7 +105,8 @@ class _Clock:
             if status != "ok":  # an exception decides; otherwise the body's own verdict stands
                 record.status = status
             detail = f" ({record.detail})" if record.detail else ""
-            self.progress(f"{name}: {status} in {format_duration(record.duration_s)}{detail}")
+            took = format_duration(record.duration_s)
+            self.progress(f"{name}: {record.status} in {took}{detail}")
 
 
 def run_drill(
@@ -267,14 +275,15 @@ class _Run:
 
 
 def _start_hashing(
-    source: object, evidence: object, result: RunResult, clock: _Clock, errors: list[BaseException]
-) -> threading.Thread:
+    source: Source, evidence: BackupEvidence, result: RunResult, clock: _Clock,
+    errors: list[BaseException],
+) -> threading.Thread:  # fmt: skip
     record = PhaseResult("hash", round(clock.elapsed(), 3), 0.0, "ok", concurrent=True)
     result.phases.append(record)
 
     def work() -> None:
         try:
-            source.hash(evidence)  # type: ignore[attr-defined]
+            source.hash(evidence)
             record.detail = "sha256 of the backup"
         except DrillError as exc:
             record.status, record.detail = "failed", str(exc)
