@@ -44,7 +44,7 @@ from harness.lab.hypervisor import Hypervisor
 from harness.lab.lifecycle import Lab, reap, state_root
 from harness.remote.ssh import Target, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Scenario
-from harness.sources import Source, open_source
+from harness.sources import HashCancelled, Source, open_source
 
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
 
@@ -139,6 +139,7 @@ class _Run:
         self.client: Any = None
         self.target: Target | None = None
         self.hasher: threading.Thread | None = None
+        self.stop_hashing = threading.Event()
         self.hash_errors: list[BaseException] = []
         self.failure: BaseException | None = None
         self.verified_at: float | None = None
@@ -167,7 +168,9 @@ class _Run:
             evidence, image = self.source.verify()
             result.backup = evidence
             phase.detail = f"{image.format}, {evidence.image_check}"
-        self.hasher = _start_hashing(self.source, evidence, result, clock, self.hash_errors)
+        self.hasher = _start_hashing(
+            self.source, evidence, result, clock, self.hash_errors, self.stop_hashing
+        )
         with clock.phase("prepare") as phase:
             self.hv = hv = Hypervisor(self.options.uri)
             result.environment.update(libvirt=hv.version(), qemu=accel.qemu_version())
@@ -265,7 +268,9 @@ class _Run:
         if self.hv is not None:
             self.hv.close()
         if self.hasher is not None:
-            self.hasher.join()  # bounded by the file size; needed before comparing hashes
+            if isinstance(self.failure, Aborted) or self.interrupts.received:
+                self.stop_hashing.set()  # no waiting for a long hash; stat still proves it
+            self.hasher.join()
         backup = self.result.backup
         if backup is not None and backup.identity_before is not None:
             try:
@@ -276,15 +281,17 @@ class _Run:
 
 def _start_hashing(
     source: Source, evidence: BackupEvidence, result: RunResult, clock: _Clock,
-    errors: list[BaseException],
+    errors: list[BaseException], stop: threading.Event,
 ) -> threading.Thread:  # fmt: skip
     record = PhaseResult("hash", round(clock.elapsed(), 3), 0.0, "ok", concurrent=True)
     result.phases.append(record)
 
     def work() -> None:
         try:
-            source.hash(evidence)
+            source.hash(evidence, stop)
             record.detail = "sha256 of the backup"
+        except HashCancelled:
+            record.status, record.detail = "aborted", "not finished: the drill was aborted"
         except DrillError as exc:
             record.status, record.detail = "failed", str(exc)
             errors.append(exc)

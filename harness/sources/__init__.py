@@ -4,6 +4,7 @@ lazily, so a new kind of backup is one new module and one line here."""
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Protocol
 
 from harness.evidence.model import BackupEvidence
@@ -15,6 +16,10 @@ REGISTRY: dict[str, str] = {
 }
 
 
+class HashCancelled(Exception):
+    """The drill was aborted while the backup was being hashed."""
+
+
 class Source(Protocol):
     """A backup the lab can boot: inspected and checked first, then handed to the lab."""
 
@@ -22,8 +27,10 @@ class Source(Protocol):
         """Check the backup is readable and sound; its evidence and the disk image to boot."""
         ...
 
-    def hash(self, evidence: BackupEvidence) -> None:
-        """Hash the backup into ``evidence`` (runs beside the boot); fail on a mismatch."""
+    def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
+        """Hash the backup into ``evidence`` (runs beside the boot); fail on a mismatch.
+
+        Must return soon after ``stop`` is set (the drill was aborted)."""
         ...
 
     def confirm_unchanged(self, evidence: BackupEvidence) -> None:

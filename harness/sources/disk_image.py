@@ -7,6 +7,7 @@ import hashlib
 import os
 import pwd
 import stat
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from harness import qemu_img
 from harness.errors import PhaseFailed
 from harness.evidence.model import BackupEvidence, FileIdentity
 from harness.scenario.model import BackupSpec
+from harness.sources import HashCancelled
 
 HASH_CHUNK = 4 * 1024 * 1024
 
@@ -46,14 +48,19 @@ def _group(gid: int) -> str:
         return str(gid)
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in large chunks (OpenSSL does the hashing, off the GIL)."""
+def sha256_file(path: Path, stop: threading.Event | None = None) -> str:
+    """SHA-256 of a file, read in large chunks (OpenSSL does the hashing, off the GIL).
+
+    Setting ``stop`` ends it within one chunk: an aborted drill does not wait for a long hash.
+    """
     digest = hashlib.sha256()
     try:
         with path.open("rb", buffering=0) as fh:
             buffer = bytearray(HASH_CHUNK)
             view = memoryview(buffer)
             while n := fh.readinto(buffer):
+                if stop is not None and stop.is_set():
+                    raise HashCancelled(str(path))
                 digest.update(view[:n])
     except OSError as exc:
         raise PhaseFailed("verify", f"cannot read the backup {path}: {exc.strerror}") from exc
@@ -95,9 +102,9 @@ class DiskImageSource:
         )  # fmt: skip
         return evidence, image
 
-    def hash(self, evidence: BackupEvidence) -> None:
+    def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
         """Hash the backup (runs beside the boot); a mismatch with the scenario fails."""
-        evidence.sha256 = sha256_file(self.spec.path)
+        evidence.sha256 = sha256_file(self.spec.path, stop)
         if evidence.sha256_expected and evidence.sha256 != evidence.sha256_expected:
             raise PhaseFailed(
                 "verify",
@@ -107,10 +114,11 @@ class DiskImageSource:
 
     def confirm_unchanged(self, evidence: BackupEvidence) -> None:
         evidence.identity_after = identity(self.spec.path)
-        evidence.unchanged_by = self.spec.verify_after
         same_stat = evidence.identity_after == evidence.identity_before
         if self.spec.verify_after == "hash" and evidence.sha256:
             evidence.sha256_after = sha256_file(self.spec.path)
             evidence.unchanged = same_stat and evidence.sha256_after == evidence.sha256
-        else:
+            evidence.unchanged_by = "hash"
+        else:  # by choice, or because an aborted drill never finished the first hash
             evidence.unchanged = same_stat
+            evidence.unchanged_by = "stat"

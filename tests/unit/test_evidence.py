@@ -127,3 +127,21 @@ def test_an_unexpected_error_leaves_no_partial_folder(
     with pytest.raises(RuntimeError):
         write(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hashing_stops_promptly_when_asked(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from harness.sources import HashCancelled
+    from harness.sources.disk_image import sha256_file
+
+    big = tmp_path / "big.raw"
+    with big.open("wb") as fh:
+        fh.truncate(8 << 30)  # 8 GiB sparse: several seconds to hash in full
+    stop = threading.Event()
+    stop.set()
+    started = time.monotonic()
+    with pytest.raises(HashCancelled):
+        sha256_file(big, stop)
+    assert time.monotonic() - started < 1
