@@ -13,7 +13,7 @@ from typing import Any
 import libvirt
 
 from harness.errors import InfraError, LabError, PhaseFailed, PhaseTimeout
-from harness.lab.xml import METADATA_NS, NAME_PREFIX
+from harness.lab.xml import NAME_PREFIX
 
 # libvirt prints every error to stderr by default; we translate them instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -33,7 +33,6 @@ class LabObject:
     kind: str  # "domain" | "network"
     name: str
     lab_id: str
-    overlay: str | None = None
 
 
 class Hypervisor:
@@ -140,24 +139,16 @@ class Hypervisor:
     # -- finding what we left behind ---------------------------------------------------------
     def lab_objects(self) -> list[LabObject]:
         """Every domain and network carrying restore-drill's name prefix."""
-        found: list[LabObject] = []
         try:
             domains = self._conn.listAllDomains()
             networks = self._conn.listAllNetworks()
         except libvirt.libvirtError as exc:
             raise LabError(f"cannot list libvirt objects: {_msg(exc)}") from exc
-        for dom in domains:
-            name = dom.name()
-            if name.startswith(NAME_PREFIX):
-                overlay = None
-                try:
-                    meta = ET.fromstring(  # nosec B314 - from libvirtd
-                        dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
-                    )
-                    overlay = meta.get("overlay")
-                except libvirt.libvirtError:
-                    pass
-                found.append(LabObject("domain", name, lab_id_of(name), overlay))
+        found = [
+            LabObject("domain", d.name(), lab_id_of(d.name()))
+            for d in domains
+            if d.name().startswith(NAME_PREFIX)
+        ]
         found += [
             LabObject("network", n.name(), lab_id_of(n.name()))
             for n in networks
