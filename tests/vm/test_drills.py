@@ -156,16 +156,18 @@ def test_boot_timeout_is_a_fail_naming_the_phase_with_console_evidence(
 ) -> None:
     text = (SCENARIOS / "demo-web-broken.yaml").read_text()
     scenario = tmp_path / "slow-boot.yaml"
-    scenario.write_text(text.replace("boot_timeout: 5m", "boot_timeout: 20s"))
+    # 3 s is shorter than any real boot (firmware and boot loader alone take longer): the
+    # wait must run out, however fast this machine boots guests.
+    scenario.write_text(text.replace("boot_timeout: 5m", "boot_timeout: 3s"))
     drill = run_cli(str(scenario), reports=reports)
     assert drill.exit_code == 1, drill.stderr
     report = drill.report
     assert report["verdict"] == "FAIL"
-    assert report["reason"].startswith("boot: no DHCP lease within 20s")
+    assert report["reason"].startswith("boot: no DHCP lease within 3s")
     boot = [p for p in report["phases"] if p["name"] == "boot"]
     assert boot[0]["status"] == "timeout"
-    assert 20 <= boot[0]["duration_s"] < 30  # bounded: no hang
-    # What the guest printed (maybe nothing yet at 20 s under TCG) is evidence either way.
+    assert 3 <= boot[0]["duration_s"] < 10  # bounded: no hang
+    # What the guest printed (maybe nothing yet at 3 s) is evidence either way.
     assert drill.file("console.log") == report["console_tail"]
     assert report["checks"] == []
     assert_backup_untouched(report)
