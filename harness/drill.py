@@ -344,8 +344,8 @@ def _judge(
     else:
         result.rpo = TargetResult(targets.rpo_s, None, None, "restore point unknown")
     failed_checks = [c for c in result.checks if not c.passed]
-    leaked = any(a["outcome"] != "blocked" for a in result.isolation)
-    service_ok = verified_at is not None and not failed_checks and failure is None and not leaked
+    leaks = [a for a in result.isolation if a["outcome"] != "blocked"]
+    service_ok = verified_at is not None and not failed_checks and failure is None and not leaks
     measured = round(verified_at, 1) if verified_at is not None else None
     if service_ok and measured is not None:
         result.rto = TargetResult(
@@ -375,7 +375,6 @@ def _judge(
         result.reason = f"infrastructure: {failure}"
         return
     reasons = [f"check '{c.name}' failed: {_first_line(c.observed)}" for c in failed_checks]
-    leaks = [a for a in result.isolation if a["outcome"] != "blocked"]
     if leaks:
         proven = any(a["outcome"] != "unproven" for a in leaks)
         what = "the lab is not isolated" if proven else "the lab's isolation could not be proven"

@@ -81,7 +81,8 @@ def run_testfiles(
 
 def _parse_junit(path: Path) -> list[CheckResult]:
     results = []
-    for case in ET.parse(path).getroot().iter("testcase"):  # nosec B314 - our pytest child wrote it
+    # B314: our pytest child wrote it
+    for case in ET.parse(path).getroot().iter("testcase"):  # nosec B314
         problem = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
         module = case.get("classname", "").rpartition(".")[2] or "tests"
         name = f"{module}::{case.get('name')}"

@@ -67,19 +67,21 @@ def _rto_chart(histories: list[ScenarioHistory]) -> Markup:
             chart.add(f"{history.name} RTO target", targets, stroke_style={"dasharray": "4,3"})
     ET.register_namespace("", "http://www.w3.org/2000/svg")  # inline SVG: no ns0: prefixes
     ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
-    root = ET.fromstring(chart.render(is_unicode=True))  # nosec B314 - pygal output
+    # B314: pygal output
+    root = ET.fromstring(chart.render(is_unicode=True))  # nosec B314
     for parent in list(root.iter()):
         for child in list(parent):
             if child.tag.endswith("script"):  # the page runs no script (its CSP forbids it)
                 parent.remove(child)
-    return Markup(ET.tostring(root, encoding="unicode"))  # nosec B704  # noqa: S704 - built by pygal, escaped by ElementTree
+    # S704/B704: built by pygal, escaped by ElementTree
+    return Markup(ET.tostring(root, encoding="unicode"))  # noqa: S704  # nosec B704
 
 
 def build_index(reports: Path, gap_days: float = DEFAULT_GAP_DAYS) -> Path:
     """Write ``reports/index.html`` atomically; its path."""
     now = datetime.now(UTC)
     entries = [ledger.parse(line) for line in ledger.read_lines(reports)]
-    pruned = {e["run_id"] for e in entries if e.get("kind") == "pruned"}
+    pruned = ledger.pruned_runs(entries)
     runs = [e for e in entries if e.get("kind") == "run"]
     by_scenario: dict[str, ScenarioHistory] = {}
     for run in runs:

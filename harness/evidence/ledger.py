@@ -84,6 +84,11 @@ def parse(line: bytes) -> dict[str, Any]:
 HeadSigner = Callable[[int, str], bytes]
 
 
+def pruned_runs(entries: list[dict[str, Any]]) -> set[str]:
+    """Run ids that retention removed on purpose (recorded, not missing)."""
+    return {str(e["run_id"]) for e in entries if e.get("kind") == "pruned"}
+
+
 def append(reports: Path, fields: dict[str, Any], sign_head: HeadSigner | None = None) -> Entry:
     """Append an entry for ``fields`` (all of :class:`Entry` but ``seq`` and ``prev``).
 

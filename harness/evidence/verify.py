@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -51,8 +52,9 @@ def verify_reports(reports: Path, pinned: list[Ed25519PublicKey] | None = None) 
     """Verify a reports folder; ``pinned`` keys replace the ones stored beside the reports."""
     out = Verification()
     keys = {signing.fingerprint(k): k for k in pinned} if pinned else signing.known_keys(reports)
-    entries = _check_chain(reports, out)
-    pruned = {e["run_id"] for e in entries if e.get("kind") == "pruned"}
+    lines = ledger.read_lines(reports)
+    entries = _check_chain(lines, out)
+    pruned = ledger.pruned_runs(entries)
     recorded: set[str] = set()
     for entry in entries:
         if entry.get("kind") != "run":
@@ -65,14 +67,14 @@ def verify_reports(reports: Path, pinned: list[Ed25519PublicKey] | None = None) 
     for folder in sorted(reports.iterdir()) if reports.is_dir() else []:
         if folder.is_dir() and RUN_FOLDER.match(folder.name) and folder.name not in recorded:
             out.problems.append(f"{folder.name}: run folder not recorded in the ledger")
-    _check_head(reports, entries, keys, pinned, out)
+    _check_head(reports, lines, keys, pinned, out)
     return out
 
 
-def _check_chain(reports: Path, out: Verification) -> list[dict[str, object]]:
+def _check_chain(lines: list[bytes], out: Verification) -> list[dict[str, Any]]:
     entries = []
     prev = ledger.GENESIS
-    for number, line in enumerate(ledger.read_lines(reports), start=1):
+    for number, line in enumerate(lines, start=1):
         try:
             entry = ledger.parse(line)
         except ValueError:
@@ -96,7 +98,7 @@ def _check_chain(reports: Path, out: Verification) -> list[dict[str, object]]:
 
 
 def _check_run(
-    reports: Path, entry: dict[str, object], keys: dict[str, Ed25519PublicKey],
+    reports: Path, entry: dict[str, Any], keys: dict[str, Ed25519PublicKey],
     pinned: list[Ed25519PublicKey] | None, out: Verification,
 ) -> None:  # fmt: skip
     run_id, manifest_hash = str(entry.get("run_id")), str(entry.get("manifest_sha256"))
@@ -110,7 +112,8 @@ def _check_run(
     except OSError:
         out.problems.append(f"{run_id}/{MANIFEST}: missing")
         return
-    if hashlib.sha256(manifest).hexdigest() != manifest_hash:
+    actual_manifest_hash = hashlib.sha256(manifest).hexdigest()
+    if actual_manifest_hash != manifest_hash:
         out.problems.append(f"{run_id}/{MANIFEST}: differs from the ledger's record (edited)")
     listed = set()
     for line in manifest.decode(errors="replace").splitlines():
@@ -130,7 +133,7 @@ def _check_run(
             out.problems.append(f"{run_id}/{extra}: not in the manifest (added afterwards)")
     sig = folder / MANIFEST_SIG
     if sig.exists():
-        statement = manifest_statement(run_id, hashlib.sha256(manifest).hexdigest())
+        statement = manifest_statement(run_id, actual_manifest_hash)
         if problem := signing.check(sig.read_bytes(), statement, keys):
             out.problems.append(f"{run_id}/{MANIFEST_SIG}: {problem}")
         else:
@@ -139,7 +142,7 @@ def _check_run(
         out.problems.append(f"{run_id}: manifest is not signed")
 
 
-def _check_entry_matches_report(folder: Path, entry: dict[str, object], out: Verification) -> None:
+def _check_entry_matches_report(folder: Path, entry: dict[str, Any], out: Verification) -> None:
     """The ledger's summary must agree with the (manifest-covered) report.json."""
     try:
         report = json.loads((folder / "report.json").read_text())
@@ -154,7 +157,7 @@ def _check_entry_matches_report(folder: Path, entry: dict[str, object], out: Ver
 
 
 def _check_head(
-    reports: Path, entries: list[dict[str, object]], keys: dict[str, Ed25519PublicKey],
+    reports: Path, lines: list[bytes], keys: dict[str, Ed25519PublicKey],
     pinned: list[Ed25519PublicKey] | None, out: Verification,
 ) -> None:  # fmt: skip
     sig = reports / LEDGER_SIG
@@ -162,7 +165,6 @@ def _check_head(
         if pinned:
             out.problems.append(f"{LEDGER_SIG}: missing: the ledger head is not signed")
         return
-    lines = ledger.read_lines(reports)
     head = ledger.line_hash(lines[-1]) if lines else ledger.GENESIS
     statement = head_statement(len(lines), head)
     problem = signing.check(sig.read_bytes(), statement, keys)

@@ -74,7 +74,8 @@ class Hypervisor:
             raise LabError(f"cannot list libvirt networks: {_msg(exc)}") from exc
         for net in networks:
             try:
-                root = ET.fromstring(net.XMLDesc())  # nosec B314 - from libvirtd
+                # B314: from libvirtd
+                root = ET.fromstring(net.XMLDesc())  # nosec B314
             except libvirt.libvirtError:
                 continue
             for ip in root.iter("ip"):

@@ -150,7 +150,8 @@ def wait_until_settled(client: paramiko.SSHClient, timeout_s: float) -> str:
 
 def _exec(client: paramiko.SSHClient, command: str, timeout_s: float) -> tuple[str, int]:
     try:
-        _, stdout, _ = client.exec_command(command, timeout=timeout_s)  # nosec B601 - fixed command
+        # B601: fixed command
+        _, stdout, _ = client.exec_command(command, timeout=timeout_s)  # nosec B601
         output = stdout.read().decode(errors="replace").strip()
         return output, stdout.channel.recv_exit_status()
     except (OSError, paramiko.SSHException) as exc:
