@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,24 +17,14 @@ from typing import Any
 import click
 
 from harness import __version__
-from harness.durations import format_duration
+from harness.durations import format_duration, parse_duration
 from harness.errors import ConfigError, DrillError, ExitCode, ScenarioError
-from harness.redact import redact
+from harness.output.events import Event, Sink
 from harness.scenario.loader import load_scenario, parse_vars
 from harness.scenario.model import Scenario
 from harness.scenario.schema import SCHEMA
 
 DEFAULT_URI = "qemu:///system"
-
-
-def _log(prefix: str, secrets: Iterable[str] = ()) -> Callable[[str], None]:
-    secrets = tuple(secrets)
-
-    def emit(message: str) -> None:
-        stamp = datetime.now(UTC).strftime("%H:%M:%S")
-        click.echo(redact(f"{stamp} {prefix}{message}", secrets), err=True)
-
-    return emit
 
 
 def _scenario_files(paths: Iterable[Path]) -> list[Path]:
@@ -67,9 +59,32 @@ def _load_all(paths: Iterable[Path], var: tuple[str, ...]) -> list[Scenario]:
     return scenarios
 
 
+class _Duration(click.ParamType):  # type: ignore[type-arg]
+    """``90s``, ``15m``, ``400d`` on the command line, as in scenario files."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _Duration()
+
 var_option = click.option(
     "--var", "var", multiple=True, metavar="KEY=VALUE",
     help="Template variable for the scenario (repeatable).",
+)  # fmt: skip
+reports_option = click.option(
+    "--reports", type=click.Path(path_type=Path, file_okay=False),
+    default=lambda: os.environ.get("RESTORE_DRILL_REPORTS", "reports"), show_default="reports",
+    help="Folder for evidence (one dated sub-folder per run) [env RESTORE_DRILL_REPORTS].",
 )  # fmt: skip
 uri_option = click.option(
     "--connect", "uri", default=lambda: os.environ.get("LIBVIRT_DEFAULT_URI", DEFAULT_URI),
@@ -108,11 +123,7 @@ def schema() -> None:
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(path_type=Path))
 @var_option
 @uri_option
-@click.option(
-    "--reports", type=click.Path(path_type=Path, file_okay=False),
-    default=lambda: os.environ.get("RESTORE_DRILL_REPORTS", "reports"), show_default="reports",
-    help="Folder for evidence (one dated sub-folder per run).",
-)  # fmt: skip
+@reports_option
 @click.option("--keep", is_flag=True, help="Leave the lab up after the drill to look around.")
 @click.option(
     "--signing-key", type=click.Path(path_type=Path, dir_okay=False),
@@ -123,47 +134,89 @@ def schema() -> None:
     "--accelerator", type=click.Choice(["auto", "kvm", "tcg"]), default=None,
     help="Override the scenario's accelerator.",
 )  # fmt: skip
+@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Drill up to N scenarios at once (each in its own process), as host memory "
+                   "allows.")  # fmt: skip
+@click.option("--sample", type=click.IntRange(1), default=None, metavar="N",
+              help="Drill only N scenarios picked at random from those given.")  # fmt: skip
+@click.option("--seed", type=int, default=None,
+              help="Seed for --sample (logged, to repeat a pick).")  # fmt: skip
+@click.option("--wait-lock", type=DURATION, default="0s", show_default=True,
+              help="How long to wait for a scenario another run is drilling; then skip it "
+                   "(exit 75).")  # fmt: skip
+@click.option("--log-format", type=click.Choice(["auto", "live", "text", "json"]), default="auto",
+              show_default=True,
+              help="auto: live display on a terminal, text lines otherwise.")  # fmt: skip
+@click.option(
+    "--notify", "notify_file", type=click.Path(path_type=Path, dir_okay=False),
+    default=lambda: os.environ.get("RESTORE_DRILL_NOTIFY"),
+    help="Notification config (email, webhook, Prometheus textfile) [env RESTORE_DRILL_NOTIFY].",
+)  # fmt: skip
 def run(
     scenarios: tuple[Path, ...], var: tuple[str, ...], uri: str, reports: Path, keep: bool,
-    signing_key: Path | None, accelerator: str | None,
+    signing_key: Path | None, accelerator: str | None, parallel: int, sample: int | None,
+    seed: int | None, wait_lock: float, log_format: str, notify_file: Path | None,
 ) -> None:  # fmt: skip
-    """Run drills; write evidence for each, passed or not."""
-    from harness.drill import DrillOptions, run_drill
-    from harness.evidence.index import build_index
+    """Run drills; write evidence for each, passed or not.
+
+    Exit code: the worst of all drills (0 all verified, 1 a drill failed, 2 bad input,
+    3 infrastructure error, 75 a scenario was skipped because another run held it,
+    130 interrupted)."""
+    from harness import batch
+    from harness.drill import DrillOptions
     from harness.evidence.signing import load_private
-    from harness.evidence.writer import write_evidence
     from harness.interrupts import Interrupts
+    from harness.notify import load_notify
 
     loaded = _load_all(scenarios, var)
+    notifier = load_notify(notify_file) if notify_file else None
     key = load_private(signing_key) if signing_key else None
-    options = DrillOptions(uri=uri, keep=keep, accelerator=accelerator)
-    worst = ExitCode.PASSED
-    interrupts = Interrupts().install()
-    try:
-        for scenario in loaded:
-            log = _log(f"[{scenario.name}] ", scenario.secrets)
-            log(f"drill started ({scenario.source})")
-            outcome = run_drill(scenario, options, log, interrupts)
-            result = outcome.result
-            folder = write_evidence(
-                result, scenario.rendered, outcome.console_log, reports, scenario.secrets, key
-            )
-            build_index(reports)
-            log(f"{result.verdict}: {result.reason}")
-            log(f"evidence: {folder / 'report.html'}")
-            if outcome.kept_hint:
-                log(outcome.kept_hint)
-            worst = max(worst, result.exit_code, key=_severity)
-            if result.verdict == "ABORTED":
-                break
-    finally:
-        interrupts.restore()
-    sys.exit(worst)
+    seed = seed if seed is not None else secrets.randbelow(1 << 31)
+    chosen = batch.sample(loaded, sample, seed)
+    secret_values = {s for scenario in loaded for s in scenario.secrets}
+    if notifier:
+        secret_values |= notifier.secrets
+    interrupts = Interrupts()
+    with _sink(log_format, secret_values) as sink:
+        if len(chosen) < len(loaded):
+            names = ", ".join(s.name for s in chosen)
+            sink(Event("batch", "", f"sampled {len(chosen)} of {len(loaded)} scenarios "
+                                    f"(--seed {seed}): {names}"))  # fmt: skip
+        interrupts.install()
+        try:
+            if parallel > 1 and len(chosen) > 1:
+                argv = batch.child_command({
+                    "--var": var, "--connect": uri, "--reports": reports, "--keep": keep,
+                    "--signing-key": signing_key, "--accelerator": accelerator,
+                    "--wait-lock": f"{wait_lock}s",
+                })  # fmt: skip
+                finished = batch.run_in_children(chosen, argv, parallel, sink, interrupts)
+            else:
+                plan = batch.Plan(reports, DrillOptions(uri, keep, accelerator), key, wait_lock)
+                finished = batch.run_in_process(chosen, plan, sink, interrupts)
+        finally:
+            interrupts.restore()
+        batch.write_summary(finished, sink)
+        if notifier:
+            for problem in notifier.send(finished, reports):
+                sink(Event("batch", "", f"notify: {problem}"))
+    sys.exit(ExitCode.ABORTED if interrupts.received else batch.exit_code(finished))
 
 
-def _severity(code: int) -> int:
-    return [ExitCode.PASSED, ExitCode.FAILED, ExitCode.CONFIG, ExitCode.INFRA,
-            ExitCode.ABORTED].index(code)  # fmt: skip
+@contextmanager
+def _sink(log_format: str, secret_values: set[str]) -> Iterator[Sink]:
+    """Where the run's events go: the live display on a terminal, else lines on stderr."""
+    from harness.output.lines import LineSink
+
+    if log_format == "auto":
+        log_format = "live" if sys.stderr.isatty() and os.environ.get("TERM") != "dumb" else "text"
+    if log_format == "live":
+        from harness.output.live import LiveSink
+
+        with LiveSink(secrets=secret_values) as live:
+            yield live
+        return
+    yield LineSink(sys.stderr, json=log_format == "json", secrets=secret_values)
 
 
 @cli.command()
@@ -266,6 +319,60 @@ def labs() -> None:
         created = datetime.fromtimestamp(r.created, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         where = f" {r.login}" if r.login else ""
         click.echo(f"{r.lab_id}  {state:9} {r.scenario}  since {created}{where}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("lab", required=False)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(lab: str | None, command: tuple[str, ...]) -> None:
+    """Open a shell (or run COMMAND) in a kept lab's VM over OpenSSH.
+
+    LAB is a lab id (or its start) or a scenario name; it may be left out when one lab is
+    kept. The guest's host key recorded at the drill's first login is pinned."""
+    from harness.lab.lifecycle import list_labs
+
+    kept = [r for r in list_labs() if r.kept and r.ssh]
+    if lab:
+        kept = [r for r in kept if r.lab_id.startswith(lab) or r.scenario == lab]
+    if len(kept) != 1:
+        names = ", ".join(f"{r.lab_id} ({r.scenario})" for r in kept) or "none"
+        what = f"matching {lab!r}" if lab else "kept"
+        raise ConfigError(f"need exactly one lab {what}; found: {names} "
+                          "(see `restore-drill labs`; run with --keep to keep one)")  # fmt: skip
+    [record] = kept
+    argv = ["ssh", *(record.ssh or []), *command]
+    sys.stdout.flush()
+    try:
+        os.execvp("ssh", argv)  # noqa: S606 - OpenSSH with our own arguments
+    except OSError as exc:
+        raise ConfigError(f"cannot run ssh ({exc.strerror}): install openssh-client") from None
+
+
+@cli.command()
+@click.argument("reports", type=click.Path(path_type=Path, file_okay=False), default="reports")
+@click.option("--older-than", type=DURATION, required=True, metavar="DURATION",
+              help="Prune runs that started longer ago than this, e.g. 400d.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Only list what would be pruned.")
+@click.option(
+    "--signing-key", type=click.Path(path_type=Path, dir_okay=False),
+    default=lambda: os.environ.get("RESTORE_DRILL_SIGNING_KEY"),
+    help="Key that signs the ledger head (needed when it is signed).",
+)  # fmt: skip
+def prune(reports: Path, older_than: float, dry_run: bool, signing_key: Path | None) -> None:
+    """Remove old run folders; the ledger records them as pruned and stays verifiable.
+
+    Each scenario's latest run and latest verified run are always kept."""
+    from harness.evidence.retention import prune as prune_runs
+    from harness.evidence.signing import load_private
+
+    if not reports.is_dir():
+        raise ConfigError(f"{reports}: no such reports folder")
+    key = load_private(signing_key) if signing_key else None
+    pruned = prune_runs(reports, older_than, datetime.now(UTC), dry_run, key)
+    verb = "would prune" if dry_run else "pruned"
+    for run in pruned:
+        click.echo(f"{verb} {run.run_id}")
+    click.echo(f"{len(pruned)} run(s) {verb}" if pruned else "nothing to prune")
 
 
 def main(argv: list[str] | None = None) -> Any:

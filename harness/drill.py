@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -42,13 +42,12 @@ from harness.interrupts import Interrupts
 from harness.lab import accel
 from harness.lab.hypervisor import Hypervisor
 from harness.lab.lifecycle import Lab, reap, state_root
-from harness.remote.ssh import Target, wait_for_ssh, wait_until_settled
+from harness.output.events import Event, Sink
+from harness.remote.ssh import HostKey, Target, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Scenario
 from harness.sources import HashCancelled, Source, open_source
 
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -74,19 +73,25 @@ def utc_now() -> datetime:
 
 
 class _Clock:
-    def __init__(self, result: RunResult, progress: Progress) -> None:
+    """The drill's monotonic clock; phases are timed on it and announced as events."""
+
+    def __init__(self, result: RunResult, sink: Sink) -> None:
         self.t0 = time.monotonic()
         self.result = result
-        self.progress = progress
+        self.sink = sink
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
+
+    def say(self, kind: str, message: str, **fields: Any) -> None:
+        self.sink(Event(kind, self.result.scenario, message,
+                        elapsed_s=round(self.elapsed(), 3), **fields))  # fmt: skip
 
     @contextmanager
     def phase(self, name: str) -> Iterator[PhaseResult]:
         record = PhaseResult(name, round(self.elapsed(), 3), 0.0, "ok")
         self.result.phases.append(record)
-        self.progress(f"{name}: started")
+        self.say("phase", f"{name}: started", phase=name, status="started")
         status = "error"
         try:
             yield record
@@ -106,24 +111,24 @@ class _Clock:
                 record.status = status
             detail = f" ({record.detail})" if record.detail else ""
             took = format_duration(record.duration_s)
-            self.progress(f"{name}: {record.status} in {took}{detail}")
+            self.say("phase", f"{name}: {record.status} in {took}{detail}", phase=name,
+                     status=record.status)  # fmt: skip
 
 
 def run_drill(
-    scenario: Scenario, options: DrillOptions, progress: Progress, interrupts: Interrupts
+    scenario: Scenario, options: DrillOptions, sink: Sink, interrupts: Interrupts
 ) -> DrillOutcome:
     """Run one drill. Never raises for a failed drill: the verdict is in the result."""
-    return _Run(scenario, options, progress, interrupts).execute()
+    return _Run(scenario, options, sink, interrupts).execute()
 
 
 class _Run:
     """One drill's state; each phase is a method, teardown undoes whatever exists."""
 
     def __init__(
-        self, scenario: Scenario, options: DrillOptions, progress: Progress,
-        interrupts: Interrupts,
-    ) -> None:  # fmt: skip
-        self.scenario, self.options, self.progress = scenario, options, progress
+        self, scenario: Scenario, options: DrillOptions, sink: Sink, interrupts: Interrupts
+    ) -> None:
+        self.scenario, self.options = scenario, options
         self.interrupts = interrupts
         self.started = utc_now()
         self.result = RunResult(
@@ -131,13 +136,15 @@ class _Run:
             scenario_file=str(scenario.source), started_at=self.started.isoformat(),
         )  # fmt: skip
         self.result.environment = _environment(options)
-        self.clock = _Clock(self.result, progress)
+        self.clock = _Clock(self.result, sink)
+        self.clock.say("drill", f"drill started ({scenario.source})", rto_s=scenario.targets.rto_s)
         self.outcome = DrillOutcome(self.result, b"")
         self.source = open_source(scenario.backup)
         self.hv: Hypervisor | None = None
         self.lab: Lab | None = None
         self.client: Any = None
         self.target: Target | None = None
+        self.host_key: HostKey | None = None
         self.hasher: threading.Thread | None = None
         self.stop_hashing = threading.Event()
         self.hash_errors: list[BaseException] = []
@@ -175,7 +182,7 @@ class _Run:
             self.hv = hv = Hypervisor(self.options.uri)
             result.environment.update(libvirt=hv.version(), qemu=accel.qemu_version())
             for removed in reap(hv, include_kept=False):
-                self.progress(f"cleanup: removed {removed} left by an earlier drill")
+                clock.say("note", f"cleanup: removed {removed} left by an earlier drill")
             requested = self.options.accelerator or scenario.vm.accelerator
             chosen, phase.detail = accel.choose(requested, state_root())
             result.environment.update(accelerator=chosen, accelerator_reason=phase.detail)
@@ -196,7 +203,7 @@ class _Run:
         with clock.phase("boot") as phase:
             lab.start()
             wait = format_duration(scenario.vm.boot_timeout_s)
-            self.progress(f"boot: VM powered on, waiting up to {wait} for its DHCP lease")
+            clock.say("note", f"boot: VM powered on, waiting up to {wait} for its DHCP lease")
             ip = hv.wait_for_lease(
                 made.domain_name, made.mac, scenario.vm.boot_timeout_s, self.interrupts.check
             )
@@ -214,6 +221,7 @@ class _Run:
             login = scenario.login
             self.target = target = Target(ip, login.port, login.user, login.key_file)
             self.client, host_key = wait_for_ssh(target, login.timeout_s, self.interrupts.check)
+            self.host_key = host_key
             result.lab["host_key"] = {"type": host_key.type, "fingerprint": host_key.fingerprint}
             phase.detail = f"{host_key.type} {host_key.fingerprint}"
         with clock.phase("settle") as phase:
@@ -247,7 +255,8 @@ class _Run:
 
     def _record(self, check: CheckResult) -> None:
         self.result.checks.append(check)
-        self.progress(f"  {'PASS' if check.passed else 'FAIL'} {check.name}: {check.observed}")
+        status = "pass" if check.passed else "fail"
+        self.clock.say("check", f"  {status.upper()} {check.name}: {check.observed}", status=status)
 
     def _teardown(self) -> None:
         if self.client is not None:
@@ -256,13 +265,14 @@ class _Run:
         lab = self.lab
         if lab is not None:
             self.outcome.console_log = _read_console(lab)
-            if self.options.keep and self.target is not None:
-                lab.keep(self.target.ip, f"{self.target.user}@{self.target.ip}")
-                self.outcome.kept_hint = _kept_hint(lab, self.target, self.options.uri)
+            if self.options.keep and self.target is not None and self.host_key is not None:
+                t, key = self.target, self.host_key
+                lab.keep(t.ip, t.port, t.user, t.key_file, f"{key.type} {key.base64}")
+                self.outcome.kept_hint = _kept_hint(lab, self.options.uri)
             else:
                 try:
                     for removed in lab.teardown():
-                        self.progress(f"teardown: removed {removed}")
+                        self.clock.say("note", f"teardown: removed {removed}")
                 except DrillError as exc:
                     self.failure = self.failure or exc
         if self.hv is not None:
@@ -319,10 +329,9 @@ def _read_console(lab: Lab) -> bytes:
     return data[-CONSOLE_KEEP_BYTES:]
 
 
-def _kept_hint(lab: Lab, target: Target, uri: str) -> str:
+def _kept_hint(lab: Lab, uri: str) -> str:
     return (
-        f"lab {lab.lab_id} kept: ssh -i {target.key_file} -p {target.port} "
-        f"-o StrictHostKeyChecking=no {target.user}@{target.ip}\n"
+        f"lab {lab.lab_id} kept ({lab.record.login}): restore-drill ssh {lab.lab_id}\n"
         f"  console: virsh -c {uri} console {lab.record.domains[0]}\n"
         f"  remove:  restore-drill cleanup"
     )

@@ -7,6 +7,7 @@
     │   └── ScenarioError    (2)  one or more problems, each naming file, line, field
     ├── InfraError           (3)  the machine cannot run a drill: libvirt, qemu-img, disk
     │   └── LabError         (3)  creating or tearing down the lab failed
+    ├── Busy                (75)  another run is drilling this scenario (EX_TEMPFAIL)
     └── PhaseFailed          (1)  a drill phase failed: the backup, the guest, a wait
         └── PhaseTimeout     (1)  a bounded wait ran out
 
@@ -26,7 +27,16 @@ class ExitCode:
     FAILED = 1
     CONFIG = 2
     INFRA = 3
+    BUSY = 75  # EX_TEMPFAIL: another run holds the scenario; try again later
     ABORTED = 130
+
+    #: How bad each code is, for the one code that sums up several drills.
+    SEVERITY = (PASSED, BUSY, FAILED, CONFIG, INFRA, ABORTED)
+
+    @classmethod
+    def worst(cls, codes: list[int]) -> int:
+        """The exit code of a run of several drills: its worst drill's."""
+        return max(codes, key=cls.SEVERITY.index, default=cls.PASSED)
 
 
 class DrillError(Exception):
@@ -72,6 +82,12 @@ class InfraError(DrillError):
 
 class LabError(InfraError):
     """Creating, starting or removing a lab object failed."""
+
+
+class Busy(DrillError):
+    """Another restore-drill process holds this scenario's lock; this one did not run it."""
+
+    exit_code = ExitCode.BUSY
 
 
 class PhaseFailed(DrillError):

@@ -96,15 +96,18 @@ def write_evidence(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)  # never a half-written run folder
         raise
-    sign_head = None
-    if signing_key is not None:
-        key = signing_key
-
-        def sign_head(seq: int, head: str) -> bytes:
-            return signing.signature(key, head_statement(seq, head))
-
+    sign_head = head_signer(signing_key) if signing_key is not None else None
     ledger.append(reports, ledger.run_fields(data, manifest_sha256), sign_head)
     return final
+
+
+def head_signer(key: Ed25519PrivateKey) -> ledger.HeadSigner:
+    """Signs the ledger head as each entry is appended (see :func:`ledger.append`)."""
+
+    def sign_head(seq: int, head: str) -> bytes:
+        return signing.signature(key, head_statement(seq, head))
+
+    return sign_head
 
 
 def _render(

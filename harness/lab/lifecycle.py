@@ -60,6 +60,7 @@ class LabRecord:
     networks: list[str] = field(default_factory=list)
     ip: str | None = None
     login: str | None = None
+    ssh: list[str] | None = None  # for ``restore-drill ssh``: OpenSSH arguments, host key pinned
 
     def owner_alive(self) -> bool:
         return self.pid_start is not None and _process_start(self.pid) == self.pid_start
@@ -149,9 +150,17 @@ class Lab:
         assert self.provisioned is not None, "provision() first"  # noqa: S101 - programming error
         self.hv.create_domain(self.provisioned.domain_xml)
 
-    def keep(self, ip: str | None, login: str) -> None:
-        """Leave the lab up on purpose; ``cleanup`` removes it later."""
-        self.record.kept, self.record.ip, self.record.login = True, ip, login
+    def keep(self, ip: str, port: int, user: str, key_file: Path, host_key: str) -> None:
+        """Leave the lab up on purpose; ``cleanup`` removes it later. The guest's host key
+        (``"<type> <base64>"``, as recorded at first login) is pinned for ``ssh``."""
+        known_hosts = self.dir / "known_hosts"
+        known_hosts.write_text(f"{ip if port == 22 else f'[{ip}]:{port}'} {host_key}\n")
+        self.record.kept, self.record.ip, self.record.login = True, ip, f"{user}@{ip}"
+        self.record.ssh = [
+            "-i", str(key_file), "-p", str(port), "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            f"{user}@{ip}",
+        ]  # fmt: skip
         self._save()
 
     def teardown(self) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ from pathlib import Path
 import paramiko
 
 from harness.errors import ConfigError, PhaseFailed, PhaseTimeout
+
+# paramiko logs every failed banner read with a traceback; with no handler configured Python
+# prints those to stderr (a cron mail full of them while sshd starts). The wait below reports
+# what matters itself.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 ATTEMPT_TIMEOUT_S = 10.0
 

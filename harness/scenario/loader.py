@@ -7,7 +7,6 @@ is touched outside the file system reads needed to check paths exist.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,12 +17,19 @@ from typing import Any
 import jsonschema
 import yaml
 
-from harness.durations import DURATION_PATTERN, parse_duration, parse_size_mib
+from harness.durations import parse_duration, parse_size_mib
 from harness.errors import ConfigError, Problem, ScenarioError
 from harness.redact import redact
 from harness.scenario import model
 from harness.scenario.schema import CHECK_KINDS, SCHEMA
 from harness.scenario.template import RESERVED, Rendered, render
+from harness.yamldoc import (
+    duplicate_keys,
+    field_name,
+    line_of,
+    parse_document,
+    schema_problem,
+)
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_RTO_S = 30 * 86400.0
@@ -31,16 +37,6 @@ MAX_RPO_S = 10 * 365 * 86400.0
 MAX_WAIT_S = 24 * 3600.0
 
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps timestamps as strings (the schema validates them)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 def parse_vars(pairs: Iterable[str]) -> dict[str, str]:
@@ -71,12 +67,15 @@ def load_scenario(path: Path, variables: Mapping[str, str] | None = None) -> mod
     rendered = render(source, path, variables or {})
     if isinstance(rendered, Problem):
         raise ScenarioError([rendered])
-    node, data = _parse_yaml(rendered.text, name)
-    problems = _duplicate_keys(node, name)
+    node, data = parse_document(rendered.text, name)
+    problems = duplicate_keys(node, name)
     if not isinstance(data, dict):
         problems.append(Problem(name, 1, "", "a scenario is a YAML mapping (key: value)"))
         raise ScenarioError(problems)
-    schema_problems = [_schema_problem(e, node, name) for e in _VALIDATOR.iter_errors(data)]
+    variant_keys = [k for props in CHECK_KINDS.values() for k in props]
+    schema_problems = [
+        schema_problem(e, node, name, variant_keys) for e in _VALIDATOR.iter_errors(data)
+    ]
     problems += schema_problems
     if not schema_problems:  # the semantic pass relies on the structure being right
         problems += _semantic_problems(data, node, path)
@@ -84,107 +83,6 @@ def load_scenario(path: Path, variables: Mapping[str, str] | None = None) -> mod
         problems.sort(key=lambda p: (p.line or 0, p.field))
         raise ScenarioError(problems)
     return _build(data, path, rendered)
-
-
-def _parse_yaml(text: str, name: str) -> tuple[yaml.Node, Any]:
-    try:
-        loader = _Loader(text)  # the reader rejects control characters already here
-    except yaml.YAMLError as exc:
-        raise ScenarioError([Problem(name, None, "", f"YAML: {exc}")]) from None
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise ScenarioError([Problem(name, 1, "", "the file is empty")])
-        return node, loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ScenarioError([Problem(name, line, "", f"YAML: {exc.problem or exc}")]) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError([Problem(name, None, "", f"YAML: {exc}")]) from None
-    finally:
-        loader.dispose()
-
-
-def _field(path: Sequence[Any]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _node_at(node: yaml.Node, path: Sequence[Any], key_node: bool = False) -> yaml.Node:
-    """The YAML node at ``path`` (or the deepest existing ancestor)."""
-    for i, part in enumerate(path):
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == part:
-                    node = k if key_node and i == len(path) - 1 else v
-                    break
-            else:
-                return node
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return node
-            node = node.value[part]
-        else:
-            return node
-    return node
-
-
-def _line(node: yaml.Node, path: Sequence[Any], key_node: bool = False) -> int:
-    return _node_at(node, path, key_node).start_mark.line + 1
-
-
-def _duplicate_keys(node: yaml.Node, name: str, path: tuple[Any, ...] = ()) -> list[Problem]:
-    problems: list[Problem] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for k, v in node.value:
-            if k.value in seen:
-                where = _field((*path, k.value))
-                problems.append(Problem(name, k.start_mark.line + 1, where, "duplicate key"))
-            seen.add(k.value)
-            problems += _duplicate_keys(v, name, (*path, k.value))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            problems += _duplicate_keys(item, name, (*path, i))
-    return problems
-
-
-def _schema_problem(err: jsonschema.ValidationError, node: yaml.Node, name: str) -> Problem:
-    path = list(err.absolute_path)
-    if err.validator in ("additionalProperties", "unevaluatedProperties"):
-        unknown = _unexpected_keys(err)
-        allowed = _allowed_keys(err, path)
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            hints.append(f"unknown key '{key}'{hint}")
-        line = _line(node, [*path, unknown[0]], key_node=True) if unknown else _line(node, path)
-        return Problem(name, line, _field([*path, *unknown[:1]]), "; ".join(hints))
-    if err.validator == "required":
-        return Problem(name, _line(node, path), _field(path), err.message)
-    message = err.message
-    if err.validator == "pattern" and err.validator_value == DURATION_PATTERN:
-        message = f"{err.instance!r} is not a duration (write e.g. 90s, 15m, 4h, 1h30m)"
-    return Problem(name, _line(node, path), _field(path), message)
-
-
-def _unexpected_keys(err: jsonschema.ValidationError) -> list[str]:
-    instance = err.instance if isinstance(err.instance, dict) else {}
-    quoted = re.findall(r"'([^']+)'", err.message.split("(")[-1])
-    return [k for k in quoted if k in instance] or sorted(instance)[:1]
-
-
-def _allowed_keys(err: jsonschema.ValidationError, path: Sequence[Any]) -> list[str]:
-    schema = err.schema if isinstance(err.schema, dict) else {}
-    keys = list(schema.get("properties", {}))
-    if "allOf" in schema:  # a check: every kind's keys are candidates
-        for props in CHECK_KINDS.values():
-            keys += list(props)
-    return keys
 
 
 class _Problems:
@@ -195,7 +93,7 @@ class _Problems:
         self.found: list[Problem] = []
 
     def add(self, where: Sequence[Any], message: str) -> None:
-        self.found.append(Problem(self.name, _line(self.node, where), _field(where), message))
+        self.found.append(Problem(self.name, line_of(self.node, where), field_name(where), message))
 
     def duration(self, where: Sequence[Any], value: Any, maximum: float) -> None:
         if value is None:

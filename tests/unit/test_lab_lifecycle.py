@@ -85,7 +85,7 @@ def test_kept_labs_survive_runs_but_not_cleanup(
 ) -> None:
     root = tmp_path / "state"
     lab = provision(hv, backup, root)
-    lab.keep("10.213.1.10", "root@10.213.1.10")
+    lab.keep("10.213.1.10", 22, "root", tmp_path / "key", "ssh-ed25519 AAAA")
     assert reap(hv, include_kept=False, root=root) == []
     removed = reap(hv, include_kept=True, root=root)
     assert f"domain rdrill-{lab.lab_id}-vm" in removed

@@ -8,11 +8,10 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import paramiko
 import pytest
 
+from harness.lab.lifecycle import state_root
 from tests.vm.conftest import (
-    DEMO,
     ROOT,
     Running,
     assert_backup_untouched,
@@ -86,16 +85,23 @@ def test_demo_db_drill_passes_and_keep_leaves_a_reachable_lab(reports: Path) -> 
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["customers table holds 1000 rows"]["passed"]
     assert "Ada Lovelace, London" in checks["known customer record is intact"]["output"]
-    assert "kept: ssh -i" in drill.stderr
+    lab_id = report["lab"]["lab_id"]
+    assert f"lab {lab_id} kept (root@{report['lab']['ip']}): restore-drill ssh {lab_id}" in (
+        drill.stderr
+    )
 
-    # The kept lab answers over SSH and is listed; cleanup removes it and says so.
-    ip = report["lab"]["ip"]
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - lab VM in a test
-    client.connect(ip, username="root", key_filename=str(DEMO / "demo_ed25519"), timeout=30)
-    _, out, _ = client.exec_command("hostname")
-    assert out.read().decode().strip() == "db"
-    client.close()
+    # The kept lab answers over OpenSSH, with the host key pinned from the drill's first
+    # login; it is listed; cleanup removes it and says so.
+    shell = subprocess.run(command("ssh", lab_id[:4], "--", "hostname; systemctl is-active "
+                                   "postgresql"), capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.split() == ["db", "active"]
+    known_hosts = state_root() / "labs" / lab_id / "known_hosts"
+    recorded = report["lab"]["host_key"]["fingerprint"]
+    listed = subprocess.run(["ssh-keygen", "-lf", str(known_hosts)], capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    assert recorded in listed.stdout
     labs = subprocess.run(command("labs"), capture_output=True, text=True, check=True)
     assert f"{report['lab']['lab_id']}  kept" in labs.stdout
     cleanup = subprocess.run(command("cleanup"), capture_output=True, text=True, check=True)
@@ -171,3 +177,27 @@ def test_boot_timeout_is_a_fail_naming_the_phase_with_console_evidence(
     assert drill.file("console.log") == report["console_tail"]
     assert report["checks"] == []
     assert_backup_untouched(report)
+
+
+def test_parallel_drills_of_a_folder_pass_and_export_metrics(reports: Path, tmp_path: Path) -> None:
+    """Both demo applications at once, each in its own process and lab; one summary; the
+    Prometheus textfile then says both restores were verified within their RTO."""
+    textfile = tmp_path / "restore_drill.prom"
+    conf = tmp_path / "notify.yaml"
+    conf.write_text(f"prometheus:\n  textfile: {textfile}\n")
+    drill = run_cli("--parallel", "2", "--notify", str(conf), "--log-format", "json",
+                    str(SCENARIOS / "demo-web.yaml"), str(SCENARIOS / "demo-db.yaml"),
+                    reports=reports)  # fmt: skip
+    assert drill.exit_code == 0, drill.stderr
+    events = [json.loads(line) for line in drill.stderr.splitlines()]
+    verdicts = {e["scenario"]: e["status"] for e in events if e["kind"] == "verdict"}
+    assert verdicts == {"demo-web": "PASS", "demo-db": "PASS"}
+    assert events[-1]["message"] == "2 drills: 2 PASS; exit 0"
+    labs = {json.loads((f / "report.json").read_text())["lab"]["lab_id"] for f in drill.folders}
+    assert len(labs) == 2
+    metrics = textfile.read_text()
+    for name in ("demo-web", "demo-db"):
+        assert f'restore_drill_rto_met{{scenario="{name}"}} 1.0' in metrics
+        assert f'restore_drill_verdict{{restore_drill_verdict="PASS",scenario="{name}"}} 1.0' in (
+            metrics
+        )

@@ -1,0 +1,253 @@
+"""A run of one or more scenarios: pick (``--sample``), lock, drill, write evidence, sum up.
+
+Drills run one after another in this process, or with ``--parallel N`` each in a child
+process (``restore-drill run --log-format json``) whose JSON event lines this process reads
+and passes on: a crash, a hang in a C library or a signal in one drill cannot take the
+others with it. Parallel drills are also bounded by host memory: a drill starts only when
+its VM fits beside the running ones. One scenario's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from harness.drill import DrillOptions, DrillOutcome, run_drill
+from harness.errors import Busy, DrillError, ExitCode
+from harness.evidence.index import build_index
+from harness.evidence.writer import write_evidence
+from harness.interrupts import Interrupts
+from harness.lab.lifecycle import state_root
+from harness.output.events import Event, Sink, from_json
+from harness.runlock import scenario_lock
+from harness.scenario.model import Scenario
+
+QEMU_OVERHEAD_MIB = 256  # QEMU itself, beyond guest RAM (TCG's translation cache included)
+HOST_RESERVE_MIB = 1024  # left to the host and the harness
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How one scenario's drill ended; ``report`` is its evidence folder, if one was written."""
+
+    scenario: str
+    verdict: str  # PASS | FAIL | ERROR | ABORTED | SKIPPED (another run held it)
+    exit_code: int
+    reason: str
+    report: Path | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where evidence goes and how a drill waits for its scenario's lock."""
+
+    reports: Path
+    options: DrillOptions
+    signing_key: Ed25519PrivateKey | None = None
+    wait_lock_s: float = 0.0
+
+
+def sample(scenarios: Sequence[Scenario], n: int | None, seed: int) -> list[Scenario]:
+    """``n`` scenarios picked at random (reproducibly for a given ``seed``), in file order."""
+    if n is None or n >= len(scenarios):
+        return list(scenarios)
+    picked = set(random.Random(seed).sample(range(len(scenarios)), n))  # noqa: S311 - not crypto
+    return [s for i, s in enumerate(scenarios) if i in picked]
+
+
+def exit_code(finished: Sequence[Finished]) -> int:
+    return ExitCode.worst([f.exit_code for f in finished])
+
+
+def run_in_process(
+    scenarios: Sequence[Scenario], plan: Plan, sink: Sink, interrupts: Interrupts
+) -> list[Finished]:
+    """Drill each scenario in turn; stop after one was interrupted."""
+    finished = []
+    for n, scenario in enumerate(scenarios):
+        done = drill_one(scenario, plan, sink, interrupts)
+        finished.append(done)
+        if done.verdict == "ABORTED" or interrupts.received:
+            rest = ", ".join(s.name for s in scenarios[n + 1 :])
+            if rest:
+                sink(Event("batch", "", f"not run, the run was interrupted: {rest}"))
+            break
+    return finished
+
+
+def drill_one(scenario: Scenario, plan: Plan, sink: Sink, interrupts: Interrupts) -> Finished:
+    """Lock, drill, write the evidence, announce the verdict."""
+    kept_hint = ""
+    try:
+        with scenario_lock(state_root(), scenario.name, plan.wait_lock_s, interrupts.check):
+            outcome = run_drill(scenario, plan.options, sink, interrupts)
+            kept_hint = outcome.kept_hint
+            done = _write(scenario, outcome, plan)
+    except Busy as exc:
+        done = Finished(scenario.name, "SKIPPED", exc.exit_code, str(exc))
+    except DrillError as exc:  # the lock folder itself
+        done = Finished(scenario.name, "ERROR", exc.exit_code, str(exc))
+    _announce(done, sink, kept_hint)
+    return done
+
+
+def _write(scenario: Scenario, outcome: DrillOutcome, plan: Plan) -> Finished:
+    result = outcome.result
+    try:
+        folder = write_evidence(
+            result, scenario.rendered, outcome.console_log, plan.reports, scenario.secrets,
+            plan.signing_key,
+        )  # fmt: skip
+        build_index(plan.reports)
+    except DrillError as exc:  # no evidence: whatever the drill found, it proves nothing
+        return Finished(scenario.name, "ERROR", ExitCode.INFRA,
+                        f"the drill ended {result.verdict} ({result.reason}) but its evidence "
+                        f"could not be written: {exc}")  # fmt: skip
+    return Finished(scenario.name, result.verdict, result.exit_code, result.reason, folder)
+
+
+def _announce(done: Finished, sink: Sink, kept_hint: str = "") -> None:
+    sink(Event("verdict", done.scenario, f"{done.verdict}: {done.reason}", status=done.verdict,
+               exit_code=done.exit_code, report=str(done.report or "")))  # fmt: skip
+    if done.report:
+        sink(Event("note", done.scenario, f"evidence: {done.report / 'report.html'}"))
+    if kept_hint:
+        sink(Event("note", done.scenario, kept_hint))
+
+
+def free_memory_mib() -> int:
+    """MemAvailable: what the host can give to new VMs without swapping."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def need_mib(scenario: Scenario) -> int:
+    return scenario.vm.memory_mib + QEMU_OVERHEAD_MIB
+
+
+class _Child:
+    """One drill in its own process, its JSON event lines read by a thread into a queue."""
+
+    def __init__(self, scenario: Scenario, argv: list[str], lines: queue.Queue[_Line]) -> None:
+        self.scenario = scenario
+        self.verdict: Event | None = None
+        self.last_words: list[str] = []
+        # Own session: a terminal's Ctrl-C reaches the parent only, which forwards it once.
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        self.reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
+        self.reader.start()
+
+    def _read(self, lines: queue.Queue[_Line]) -> None:
+        assert self.proc.stderr is not None  # noqa: S101 - PIPE above
+        for line in self.proc.stderr:
+            lines.put((self, line))
+        lines.put((self, None))
+
+    def finished(self, code: int) -> Finished:
+        name = self.scenario.name
+        event = self.verdict
+        if event is None:
+            said = "; ".join(self.last_words[-3:]) or "no output"
+            return Finished(name, "ERROR", code if code in ExitCode.SEVERITY else ExitCode.INFRA,
+                            f"the drill process exited with code {code} without a verdict: "
+                            f"{said}")  # fmt: skip
+        report = Path(event.report) if event.report else None
+        reason = event.message.split(": ", 1)[-1]
+        return Finished(name, event.status, event.exit_code or 0, reason, report)
+
+
+_Line = tuple[_Child, str | None]
+
+
+def run_in_children(
+    scenarios: Sequence[Scenario], child_argv: list[str], parallel: int, sink: Sink,
+    interrupts: Interrupts,
+) -> list[Finished]:  # fmt: skip
+    """Drill up to ``parallel`` scenarios at once, each by ``child_argv + [its file]``."""
+    pending = list(scenarios)
+    running: list[_Child] = []
+    finished: list[Finished] = []
+    lines: queue.Queue[_Line] = queue.Queue()
+    budget = free_memory_mib() - HOST_RESERVE_MIB
+    forwarded = False
+    held_back = ""
+    while pending or running:
+        if interrupts.received and not forwarded:
+            forwarded = True
+            for child in running:
+                child.proc.send_signal(signal.SIGTERM)
+            if pending:
+                names = ", ".join(s.name for s in pending)
+                sink(Event("batch", "", f"not run, the run was interrupted: {names}"))
+                pending.clear()
+        used = sum(need_mib(c.scenario) for c in running)
+        while pending and len(running) < parallel:
+            nxt = pending[0]
+            if running and used + need_mib(nxt) > budget:
+                if held_back != nxt.name:
+                    held_back = nxt.name
+                    sink(Event("batch", "", f"{nxt.name} waits for memory: it needs "
+                                            f"{need_mib(nxt)} MiB, {max(budget - used, 0)} MiB "
+                                            f"of {budget} MiB are free for drills"))  # fmt: skip
+                break
+            pending.pop(0)
+            used += need_mib(nxt)
+            running.append(_Child(nxt, [*child_argv, str(nxt.source)], lines))
+        try:
+            child, line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if line is not None:
+            event = from_json(line, child.scenario.name)
+            child.last_words.append(event.message)
+            if event.kind == "verdict":
+                child.verdict = event
+            sink(event)
+            continue
+        code = child.proc.wait()  # its stderr is closed: it has exited or is about to
+        running.remove(child)
+        done = child.finished(code)
+        if child.verdict is None:
+            _announce(done, sink)
+        finished.append(done)
+    return finished
+
+
+def child_command(options: dict[str, object]) -> list[str]:
+    """``python -m harness run --log-format json`` with the parent's options (not the files)."""
+    argv = [sys.executable, "-m", "harness", "run", "--log-format", "json"]
+    for flag, value in options.items():
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                argv += [flag, str(item)]
+        elif value not in (None, False):
+            argv += [flag, str(value)]
+    return argv
+
+
+def write_summary(finished: Sequence[Finished], sink: Sink) -> None:
+    """One line summing up a run of several drills."""
+    if len(finished) < 2:
+        return
+    counts: dict[str, int] = {}
+    for f in finished:
+        counts[f.verdict] = counts.get(f.verdict, 0) + 1
+    tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    sink(Event("batch", "", f"{len(finished)} drills: {tally}; exit {exit_code(finished)}",
+               exit_code=exit_code(finished)))  # fmt: skip

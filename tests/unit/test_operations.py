@@ -1,0 +1,196 @@
+"""Running it the way operations does, without VMs: many scenarios, the run lock, unattended
+log formats, the live display on a real pseudo-terminal. Drills here either fail at verify
+(a damaged backup, no libvirt needed) or run against libvirt's test:///default driver, whose
+"VM" has an address nobody answers on, so the drill waits for SSH up to its login timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.evidence.verify import verify_reports
+from tests.conftest import VALID
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
+
+
+def harness(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness", *args]
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(harness("run", "--connect", "test:///default", *args),
+                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+
+
+def scenario(folder: Path, name: str, damaged: bool = False, login_timeout: str = "4s") -> Path:
+    """A scenario in ``folder`` (which holds backup.qcow2 and id_ed25519): it fails at verify
+    when ``damaged``, else it waits ``login_timeout`` for an SSH that never answers."""
+    backup = "backup.qcow2"
+    if damaged:
+        backup = f"{name}-damaged.qcow2"
+        data = bytearray((folder / "backup.qcow2").read_bytes())
+        data[0:4] = b"QFI\x00"
+        (folder / backup).write_bytes(bytes(data))
+    text = (VALID.replace("name: unit-web", f"name: {name}")
+            .replace("path: backup.qcow2", f"path: {backup}")
+            .replace("vcpus: 1", "vcpus: 1\n  accelerator: tcg")
+            .replace("login:", f"login:\n  timeout: {login_timeout}"))  # fmt: skip
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_without_a_tty_every_line_is_timestamped_plain_text(scenario_dir: Path, tmp_path: Path):
+    proc = run("--reports", str(tmp_path / "r"), str(scenario(scenario_dir, "plain", True)))
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert lines, "no log at all"
+    for line in lines:
+        assert STAMP.match(line), f"not a timestamped line: {line!r}"
+        assert "\x1b" not in line  # no colours or cursor movement in a log file
+    assert any("[plain] verify: failed" in line for line in lines)
+    assert any(re.search(r"\[plain\] FAIL: verify: ", line) for line in lines)
+    assert any("[plain] evidence: " in line for line in lines)
+
+
+def test_json_log_lines_are_events_ending_in_the_verdict(scenario_dir: Path, tmp_path: Path):
+    path = scenario(scenario_dir, "jsonlog", True)
+    proc = run("--reports", str(tmp_path / "r"), "--log-format", "json", str(path))
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [e["kind"] for e in events[:2]] == ["drill", "phase"]
+    assert events[0]["rto_s"] == 900
+    assert {e["scenario"] for e in events} == {"jsonlog"}
+    verdict = next(e for e in events if e["kind"] == "verdict")
+    assert verdict["status"] == "FAIL"
+    assert verdict["exit_code"] == 1
+    assert (Path(verdict["report"]) / "report.json").is_file()
+    assert all(re.fullmatch(r"\S+T\S+Z", e["time"]) for e in events)
+
+
+def test_two_concurrent_runs_of_one_scenario_never_collide(scenario_dir: Path, tmp_path: Path):
+    """The first holds the scenario; a second exits 75 at once naming the holder; a third
+    with --wait-lock waits for the first to finish and then drills."""
+    reports = tmp_path / "r"
+    path = str(scenario(scenario_dir, "locked", login_timeout="6s"))
+    first = subprocess.Popen(harness("run", "--connect", "test:///default", "--reports",
+                                     str(reports), path),
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert first.stderr is not None
+    for line in first.stderr:
+        if "ssh: started" in line:
+            break
+    waiter = subprocess.Popen(harness("run", "--connect", "test:///default", "--reports",
+                                      str(reports), "--wait-lock", "2m", path),
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    started = time.monotonic()
+    second = run("--reports", str(reports), path, timeout=30)
+    assert time.monotonic() - started < 15  # did not wait for the first
+    assert second.returncode == 75, second.stderr
+    assert f"already being drilled by pid {first.pid}" in second.stderr
+    assert "SKIPPED" in second.stderr
+    rest = first.stderr.read()
+    first.stderr.close()
+    assert first.wait(timeout=60) == 1, rest
+    _, waiter_log = waiter.communicate(timeout=90)
+    assert waiter.returncode == 1, waiter_log
+    assert "drill started" in waiter_log
+    folders = sorted(p.name for p in reports.iterdir() if p.is_dir())
+    assert len(folders) == 2  # the first and the waiter; the skipped run wrote none
+    entries = [json.loads(x) for x in (reports / "ledger.jsonl").read_text().splitlines()]
+    assert entries[0]["time"] < entries[1]["time"]  # one after the other, not both at once
+    assert verify_reports(reports).ok
+
+
+def test_parallel_run_of_a_folder_summarises_all_and_one_failure_stops_none(
+    scenario_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    for name in ("par-a", "par-b", "par-c"):
+        source = scenario(scenario_dir, name, damaged=name == "par-b", login_timeout="3s")
+        source.rename(folder / source.name)
+    for file in ("backup.qcow2", "id_ed25519", "par-b-damaged.qcow2"):
+        (scenario_dir / file).rename(folder / file)
+    reports = tmp_path / "r"
+    proc = run("--reports", str(reports), "--parallel", "3", str(folder))
+    assert proc.returncode == 1, proc.stderr
+    assert "3 drills: 3 FAIL; exit 1" in proc.stderr
+    lines = proc.stderr.splitlines()
+    for name in ("par-a", "par-b", "par-c"):
+        assert any(f"[{name}] FAIL: " in line for line in lines), name
+    assert any("[par-b] FAIL: verify:" in line for line in lines)
+    assert any("[par-a] FAIL: ssh:" in line for line in lines)
+    # They ran side by side: both test-driver drills were waiting for SSH at the same time.
+    a_start = next(i for i, x in enumerate(lines) if "[par-a] ssh: started" in x)
+    c_start = next(i for i, x in enumerate(lines) if "[par-c] ssh: started" in x)
+    a_end = next(i for i, x in enumerate(lines) if "[par-a] ssh: timeout" in x)
+    assert c_start < a_end
+    assert a_start < a_end
+    assert len([p for p in reports.iterdir() if p.is_dir()]) == 3
+    assert verify_reports(reports).ok
+
+
+def test_sample_drills_a_reproducible_random_subset(scenario_dir: Path, tmp_path: Path):
+    paths = [str(scenario(scenario_dir, f"pick-{n}", damaged=True)) for n in range(5)]
+    picks = []
+    for _ in range(2):
+        proc = run("--reports", str(tmp_path / "r"), "--sample", "2", "--seed", "7", *paths)
+        assert proc.returncode == 1
+        line = next(x for x in proc.stderr.splitlines() if "sampled 2 of 5 scenarios" in x)
+        assert "(--seed 7)" in line
+        picks.append(line.split(": ", 1)[1])
+        assert proc.stderr.count("drill started") == 2
+    assert picks[0] == picks[1]
+
+
+def test_live_display_on_a_terminal(scenario_dir: Path, tmp_path: Path) -> None:
+    """On a real pseudo-terminal the default is the live display: phases, the RTO clock,
+    the checks and the verdict, drawn with terminal control sequences."""
+    path = scenario(scenario_dir, "live", login_timeout="3s")
+    leader, follower = os.openpty()
+    proc = subprocess.Popen(
+        harness("run", "--connect", "test:///default", "--reports", str(tmp_path / "r"),
+                str(path)),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"},
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's last writer has gone
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 1
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[" in screen  # drawn, not logged
+    for text in ("time against RTO", "live", "ssh", "/ 15m", "FAIL"):
+        assert text in screen, text
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    assert "verify: ok in" in plain
+
+
+@pytest.mark.parametrize("flag", ["--parallel=0", "--sample=0", "--wait-lock=soon"])
+def test_bad_run_options_exit_2(scenario_dir: Path, flag: str) -> None:
+    proc = run(flag, str(scenario_dir / "scenario.yaml"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_ssh_without_a_kept_lab_says_how_to_keep_one() -> None:
+    proc = subprocess.run(harness("ssh"), capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert "need exactly one lab kept; found: none" in proc.stderr
+    assert "run with --keep" in proc.stderr
