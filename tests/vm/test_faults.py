@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import libvirt
 import pytest
 
-from tests.vm.conftest import DEMO, ROOT, assert_backup_untouched, run_cli
+from tests.vm.conftest import DEMO, ROOT, URI, assert_backup_untouched, leftovers, run_cli
 
 FAULTS = ROOT / "tests" / "data" / "faults"
+BAD = ROOT / "tests" / "data" / "bad"
 TOKEN = "tok-42-sEcReT"
 
 
@@ -40,8 +42,33 @@ def test_hung_check_leaky_lab_and_secret(reports: Path, monkeypatch: pytest.Monk
     assert_backup_untouched(report)
 
 
-def test_dead_sshd_is_a_bounded_fail_at_ssh(reports: Path) -> None:
-    drill = run_cli(str(FAULTS / "web-dead-sshd.yaml"), reports=reports)
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A folder QEMU (running as its own user) can read, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    subprocess.run(["rm", "-rf", str(folder)], check=True)
+
+
+def test_dead_sshd_is_a_bounded_fail_at_ssh(reports: Path, scratch: Path) -> None:
+    # A real dead sshd: a copy of the web backup with ssh.service masked.
+    backup = scratch / "web-dead-sshd.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(DEMO / "web.qcow2"), str(backup)],
+                   check=True)  # fmt: skip
+    loop = subprocess.run(["losetup", "-f", "--show", "-o", "1048576", str(backup)],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    mnt = scratch / "mnt"
+    mnt.mkdir()
+    try:
+        subprocess.run(["mount", loop, str(mnt)], check=True)
+        (mnt / "etc/systemd/system/ssh.service").symlink_to("/dev/null")
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["losetup", "-d", loop], check=True)
+    backup.chmod(0o644)
+    drill = run_cli(str(FAULTS / "web-dead-sshd.yaml"), "--var", f"backup={backup}",
+                    reports=reports)  # fmt: skip
     assert drill.exit_code == 1, drill.stderr
     report = drill.report
     assert report["reason"].startswith("ssh: no SSH login within 20s")
@@ -52,26 +79,41 @@ def test_dead_sshd_is_a_bounded_fail_at_ssh(reports: Path) -> None:
     assert_backup_untouched(report)
 
 
-def test_disk_that_never_boots_never_gets_a_lease(reports: Path) -> None:
+def test_disk_that_never_boots_never_gets_a_lease(reports: Path, scratch: Path) -> None:
     # A backup that is readable but holds no boot loader: the bounded lease wait must end.
-    folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
-    try:
-        folder.chmod(0o755)  # QEMU runs as its own user and must read the backup
-        backup = folder / "blank.raw"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(backup), "64M"], check=True)
-        backup.chmod(0o644)
-        scenario = folder / "blank.yaml"
-        scenario.write_text(
-            "version: 1\nname: fault-no-boot\nbackup: {path: blank.raw, format: raw}\n"
-            "targets: {rto: 15m, rpo: 1d}\nvm: {memory: 256MiB, boot_timeout: 15s}\n"
-            f"login: {{user: root, key_file: {DEMO / 'demo_ed25519'}}}\n"
-        )
-        drill = run_cli(str(scenario), reports=reports)
-        assert drill.exit_code == 1, drill.stderr
-        report = drill.report
-        assert report["reason"].startswith("boot: no DHCP lease within 15s")
-        assert report["backup"]["format"] == "raw"
-        assert_backup_untouched(report)
-    finally:
-        subprocess.run(["rm", "-rf", str(folder)], check=True)
-    assert not os.path.exists(folder)
+    backup = scratch / "blank.raw"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(backup), "64M"], check=True)
+    backup.chmod(0o644)
+    scenario = scratch / "blank.yaml"
+    scenario.write_text(
+        "version: 1\nname: fault-no-boot\nbackup: {path: blank.raw, format: raw}\n"
+        "targets: {rto: 15m, rpo: 1d}\nvm: {memory: 256MiB, boot_timeout: 15s}\n"
+        f"login: {{user: root, key_file: {DEMO / 'demo_ed25519'}}}\n"
+    )
+    drill = run_cli(str(scenario), reports=reports)
+    assert drill.exit_code == 1, drill.stderr
+    report = drill.report
+    assert report["reason"].startswith("boot: no DHCP lease within 15s")
+    assert report["backup"]["format"] == "raw"
+    assert_backup_untouched(report)
+
+
+def test_bad_input_creates_no_libvirt_object(tmp_path: Path) -> None:
+    """Every malformed scenario is refused before libvirt is asked for anything."""
+
+    def inventory() -> tuple[list[str], list[str]]:  # every domain and network, ours or not
+        conn = libvirt.open(URI)
+        try:
+            return (sorted(d.name() for d in conn.listAllDomains()),
+                    sorted(n.name() for n in conn.listAllNetworks()))  # fmt: skip
+        finally:
+            conn.close()
+
+    before = inventory()
+    for file in sorted(BAD.glob("*.yaml")):
+        reports = tmp_path / file.stem
+        drill = run_cli(str(file), "--connect", URI, reports=reports, timeout=60)
+        assert drill.exit_code == 2, (file.name, drill.stderr)
+        assert not reports.exists(), file.name
+    assert inventory() == before
+    assert leftovers() == []
