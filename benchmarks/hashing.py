@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import median, save, timed
-from harness.sources.disk_image import sha256_file
+from harness.sources.identity import sha256_file
 
 SIZE = 1 << 30
 RUNS = 5

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from harness import __version__, qemu_img
@@ -43,9 +42,11 @@ from harness.lab import accel
 from harness.lab.hypervisor import Hypervisor
 from harness.lab.lifecycle import Lab, reap, state_root
 from harness.output.events import Event, Sink
+from harness.remote.commands import as_user, run_step, stream_into
 from harness.remote.ssh import HostKey, Target, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Scenario
 from harness.sources import HashCancelled, Source, open_source
+from harness.sources.files import FileLevelSource
 
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
 
@@ -99,8 +100,9 @@ class _Clock:
         except PhaseTimeout:
             status = "timeout"
             raise
-        except PhaseFailed:
+        except PhaseFailed as exc:
             status = "failed"
+            record.output = record.output or exc.output
             raise
         except Aborted:
             status = "aborted"
@@ -139,7 +141,7 @@ class _Run:
         self.clock = _Clock(self.result, sink)
         self.clock.say("drill", f"drill started ({scenario.source})", rto_s=scenario.targets.rto_s)
         self.outcome = DrillOutcome(self.result, b"")
-        self.source = open_source(scenario.backup)
+        self.source = open_source(scenario.backup, scenario.vm)
         self.hv: Hypervisor | None = None
         self.lab: Lab | None = None
         self.client: Any = None
@@ -172,9 +174,10 @@ class _Run:
     def _pipeline(self) -> None:
         scenario, clock, result = self.scenario, self.clock, self.result
         with clock.phase("verify") as phase:
-            evidence, image = self.source.verify()
+            evidence, disk = self.source.verify()
             result.backup = evidence
-            phase.detail = f"{image.format}, {evidence.image_check}"
+            phase.detail = evidence.image_check if isinstance(self.source, FileLevelSource) else (
+                f"{disk.image.format}, {evidence.image_check}")  # fmt: skip
         self.hasher = _start_hashing(
             self.source, evidence, result, clock, self.hash_errors, self.stop_hashing
         )
@@ -189,7 +192,7 @@ class _Run:
         with clock.phase("provision") as phase:
             self.lab = lab = Lab(hv, scenario.name)
             made = lab.provision(
-                Path(evidence.path), image, scenario.vm.memory_mib, scenario.vm.vcpus,
+                disk.path, disk.image, scenario.vm.memory_mib, scenario.vm.vcpus,
                 "kvm" if chosen == "kvm" else "qemu",
             )  # fmt: skip
             result.lab = {
@@ -227,6 +230,16 @@ class _Run:
         with clock.phase("settle") as phase:
             phase.detail = wait_until_settled(self.client, scenario.vm.settle_timeout_s)
             result.lab["system_state"] = phase.detail
+        if isinstance(self.source, FileLevelSource):
+            with clock.phase("restore") as phase, self.source.restore_stream() as tar:
+                target_dir, limit = self.source.target, scenario.backup.restore_timeout_s
+                sent = stream_into(self.client, target_dir, tar, limit, self.interrupts.check)
+                phase.detail = f"{sent} bytes of tar restored into {target_dir}"
+        for step in scenario.restore_steps:
+            with clock.phase(f"step: {step.name}") as phase:
+                phase.output = run_step(self.client, phase.name, as_user(step.run, step.user),
+                                        step.timeout_s, self.interrupts.check)  # fmt: skip
+                phase.detail = "exit 0"
         host = testinfra_host(self.client, target.user, ip, target.port)
         with clock.phase("checks") as phase:
             for spec in scenario.checks:

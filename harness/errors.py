@@ -95,8 +95,8 @@ class PhaseFailed(DrillError):
 
     exit_code = ExitCode.FAILED
 
-    def __init__(self, phase: str, message: str) -> None:
-        self.phase = phase
+    def __init__(self, phase: str, message: str, output: str = "") -> None:
+        self.phase, self.output = phase, output  # output: what a failed command printed
         super().__init__(message)
 
 

@@ -31,6 +31,7 @@ class PhaseResult:
     status: str  # ok | failed | timeout | aborted | error
     detail: str = ""
     concurrent: bool = False  # ran beside other phases (e.g. hashing during boot)
+    output: str = ""  # a restore step's output (tail)
 
 
 @dataclass
@@ -60,6 +61,8 @@ class FileIdentity:
     device: int
     mtime_ns: int
     ctime_ns: int
+    files: int = 1  # a repository folder: how many files it holds
+    tree_sha256: str = ""  # a folder: SHA-256 over every file's path and stat facts
 
 
 @dataclass
@@ -79,7 +82,9 @@ class BackupEvidence:
     identity_before: FileIdentity | None = None
     identity_after: FileIdentity | None = None
     unchanged: bool | None = None
-    unchanged_by: str = ""  # "hash" | "stat"
+    unchanged_by: str = ""  # "hash" | "stat" | "" (a remote repository: not provable here)
+    base_image: str = ""  # file-level kinds: the VM image the files were restored into
+    details: dict[str, str] = field(default_factory=dict)  # tool, snapshot, archive, target…
 
 
 @dataclass

@@ -130,7 +130,7 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node, path: Path) -> lis
         p.add(["vm", "memory"], f"{memory!r} is out of range (64MiB to 256GiB)")
 
     backup = data["backup"]
-    p.existing_file(["backup", "path"], backup["path"])
+    _backup_problems(p, backup, data.get("vm", {}))
     if "restore_point" in backup:
         try:
             _parse_time(backup["restore_point"])
@@ -138,11 +138,62 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node, path: Path) -> lis
             p.add(["backup", "restore_point"], "not an ISO 8601 time, e.g. 2026-11-22T02:00:00Z")
     p.existing_file(["login", "key_file"], data["login"]["key_file"])
     _check_problems(p, data.get("checks", []))
+    steps: set[str] = set()
+    for i, step in enumerate(data.get("restore_steps", [])):
+        if step["name"] in steps:
+            p.add(["restore_steps", i, "name"], f"duplicate step name {step['name']!r}")
+        steps.add(step["name"])
+        p.duration(["restore_steps", i, "timeout"], step.get("timeout"), MAX_WAIT_S)
     if tests := data.get("testinfra"):
         for i, file in enumerate(tests["files"]):
             p.existing_file(["testinfra", "files", i], file)
         p.duration(["testinfra", "timeout"], tests.get("timeout"), MAX_WAIT_S)
     return p.found
+
+
+# Which backup keys each kind takes (beyond kind, restore_point and verify_after).
+_BACKUP_KEYS = {
+    "disk-image": {"path", "format", "sha256"},
+    "tar": {"path", "sha256", "target", "restore_timeout"},
+    "file": {"path", "sha256", "target", "restore_timeout"},
+    "restic": {"repository", "snapshot", "password", "password_file", "environment", "target",
+               "restore_timeout"},
+    "borg": {"repository", "archive", "password", "password_file", "environment", "target",
+             "restore_timeout"},
+}  # fmt: skip
+_REQUIRED = {"disk-image": ("path",), "tar": ("path", "target"), "file": ("path", "target"),
+             "restic": ("repository", "target"), "borg": ("repository", "target")}  # fmt: skip
+
+
+def is_remote(repository: str) -> bool:
+    """``sftp:host:/r``, ``s3:…``, ``ssh://…``, ``user@host:repo``: a colon before any slash."""
+    return bool(re.match(r"^[^/]+:", repository))
+
+
+def _backup_problems(p: _Problems, backup: dict[str, Any], vm: dict[str, Any]) -> None:
+    kind = backup.get("kind", "disk-image")
+    common = {"kind", "restore_point", "verify_after"}
+    for key in sorted(set(backup) - _BACKUP_KEYS[kind] - common):
+        p.add(["backup", key], f"not used by a {kind} backup")
+    for key in _REQUIRED[kind]:
+        if key not in backup:
+            p.add(["backup"], f"a {kind} backup needs '{key}'")
+    if "path" in backup:
+        p.existing_file(["backup", "path"], backup["path"])
+    if "repository" in backup and not is_remote(backup["repository"]):
+        folder = (p.base / backup["repository"]).resolve()
+        if not folder.is_dir():
+            p.add(["backup", "repository"], f"no such repository folder: {folder}")
+    if "password_file" in backup:
+        p.existing_file(["backup", "password_file"], backup["password_file"])
+    p.duration(["backup", "restore_timeout"], backup.get("restore_timeout"), MAX_WAIT_S)
+    if kind == "disk-image" and "image" in vm:
+        p.add(["vm", "image"], "a disk-image backup is itself the VM's disk; drop vm.image")
+    elif kind != "disk-image":
+        if "image" not in vm:
+            p.add(["vm"], f"a {kind} backup is restored into a base VM: set vm.image")
+        else:
+            p.existing_file(["vm", "image"], vm["image"])
 
 
 def _check_problems(p: _Problems, checks: list[dict[str, Any]]) -> None:
@@ -198,16 +249,7 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
         name=data["name"],
         description=data.get("description", ""),
         source=path.resolve(),
-        backup=model.BackupSpec(
-            kind=backup.get("kind", "disk-image"),
-            path=(base / backup["path"]).resolve(),
-            format=backup.get("format", "auto"),
-            restore_point=_parse_time(backup["restore_point"])
-            if "restore_point" in backup
-            else None,
-            sha256=backup.get("sha256"),
-            verify_after=backup.get("verify_after", "hash"),
-        ),
+        backup=_backup(backup, base),
         targets=model.Targets(
             rto_s=parse_duration(data["targets"]["rto"]),
             rpo_s=parse_duration(data["targets"]["rpo"]),
@@ -220,6 +262,8 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
             settle_timeout_s=parse_duration(
                 vm.get("settle_timeout", model.DEFAULT_SETTLE_TIMEOUT_S)
             ),
+            image=(base / vm["image"]).resolve() if "image" in vm else None,
+            image_format=vm.get("image_format", "auto"),
         ),
         login=model.LoginSpec(
             user=login["user"],
@@ -236,5 +280,40 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
         else None,
         rendered=redact(rendered.text, rendered.secrets),
         isolation_probe=tuple(data.get("isolation", {}).get("probe", [])),
+        restore_steps=tuple(
+            model.StepSpec(
+                step["name"],
+                step["run"],
+                step.get("user"),
+                parse_duration(step.get("timeout", model.DEFAULT_STEP_TIMEOUT_S)),
+            )
+            for step in data.get("restore_steps", [])
+        ),
         secrets=rendered.secrets,
+    )
+
+
+def _backup(backup: dict[str, Any], base: Path) -> model.BackupSpec:
+    repository = backup.get("repository")
+    local = None if repository is None or is_remote(repository) else (base / repository).resolve()
+    return model.BackupSpec(
+        kind=backup.get("kind", "disk-image"),
+        path=(base / backup["path"]).resolve() if "path" in backup else None,
+        format=backup.get("format", "auto"),
+        restore_point=_parse_time(backup["restore_point"]) if "restore_point" in backup else None,
+        sha256=backup.get("sha256"),
+        verify_after=backup.get("verify_after", "hash"),
+        repository=str(local) if local else repository,
+        local_repository=local,
+        snapshot=backup.get("snapshot"),
+        archive=backup.get("archive"),
+        password=backup.get("password"),
+        password_file=(base / backup["password_file"]).resolve()
+        if "password_file" in backup
+        else None,
+        environment=dict(backup.get("environment", {})),
+        target=backup.get("target"),
+        restore_timeout_s=parse_duration(
+            backup.get("restore_timeout", model.DEFAULT_RESTORE_TIMEOUT_S)
+        ),
     )

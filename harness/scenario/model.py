@@ -15,16 +15,47 @@ DEFAULT_CHECK_TIMEOUT_S = 60.0
 DEFAULT_TESTS_TIMEOUT_S = 600.0
 
 
+DEFAULT_RESTORE_TIMEOUT_S = 1800.0
+DEFAULT_STEP_TIMEOUT_S = 600.0
+
+
 @dataclass(frozen=True)
 class BackupSpec:
-    """Which backup to restore and how to prove it untouched."""
+    """Which backup to restore and how to prove it untouched.
+
+    ``path`` is the backup file (disk-image, tar, file); ``repository`` a restic or borg
+    repository, a local folder (``local_repository``) or a URL only the tool understands."""
 
     kind: str
-    path: Path
+    path: Path | None
     format: str  # auto | qcow2 | raw
     restore_point: datetime | None
     sha256: str | None
     verify_after: str  # hash | stat
+    repository: str | None = None
+    local_repository: Path | None = None
+    snapshot: str | None = None
+    archive: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
+    target: str | None = None
+    restore_timeout_s: float = DEFAULT_RESTORE_TIMEOUT_S
+
+    @property
+    def location(self) -> Path | None:
+        """The backup on this host's file system, if it is here (a remote repository is not)."""
+        return self.path or self.local_repository
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A command run in the guest after the data restore (e.g. ``pg_restore``)."""
+
+    name: str
+    run: str
+    user: str | None
+    timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -44,6 +75,8 @@ class VmSpec:
     accelerator: str  # auto | kvm | tcg
     boot_timeout_s: float
     settle_timeout_s: float
+    image: Path | None = None  # the base image a file-level backup is restored into
+    image_format: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -91,4 +124,5 @@ class Scenario:
     testinfra: TestinfraSpec | None
     rendered: str
     isolation_probe: tuple[str, ...] = ()
+    restore_steps: tuple[StepSpec, ...] = ()
     secrets: frozenset[str] = field(default=frozenset(), repr=False)

@@ -13,6 +13,10 @@ from harness.durations import DURATION_PATTERN, SIZE_PATTERN
 
 SCHEMA_ID = "https://restore-drill.dev/schema/scenario-v1.json"
 
+#: Kinds of backup; all but disk-image are file-level: restored into ``vm.image``.
+SOURCE_KINDS = ("disk-image", "tar", "file", "restic", "borg")
+FILE_LEVEL_KINDS = SOURCE_KINDS[1:]
+
 _duration = {
     "description": "seconds as a number, or units in order: 90s, 15m, 4h, 1h30m, 2d",
     "type": ["string", "number"],
@@ -106,13 +110,42 @@ SCHEMA: dict[str, Any] = {
         "backup": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["path"],
             "properties": {
-                "kind": {"enum": ["disk-image"], "default": "disk-image"},
-                "path": {"description": "relative to the scenario file", **_path},
+                "kind": {
+                    "description": "disk-image: boot it; tar, file, restic, borg: restore it "
+                    "into vm.image (see README, 'Kinds of backup')",
+                    "enum": list(SOURCE_KINDS),
+                    "default": "disk-image",
+                },
+                "path": {"description": "the backup file, relative to the scenario", **_path},
+                "repository": {
+                    "description": "restic/borg repository: a local path (relative to the "
+                    "scenario) or a URL the tool understands (sftp:, s3:, rest:, ssh://)",
+                    **_path,
+                },
+                "snapshot": {"description": "restic snapshot id (default: latest)", **_text},
+                "archive": {"description": "borg archive name (default: the newest)", **_text},
+                "password": {"description": "repository password; use secret()", **_text},
+                "password_file": {"description": "file holding the repository password", **_path},
+                "environment": {
+                    "description": "environment for the backup tool (e.g. S3 credentials via "
+                    "secret()); values are redacted from evidence",
+                    "type": "object",
+                    "maxProperties": 50,
+                    "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"},
+                    "additionalProperties": {"type": "string", "maxLength": 4096},
+                },
+                "target": {
+                    "description": "directory in the guest the files are restored into",
+                    "type": "string",
+                    "pattern": "^/[^\\0]*$",
+                    "maxLength": 4096,
+                },
+                "restore_timeout": {**_duration, "description": "bound on the data restore"},
                 "format": {"enum": ["auto", "qcow2", "raw"], "default": "auto"},
                 "restore_point": {
-                    "description": "ISO 8601 time of the backup (default: file mtime)",
+                    "description": "ISO 8601 time of the backup (default: from the backup "
+                    "tool's metadata, else the file's mtime)",
                     "type": "string",
                 },
                 "sha256": {
@@ -125,6 +158,22 @@ SCHEMA: dict[str, Any] = {
                     "or by stat (size, mode, owner, inode, mtime and ctime)",
                     "enum": ["hash", "stat"],
                     "default": "hash",
+                },
+            },
+        },
+        "restore_steps": {
+            "description": "commands run in the guest after the data restore, before checks",
+            "type": "array",
+            "maxItems": 100,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "run"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "run": {"description": "shell command", **_text},
+                    "user": {"description": "run as this guest user", **_name},
+                    "timeout": {**_duration, "description": "bound on the step (default 10m)"},
                 },
             },
         },
@@ -148,6 +197,12 @@ SCHEMA: dict[str, Any] = {
                     "default": "1GiB",
                 },
                 "vcpus": {"type": "integer", "minimum": 1, "maximum": 64, "default": 2},
+                "image": {
+                    "description": "base VM disk image a file-level backup is restored into "
+                    "(never changed: booted through an overlay)",
+                    **_path,
+                },
+                "image_format": {"enum": ["auto", "qcow2", "raw"], "default": "auto"},
                 "accelerator": {"enum": ["auto", "kvm", "tcg"], "default": "auto"},
                 "boot_timeout": {**_duration, "description": "power-on to DHCP lease"},
                 "settle_timeout": {

@@ -134,7 +134,7 @@ def test_hashing_stops_promptly_when_asked(tmp_path: Path) -> None:
     import time
 
     from harness.sources import HashCancelled
-    from harness.sources.disk_image import sha256_file
+    from harness.sources.identity import sha256_file
 
     big = tmp_path / "big.raw"
     with big.open("wb") as fh:

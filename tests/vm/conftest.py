@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import pytest
 
 from harness.lab.hypervisor import Hypervisor
 from harness.lab.lifecycle import state_root
+from harness.sources.identity import identity, sha256_path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = Path(os.environ.get("RESTORE_DRILL_DEMO_DIR", "/var/cache/restore-drill/demo"))
@@ -140,13 +141,18 @@ def sha256(path: Path) -> str:
 
 
 def assert_backup_untouched(report: dict[str, Any]) -> None:
-    """The report's identity of the backup matches the file as it is now, hash included."""
+    """The report's identity of the backup matches the file (or repository folder) as it is
+    now, hash included."""
     backup = report["backup"]
     path = Path(backup["path"])
-    st = path.stat()
     before = backup["identity_before"]
     assert backup["unchanged"] is True
     assert backup["identity_after"] == before
+    if path.is_dir():  # a repository: every file's stat facts, and every file's content
+        assert asdict(identity(path)) == before
+        assert sha256_path(path) == backup["sha256"] == backup["sha256_after"]
+        return
+    st = path.stat()
     assert (st.st_size, oct(st.st_mode & 0o7777), st.st_uid, st.st_gid) == (
         before["size"], before["mode"], before["uid"], before["gid"],
     )  # fmt: skip

@@ -1,0 +1,123 @@
+"""Commands in the guest over the drill's SSH connection, bounded: a restore step, and a
+tar stream piped into ``tar -x`` (the data restore of file-level backups)."""
+
+from __future__ import annotations
+
+import os
+import select
+import shlex
+import time
+from collections.abc import Callable
+from typing import IO
+
+import paramiko
+
+from harness.errors import PhaseFailed, PhaseTimeout
+
+CHUNK = 256 * 1024
+OUTPUT_KEEP = 64 * 1024
+
+
+def as_user(command: str, user: str | None) -> str:
+    """``command`` for ``sh -c``, run as ``user`` when given (runuser, as root logs in)."""
+    if user is None:
+        return command
+    return f"runuser -u {shlex.quote(user)} -- sh -c {shlex.quote(command)}"
+
+
+def run_step(
+    client: paramiko.SSHClient, phase: str, command: str, timeout_s: float,
+    cancelled: Callable[[], None],
+) -> str:  # fmt: skip
+    """Run ``command``; its output (stdout and stderr merged, tail). Non-zero exit fails
+    ``phase`` naming the exit code and the last output line; so does the time limit."""
+    channel = _session(client, phase)
+    channel.set_combine_stderr(True)
+    # B601: the scenario's own restore step, run in the scenario's own throw-away guest
+    channel.exec_command(command)  # nosec B601
+    output = bytearray()
+    deadline = time.monotonic() + timeout_s
+    while not (channel.exit_status_ready() and not channel.recv_ready()):
+        cancelled()
+        if time.monotonic() > deadline:
+            channel.close()
+            raise PhaseTimeout(phase, f"still running after {timeout_s:g}s: "
+                                      f"{_last_line(output)}")  # fmt: skip
+        if channel.recv_ready():
+            output += channel.recv(CHUNK)
+            del output[:-OUTPUT_KEEP]
+        else:
+            time.sleep(0.05)
+    status = channel.recv_exit_status()
+    channel.close()
+    text = output.decode(errors="replace")
+    if status != 0:
+        raise PhaseFailed(phase, f"exited {status}: {_last_line(output)}", output=text)
+    return text
+
+
+def stream_into(
+    client: paramiko.SSHClient, target: str, data: IO[bytes], timeout_s: float,
+    cancelled: Callable[[], None],
+) -> int:  # fmt: skip
+    """Pipe the tar stream ``data`` into ``tar -x -C target`` in the guest; bytes sent."""
+    channel = _session(client, "restore")
+    quoted = shlex.quote(target)
+    # B601: a fixed command; the target path is quoted
+    channel.exec_command(f"mkdir -p {quoted} && tar -x -C {quoted} -f -")  # nosec B601
+    deadline = time.monotonic() + timeout_s
+    sent = 0
+    fd = data.fileno()
+    while True:
+        cancelled()
+        if time.monotonic() > deadline:
+            channel.close()
+            raise PhaseTimeout("restore", f"the data restore took longer than {timeout_s:g}s "
+                                          f"({sent} bytes restored)")  # fmt: skip
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        chunk = os.read(fd, CHUNK)
+        if not chunk:
+            break
+        try:
+            channel.sendall(chunk)
+        except (OSError, paramiko.SSHException) as exc:
+            raise PhaseFailed("restore", f"the guest stopped reading: "
+                                         f"{_guest_error(channel) or exc}") from exc  # fmt: skip
+        sent += len(chunk)
+    channel.shutdown_write()
+    while not channel.exit_status_ready():
+        cancelled()
+        if time.monotonic() > deadline:
+            channel.close()
+            raise PhaseTimeout("restore", f"tar in the guest did not finish within {timeout_s:g}s")
+        time.sleep(0.05)
+    status = channel.recv_exit_status()
+    error = _guest_error(channel)
+    channel.close()
+    if status != 0:
+        raise PhaseFailed("restore", f"tar -x in the guest exited {status}: {error}")
+    return sent
+
+
+def _session(client: paramiko.SSHClient, phase: str) -> paramiko.Channel:
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise PhaseFailed(phase, "the SSH connection to the guest is gone")
+    try:
+        return transport.open_session()
+    except (OSError, paramiko.SSHException) as exc:
+        raise PhaseFailed(phase, f"cannot open an SSH session: {exc}") from exc
+
+
+def _guest_error(channel: paramiko.Channel) -> str:
+    data = b""
+    while channel.recv_stderr_ready():
+        data += channel.recv_stderr(CHUNK)
+    return " | ".join(data.decode(errors="replace").strip().splitlines()[-5:])
+
+
+def _last_line(output: bytes | bytearray) -> str:
+    lines = bytes(output).decode(errors="replace").strip().splitlines()
+    return lines[-1][:300] if lines else "no output"

@@ -1,0 +1,191 @@
+"""File-level backups (tar, a single file, restic, borg): the scenario's base image boots,
+and the backup's files are restored into the running guest as one tar stream that the
+backup's own tool produces (``restic dump``, ``borg export-tar``, the archive itself),
+piped over SSH into ``tar -x`` in the guest. No staging copy on the host, and the restore
+is timed as a phase of the recovery.
+
+Tools read repositories without locking them (``restic --no-lock``, ``borg --bypass-lock``)
+and with their caches in a throw-away folder: the repository is never written to, which
+the before/after identity of every file in it then proves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from harness.errors import InfraError, PhaseFailed, PhaseTimeout
+from harness.evidence.model import BackupEvidence
+from harness.scenario.model import BackupSpec, VmSpec
+from harness.sources import BootDisk
+from harness.sources.disk_image import inspect_image
+from harness.sources.identity import confirm_unchanged, hash_backup, identity
+
+TOOL_TIMEOUT_S = 300.0
+STDERR_KEEP = 4000
+APT_PACKAGE = {"restic": "restic", "borg": "borgbackup", "zstd": "zstd", "tar": "tar"}
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """What the backup's own metadata says: its time and a summary for the evidence."""
+
+    summary: str
+    restore_point: datetime | None = None
+    restore_point_source: str = ""
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class FileLevelSource:
+    """Shared by every file-level kind; a kind says how to inspect and how to stream."""
+
+    tool = ""
+
+    def __init__(self, spec: BackupSpec, vm: VmSpec) -> None:
+        assert vm.image is not None  # noqa: S101 - the loader ensures it
+        assert spec.target is not None  # noqa: S101 - the loader ensures it
+        self.spec, self.vm, self.image_path, self.target = spec, vm, vm.image, spec.target
+
+    # -- what a kind provides -------------------------------------------------------------
+    def inspect(self) -> Inspected:
+        raise NotImplementedError
+
+    def stream_command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(self.spec.environment)
+
+    # -- the Source interface -------------------------------------------------------------
+    def verify(self) -> tuple[BackupEvidence, BootDisk]:
+        location = self.spec.location
+        before = identity(location) if location else None
+        image, image_check = inspect_image(self.image_path, self.vm.image_format, "base image")
+        facts = self.inspect()
+        if self.spec.restore_point:
+            restore_point, source = self.spec.restore_point, "scenario"
+        elif facts.restore_point:
+            restore_point, source = facts.restore_point, facts.restore_point_source
+        elif before is not None:
+            restore_point, source = datetime.fromtimestamp(before.mtime_ns / 1e9, UTC), "mtime"
+        else:
+            raise PhaseFailed("verify", "the backup's time is unknown: set backup.restore_point")
+        evidence = BackupEvidence(
+            kind=self.spec.kind, path=str(location or self.spec.repository),
+            format=self.spec.kind, restore_point=restore_point.isoformat(),
+            restore_point_source=source, sha256_expected=self.spec.sha256,
+            image_check=f"{facts.summary}; base image {image.format}: {image_check}",
+            identity_before=before, base_image=str(self.image_path),
+            details={**facts.details, "restored into": self.target},
+        )  # fmt: skip
+        return evidence, BootDisk(self.image_path, image)
+
+    def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
+        if self.spec.location is not None:
+            hash_backup(evidence, self.spec.location, stop)
+
+    def confirm_unchanged(self, evidence: BackupEvidence) -> None:
+        if self.spec.location is not None:
+            confirm_unchanged(evidence, self.spec.location, self.spec.verify_after)
+        else:
+            evidence.details["unchanged"] = "a remote repository: not provable from this host"
+
+    @contextmanager
+    def restore_stream(self) -> Iterator[IO[bytes]]:
+        """The backup's files as a tar stream. If the tool fails, :class:`PhaseFailed` at the
+        restore phase carries its error, also when the guest noticed the broken stream first."""
+        argv = self.stream_command()
+        with _scratch() as home, tempfile.TemporaryFile() as stderr:
+            env = {**os.environ, **self.environment(), "HOME": home, "BORG_BASE_DIR": home}
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env
+                )
+            except FileNotFoundError:
+                raise _missing(argv[0]) from None
+            assert proc.stdout is not None  # noqa: S101 - PIPE above
+            failure: BaseException | None = None
+            try:
+                yield proc.stdout
+            except BaseException as exc:
+                failure = exc
+            finally:
+                if proc.poll() is None and failure is not None:
+                    proc.kill()
+                code = proc.wait()
+                proc.stdout.close()
+                stderr.seek(0)
+                said = _tail(stderr.read())
+        if code != 0 and not (failure is not None and code < 0):
+            raise PhaseFailed("restore", f"{argv[0]} failed (exit {code}): {said}") from failure
+        if failure is not None:
+            raise failure
+
+    def run_tool(self, argv: list[str], phase: str = "verify") -> str:
+        """Run the tool to completion (bounded); its output. A failure fails ``phase``."""
+        with _scratch() as home:
+            env = {**os.environ, **self.environment(), "HOME": home, "BORG_BASE_DIR": home}
+            try:
+                done = subprocess.run(
+                    argv, capture_output=True, env=env, timeout=TOOL_TIMEOUT_S, check=False,
+                    stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+            except FileNotFoundError:
+                raise _missing(argv[0]) from None
+            except subprocess.TimeoutExpired:
+                raise PhaseTimeout(phase, f"{argv[0]} gave no answer within "
+                                          f"{TOOL_TIMEOUT_S:g}s") from None  # fmt: skip
+        if done.returncode != 0:
+            raise PhaseFailed(phase, f"{argv[0]} failed (exit {done.returncode}): "
+                                     f"{_tail(done.stderr or done.stdout)}")  # fmt: skip
+        return done.stdout.decode(errors="replace")
+
+
+def password_env(spec: BackupSpec, variable: str) -> dict[str, str]:
+    """The repository password for the tool, from the scenario or its file."""
+    if spec.password is not None:
+        return {variable: spec.password}
+    if spec.password_file is not None:
+        try:
+            return {variable: spec.password_file.read_text().strip()}
+        except OSError as exc:
+            raise PhaseFailed(
+                "verify", f"cannot read {spec.password_file}: {exc.strerror}"
+            ) from None
+    return {}
+
+
+@contextmanager
+def _scratch() -> Iterator[str]:
+    """A private HOME for the tool: its caches and config never touch the host's."""
+    folder = tempfile.mkdtemp(prefix="rdrill-tool-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _missing(tool: str) -> InfraError:
+    package = APT_PACKAGE.get(Path(tool).name, Path(tool).name)
+    return InfraError(f"{tool} is not installed on this host (apt install {package})")
+
+
+def _tail(data: bytes) -> str:
+    text = data.decode(errors="replace").strip()
+    text = text[-STDERR_KEEP:]
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip()) or "no output"
+
+
+def parse_time(text: str) -> datetime:
+    """A tool's timestamp; one without a zone is the host's local time (as borg writes it)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value.astimezone(UTC)
