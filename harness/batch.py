@@ -133,7 +133,7 @@ def free_memory_mib() -> int:
 
 
 def need_mib(scenario: Scenario) -> int:
-    return scenario.vm.memory_mib + QEMU_OVERHEAD_MIB
+    return scenario.memory_mib + QEMU_OVERHEAD_MIB * len(scenario.machines)
 
 
 class _Child:

@@ -48,7 +48,8 @@ def _load_all(paths: Iterable[Path], var: tuple[str, ...]) -> list[Scenario]:
     for file in _scenario_files(paths):
         try:
             scenario = load_scenario(file, variables)
-            check_key(scenario.login.key_file)
+            for key in {m.login.key_file for m in scenario.machines}:
+                check_key(key)
             scenarios.append(scenario)
         except ScenarioError as exc:
             problems += exc.problems
@@ -324,7 +325,8 @@ def labs() -> None:
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("lab", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def ssh(lab: str | None, command: tuple[str, ...]) -> None:
+@click.option("--vm", "machine", default=None, help="Which VM of a lab of several (its name).")
+def ssh(lab: str | None, command: tuple[str, ...], machine: str | None) -> None:
     """Open a shell (or run COMMAND) in a kept lab's VM over OpenSSH.
 
     LAB is a lab id (or its start) or a scenario name; it may be left out when one lab is
@@ -340,10 +342,13 @@ def ssh(lab: str | None, command: tuple[str, ...]) -> None:
         raise ConfigError(f"need exactly one lab {what}; found: {names} "
                           "(see `restore-drill labs`; run with --keep to keep one)")  # fmt: skip
     [record] = kept
-    argv = ["ssh", *(record.ssh or []), *command]
+    args = record.machines.get(machine) if machine else record.ssh
+    if not args:
+        raise ConfigError(f"lab {record.lab_id} has no VM {machine!r}; it has: "
+                          f"{', '.join(record.machines) or 'one'}")  # fmt: skip
     sys.stdout.flush()
     try:
-        os.execvp("ssh", argv)  # noqa: S606 - OpenSSH with our own arguments
+        os.execvp("ssh", ["ssh", *args, *command])  # noqa: S606 - OpenSSH, our own arguments
     except OSError as exc:
         raise ConfigError(f"cannot run ssh ({exc.strerror}): install openssh-client") from None
 

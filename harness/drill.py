@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,12 +40,12 @@ from harness.evidence.model import (
 from harness.interrupts import Interrupts
 from harness.lab import accel
 from harness.lab.hypervisor import Hypervisor
-from harness.lab.lifecycle import Lab, reap, state_root
+from harness.lab.lifecycle import KeptVm, Lab, LabVm, VmDisk, reap, state_root
 from harness.output.events import Event, Sink
 from harness.remote.commands import as_user, run_step, stream_into
 from harness.remote.ssh import HostKey, Target, wait_for_ssh, wait_until_settled
-from harness.scenario.model import Scenario
-from harness.sources import HashCancelled, Source, open_source
+from harness.scenario.model import Machine, Scenario
+from harness.sources import BootDisk, HashCancelled, Source, open_source
 from harness.sources.files import FileLevelSource
 
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
@@ -124,6 +124,25 @@ def run_drill(
     return _Run(scenario, options, sink, interrupts).execute()
 
 
+@dataclass
+class _Guest:
+    """One machine of the lab while the drill runs."""
+
+    machine: Machine
+    source: Source
+    label: str  # "" for a single-VM scenario, else " <name>": appended to phase names
+    evidence: BackupEvidence | None = None
+    disk: BootDisk | None = None
+    vm: LabVm | None = None
+    ip: str = ""
+    target: Target | None = None
+    client: Any = None
+    host_key: HostKey | None = None
+    host: Any = None  # its testinfra host
+    hasher: threading.Thread | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # for the report's machines list
+
+
 class _Run:
     """One drill's state; each phase is a method, teardown undoes whatever exists."""
 
@@ -141,13 +160,13 @@ class _Run:
         self.clock = _Clock(self.result, sink)
         self.clock.say("drill", f"drill started ({scenario.source})", rto_s=scenario.targets.rto_s)
         self.outcome = DrillOutcome(self.result, b"")
-        self.source = open_source(scenario.backup, scenario.vm)
+        several = len(scenario.machines) > 1
+        self.guests = [
+            _Guest(m, open_source(m.backup, m.vm), f" {m.name}" if several else "")
+            for m in scenario.machines
+        ]
         self.hv: Hypervisor | None = None
         self.lab: Lab | None = None
-        self.client: Any = None
-        self.target: Target | None = None
-        self.host_key: HostKey | None = None
-        self.hasher: threading.Thread | None = None
         self.stop_hashing = threading.Event()
         self.hash_errors: list[BaseException] = []
         self.failure: BaseException | None = None
@@ -165,7 +184,8 @@ class _Run:
             self.failure = self.hash_errors[0]
         if self.failure is None and self.interrupts.received:
             self.failure = Aborted(self.interrupts.received)
-        _judge(self.result, self.scenario, self.started, self.verified_at, self.failure)
+        _judge(self.result, self.scenario, self.started, self.verified_at, self.failure,
+               [g.evidence for g in self.guests if g.evidence is not None])  # fmt: skip
         self.result.finished_at = utc_now().isoformat()
         tail = self.outcome.console_log[-8192:]
         self.result.console_tail = tail.decode("utf-8", errors="replace")
@@ -174,94 +194,135 @@ class _Run:
     def _pipeline(self) -> None:
         scenario, clock, result = self.scenario, self.clock, self.result
         with clock.phase("verify") as phase:
-            evidence, disk = self.source.verify()
-            result.backup = evidence
-            phase.detail = evidence.image_check if isinstance(self.source, FileLevelSource) else (
-                f"{disk.image.format}, {evidence.image_check}")  # fmt: skip
-        self.hasher = _start_hashing(
-            self.source, evidence, result, clock, self.hash_errors, self.stop_hashing
-        )
+            details = []
+            for guest in self.guests:
+                guest.evidence, guest.disk = guest.source.verify()
+                file_level = isinstance(guest.source, FileLevelSource)
+                check = guest.evidence.image_check
+                details.append(f"{guest.machine.name}: {check}" if guest.label else check if
+                               file_level else f"{guest.disk.image.format}, {check}")  # fmt: skip
+            result.backup = self.guests[0].evidence
+            phase.detail = "; ".join(details)
+        for guest in self.guests:
+            assert guest.evidence is not None  # noqa: S101 - set just above
+            guest.hasher = _start_hashing(guest.source, guest.evidence, result, clock,
+                                          self.hash_errors, self.stop_hashing,
+                                          f"hash{guest.label}")  # fmt: skip
         with clock.phase("prepare") as phase:
             self.hv = hv = Hypervisor(self.options.uri)
             result.environment.update(libvirt=hv.version(), qemu=accel.qemu_version())
             for removed in reap(hv, include_kept=False):
                 clock.say("note", f"cleanup: removed {removed} left by an earlier drill")
-            requested = self.options.accelerator or scenario.vm.accelerator
+            requested = self.options.accelerator or scenario.primary.vm.accelerator
             chosen, phase.detail = accel.choose(requested, state_root())
             result.environment.update(accelerator=chosen, accelerator_reason=phase.detail)
         with clock.phase("provision") as phase:
             self.lab = lab = Lab(hv, scenario.name)
-            made = lab.provision(
-                disk.path, disk.image, scenario.vm.memory_mib, scenario.vm.vcpus,
-                "kvm" if chosen == "kvm" else "qemu",
-            )  # fmt: skip
+            disks = []
+            for g in self.guests:
+                assert g.disk is not None  # noqa: S101 - verified above
+                disks.append(VmDisk(g.machine.name, g.disk.path, g.disk.image,
+                                    g.machine.vm.memory_mib, g.machine.vm.vcpus,
+                                    g.machine.hostnames))  # fmt: skip
+            made = lab.provision(disks, "kvm" if chosen == "kvm" else "qemu")
+            for guest, vm in zip(self.guests, made.vms, strict=True):
+                guest.vm = vm
+                guest.facts.update(name=guest.machine.name, domain=vm.domain_name, mac=vm.mac,
+                                   depends_on=list(guest.machine.depends_on),
+                                   hostnames=list(guest.machine.hostnames))  # fmt: skip
+            first = made.vms[0]
             result.lab = {
                 "lab_id": lab.lab_id, "network": made.network_name,
                 "network_xml": made.network_xml,
                 "network_xml_sha256": hashlib.sha256(made.network_xml.encode()).hexdigest(),
-                "domain": made.domain_name,
-                "mac": made.mac, "accelerator": chosen,
+                "domain": first.domain_name, "mac": first.mac, "accelerator": chosen,
             }  # fmt: skip
-            phase.detail = f"lab {lab.lab_id}, {chosen}"
-        with clock.phase("boot") as phase:
-            lab.start()
-            wait = format_duration(scenario.vm.boot_timeout_s)
-            clock.say("note", f"boot: VM powered on, waiting up to {wait} for its DHCP lease")
-            ip = hv.wait_for_lease(
-                made.domain_name, made.mac, scenario.vm.boot_timeout_s, self.interrupts.check
-            )
-            result.lab["ip"] = phase.detail = ip
-        host = self._in_guest(ip)
+            phase.detail = f"lab {lab.lab_id}, {len(made.vms)} VM(s), {chosen}"
+        for guest in self.guests:  # dependencies first: each starts once they are ready
+            self._boot(guest)
+            self._ready(guest)
+        self._checks()
         self.verified_at = clock.elapsed()
         # Proof of isolation is the harness's own work, not part of the recovery: after the clock.
-        self._isolation(host)
-        _join(self.hasher, self.interrupts)
+        for guest in self.guests:
+            self._isolation(guest)
+        for guest in self.guests:
+            _join(guest.hasher, self.interrupts)
 
-    def _in_guest(self, ip: str) -> Any:
-        """ssh → settle → checks → testinfra; the testinfra host for later probes."""
-        scenario, clock, result = self.scenario, self.clock, self.result
-        with clock.phase("ssh") as phase:
-            login = scenario.login
-            self.target = target = Target(ip, login.port, login.user, login.key_file)
-            self.client, host_key = wait_for_ssh(target, login.timeout_s, self.interrupts.check)
-            self.host_key = host_key
-            result.lab["host_key"] = {"type": host_key.type, "fingerprint": host_key.fingerprint}
-            phase.detail = f"{host_key.type} {host_key.fingerprint}"
-        with clock.phase("settle") as phase:
-            phase.detail = wait_until_settled(self.client, scenario.vm.settle_timeout_s)
-            result.lab["system_state"] = phase.detail
-        if isinstance(self.source, FileLevelSource):
-            with clock.phase("restore") as phase, self.source.restore_stream() as tar:
-                target_dir, limit = self.source.target, scenario.backup.restore_timeout_s
-                sent = stream_into(self.client, target_dir, tar, limit, self.interrupts.check)
-                phase.detail = f"{sent} bytes of tar restored into {target_dir}"
-        for step in scenario.restore_steps:
-            with clock.phase(f"step: {step.name}") as phase:
-                phase.output = run_step(self.client, phase.name, as_user(step.run, step.user),
+    def _boot(self, guest: _Guest) -> None:
+        assert self.lab is not None  # noqa: S101 - provisioned before any boot
+        assert self.hv is not None  # noqa: S101
+        assert guest.vm is not None  # noqa: S101
+        vm, limit = guest.vm, guest.machine.vm.boot_timeout_s
+        with self.clock.phase(f"boot{guest.label}") as phase:
+            self.lab.start(vm)
+            self.clock.say("note", f"boot{guest.label}: VM powered on, waiting up to "
+                                   f"{format_duration(limit)} for its DHCP lease")  # fmt: skip
+            guest.ip = self.hv.wait_for_lease(vm.domain_name, vm.mac, limit, self.interrupts.check)
+            guest.facts["ip"] = phase.detail = guest.ip
+        if guest is self.guests[0]:
+            self.result.lab["ip"] = guest.ip
+
+    def _ready(self, guest: _Guest) -> None:
+        """ssh → settle → restore → steps: the machine is ready for its dependents."""
+        clock, label, machine = self.clock, guest.label, guest.machine
+        with clock.phase(f"ssh{label}") as phase:
+            login = machine.login
+            guest.target = Target(guest.ip, login.port, login.user, login.key_file)
+            guest.client, key = wait_for_ssh(guest.target, login.timeout_s, self.interrupts.check)
+            guest.host_key = key
+            guest.facts["host_key"] = {"type": key.type, "fingerprint": key.fingerprint}
+            phase.detail = f"{key.type} {key.fingerprint}"
+        with clock.phase(f"settle{label}") as phase:
+            phase.detail = wait_until_settled(guest.client, machine.vm.settle_timeout_s)
+            guest.facts["system_state"] = phase.detail
+        if guest is self.guests[0]:
+            self.result.lab.update(host_key=guest.facts["host_key"],
+                                   system_state=guest.facts["system_state"])  # fmt: skip
+        source = guest.source
+        if isinstance(source, FileLevelSource):
+            with clock.phase(f"restore{label}") as phase, source.restore_stream() as tar:
+                limit = machine.backup.restore_timeout_s
+                sent = stream_into(guest.client, source.target, tar, limit, self.interrupts.check)
+                phase.detail = f"{sent} bytes of tar restored into {source.target}"
+        for step in machine.restore_steps:
+            with clock.phase(f"step{label}: {step.name}") as phase:
+                phase.output = run_step(guest.client, phase.name, as_user(step.run, step.user),
                                         step.timeout_s, self.interrupts.check)  # fmt: skip
                 phase.detail = "exit 0"
-        host = testinfra_host(self.client, target.user, ip, target.port)
+        guest.host = testinfra_host(guest.client, guest.target.user, guest.ip, guest.target.port)
+
+    def _checks(self) -> None:
+        """The scenario's checks, each on its machine; then the user's testinfra files."""
+        scenario, clock, result = self.scenario, self.clock, self.result
+        by_name = {g.machine.name: g for g in self.guests}
         with clock.phase("checks") as phase:
             for spec in scenario.checks:
-                self._record(run_check(host, spec, ip))
+                guest = by_name.get(spec.machine or "", self.guests[0])
+                self._record(run_check(guest.host, spec, guest.ip))
             phase.detail = f"{sum(c.passed for c in result.checks)}/{len(result.checks)} passed"
         if scenario.testinfra:
+            guest = by_name.get(scenario.testinfra.machine or "", self.guests[0])
+            assert guest.target is not None  # noqa: S101 - every machine is ready by now
+            assert guest.host_key is not None  # noqa: S101
             with clock.phase("testinfra") as phase:
                 files, limit = scenario.testinfra.files, scenario.testinfra.timeout_s
-                tests = run_testfiles(files, target, host_key, limit)
+                tests = run_testfiles(files, guest.target, guest.host_key, limit)
                 for check in tests:
                     self._record(check)
                 phase.detail = f"{sum(c.passed for c in tests)}/{len(tests)} passed"
-        return host
 
-    def _isolation(self, host: Any) -> None:
-        with self.clock.phase("isolation") as phase:
-            attempts = probe_egress(host, self.scenario.isolation_probe)
-            self.result.isolation = [asdict(a) for a in attempts]
-            leaks = [a for a in attempts if not a.isolated]
+    def _isolation(self, guest: _Guest) -> None:
+        with self.clock.phase(f"isolation{guest.label}") as phase:
+            attempts = probe_egress(guest.host, self.scenario.isolation_probe)
+            prefix = f"{guest.machine.name}: " if guest.label else ""
+            records = [{**asdict(a), "target": prefix + a.target} for a in attempts]
+            self.result.isolation += records
+            leaks = [a for a in records if a["outcome"] != "blocked"]
             phase.detail = (
                 f"{len(attempts)} attempts to leave the lab, all blocked" if not leaks
-                else "not proven isolated: " + "; ".join(f"{a.target} {a.outcome}" for a in leaks)
+                else "not proven isolated: " + "; ".join(f"{a['target']} {a['outcome']}"
+                                                         for a in leaks)
             )  # fmt: skip
             if leaks:
                 phase.status = "failed"
@@ -272,15 +333,20 @@ class _Run:
         self.clock.say("check", f"  {status.upper()} {check.name}: {check.observed}", status=status)
 
     def _teardown(self) -> None:
-        if self.client is not None:
-            with suppress(Exception):
-                self.client.close()
+        for guest in self.guests:
+            if guest.client is not None:
+                with suppress(Exception):
+                    guest.client.close()
         lab = self.lab
         if lab is not None:
             self.outcome.console_log = _read_console(lab)
-            if self.options.keep and self.target is not None and self.host_key is not None:
-                t, key = self.target, self.host_key
-                lab.keep(t.ip, t.port, t.user, t.key_file, f"{key.type} {key.base64}")
+            kept = [
+                KeptVm(g.machine.name, g.ip, t.port, t.user, t.key_file, f"{k.type} {k.base64}")
+                for g in self.guests
+                if (t := g.target) is not None and (k := g.host_key) is not None
+            ]
+            if self.options.keep and kept:
+                lab.keep(kept)
                 self.outcome.kept_hint = _kept_hint(lab, self.options.uri)
             else:
                 try:
@@ -290,23 +356,31 @@ class _Run:
                     self.failure = self.failure or exc
         if self.hv is not None:
             self.hv.close()
-        if self.hasher is not None:
-            if isinstance(self.failure, Aborted) or self.interrupts.received:
-                self.stop_hashing.set()  # no waiting for a long hash; stat still proves it
-            self.hasher.join()
-        backup = self.result.backup
-        if backup is not None and backup.identity_before is not None:
-            try:
-                self.source.confirm_unchanged(backup)
-            except DrillError as exc:
-                self.failure = self.failure or exc
+        aborted = isinstance(self.failure, Aborted) or self.interrupts.received
+        for guest in self.guests:
+            if guest.hasher is not None:
+                if aborted:
+                    self.stop_hashing.set()  # no waiting for a long hash; stat still proves it
+                guest.hasher.join()
+            evidence = guest.evidence
+            if evidence is not None and (evidence.identity_before is not None
+                                         or evidence.details):  # fmt: skip
+                try:
+                    guest.source.confirm_unchanged(evidence)
+                except DrillError as exc:
+                    self.failure = self.failure or exc
+        if len(self.guests) > 1:
+            self.result.machines = [
+                {**g.facts, "backup": asdict(g.evidence) if g.evidence else None}
+                for g in self.guests
+            ]
 
 
 def _start_hashing(
     source: Source, evidence: BackupEvidence, result: RunResult, clock: _Clock,
-    errors: list[BaseException], stop: threading.Event,
+    errors: list[BaseException], stop: threading.Event, name: str = "hash",
 ) -> threading.Thread:  # fmt: skip
-    record = PhaseResult("hash", round(clock.elapsed(), 3), 0.0, "ok", concurrent=True)
+    record = PhaseResult(name, round(clock.elapsed(), 3), 0.0, "ok", concurrent=True)
     result.phases.append(record)
 
     def work() -> None:
@@ -321,7 +395,7 @@ def _start_hashing(
         finally:
             record.duration_s = round(clock.elapsed() - record.start_s, 3)
 
-    thread = threading.Thread(target=work, name="hash-backup", daemon=True)
+    thread = threading.Thread(target=work, name=name, daemon=True)
     thread.start()
     return thread
 
@@ -333,18 +407,25 @@ def _join(thread: threading.Thread | None, interrupts: Interrupts) -> None:
 
 
 def _read_console(lab: Lab) -> bytes:
+    """The serial console of every VM (each headed by its machine's name if several)."""
     if lab.provisioned is None:
         return b""
-    try:
-        data = lab.provisioned.console_log.read_bytes()
-    except OSError:
-        return b""
-    return data[-CONSOLE_KEEP_BYTES:]
+    vms = lab.provisioned.vms
+    out = b""
+    for vm in vms:
+        try:
+            data = vm.console_log.read_bytes()[-CONSOLE_KEEP_BYTES // len(vms) :]
+        except OSError:
+            continue
+        out += f"===== {vm.machine} =====\n".encode() + data if len(vms) > 1 else data
+    return out
 
 
 def _kept_hint(lab: Lab, uri: str) -> str:
+    several = len(lab.record.machines) > 1
+    which = " --vm NAME" if several else ""
     return (
-        f"lab {lab.lab_id} kept ({lab.record.login}): restore-drill ssh {lab.lab_id}\n"
+        f"lab {lab.lab_id} kept ({lab.record.login}): restore-drill ssh {lab.lab_id}{which}\n"
         f"  console: virsh -c {uri} console {lab.record.domains[0]}\n"
         f"  remove:  restore-drill cleanup"
     )
@@ -353,15 +434,20 @@ def _kept_hint(lab: Lab, uri: str) -> str:
 def _judge(
     result: RunResult, scenario: Scenario, started: datetime,
     verified_at: float | None, failure: BaseException | None,
+    backups: list[BackupEvidence] | None = None,
 ) -> None:  # fmt: skip
-    """Set verdict, reason, exit code and the RTO/RPO results."""
+    """Set verdict, reason, exit code and the RTO/RPO results. With several machines the
+    RPO is judged on the oldest restore point: the application is as old as its oldest part."""
     targets = scenario.targets
-    backup = result.backup
-    if backup is not None and backup.restore_point:
-        age = (started - datetime.fromisoformat(backup.restore_point)).total_seconds()
+    backups = backups if backups is not None else [b for b in [result.backup] if b]
+    known = [b for b in backups if b.restore_point]
+    oldest = min(known, key=lambda b: datetime.fromisoformat(b.restore_point), default=None)
+    if oldest is not None:
+        age = (started - datetime.fromisoformat(oldest.restore_point)).total_seconds()
         result.rpo = TargetResult(
             targets.rpo_s, round(age, 1), age <= targets.rpo_s,
-            f"restore point {backup.restore_point} ({backup.restore_point_source})",
+            f"restore point {oldest.restore_point} ({oldest.restore_point_source})"
+            + (f" of {oldest.path}, the oldest" if len(known) > 1 else ""),
         )  # fmt: skip
     else:
         result.rpo = TargetResult(targets.rpo_s, None, None, "restore point unknown")
@@ -401,7 +487,7 @@ def _judge(
         proven = any(a["outcome"] != "unproven" for a in leaks)
         what = "the lab is not isolated" if proven else "the lab's isolation could not be proven"
         reasons.insert(0, f"{what}: " + ", ".join(f"{a['target']} {a['outcome']}" for a in leaks))
-    if backup is not None and backup.unchanged is False:
+    if any(b.unchanged is False for b in backups):
         reasons.insert(0, "the backup changed during the drill")
     if result.rto.passed is False and not failed_checks:
         reasons.append(

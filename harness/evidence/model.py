@@ -115,8 +115,9 @@ class RunResult:
     phases: list[PhaseResult] = field(default_factory=list)
     checks: list[CheckResult] = field(default_factory=list)
     isolation: list[dict[str, str]] = field(default_factory=list)  # egress attempts
-    backup: BackupEvidence | None = None
+    backup: BackupEvidence | None = None  # the (first) machine's backup
     lab: dict[str, Any] = field(default_factory=dict)
+    machines: list[dict[str, Any]] = field(default_factory=list)  # several VMs: each one's
     environment: dict[str, Any] = field(default_factory=dict)
     console_tail: str = ""
     schema_version: int = SCHEMA_VERSION

@@ -17,13 +17,20 @@ import re
 import secrets
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from harness import qemu_img
 from harness.errors import LabError
 from harness.lab.hypervisor import Hypervisor, LabObject
-from harness.lab.xml import NAME_PREFIX, DomainPlan, NetworkPlan, domain_xml, network_xml
+from harness.lab.xml import (
+    NAME_PREFIX,
+    DomainPlan,
+    NetworkHost,
+    NetworkPlan,
+    domain_xml,
+    network_xml,
+)
 
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 
@@ -61,9 +68,35 @@ class LabRecord:
     ip: str | None = None
     login: str | None = None
     ssh: list[str] | None = None  # for ``restore-drill ssh``: OpenSSH arguments, host key pinned
+    machines: dict[str, list[str]] = field(default_factory=dict)  # the same, for each VM
 
     def owner_alive(self) -> bool:
         return self.pid_start is not None and _process_start(self.pid) == self.pid_start
+
+
+@dataclass(frozen=True)
+class VmDisk:
+    """What a lab VM boots and how big it is: the input to :meth:`Lab.provision`."""
+
+    machine: str
+    backing: Path
+    image: qemu_img.ImageInfo
+    memory_mib: int
+    vcpus: int
+    hostnames: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabVm:
+    """One provisioned VM; ``ip`` is fixed in advance in a lab of several VMs."""
+
+    machine: str
+    domain_name: str
+    domain_xml: str
+    overlay: Path
+    console_log: Path
+    mac: str
+    ip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,11 +105,19 @@ class Provisioned:
 
     network_name: str
     network_xml: str
-    domain_name: str
-    domain_xml: str
-    overlay: Path
-    console_log: Path
-    mac: str
+    vms: tuple[LabVm, ...]
+
+
+@dataclass(frozen=True)
+class KeptVm:
+    """How to reach a kept VM: for ``restore-drill ssh``, with its host key pinned."""
+
+    machine: str
+    ip: str
+    port: int
+    user: str
+    key_file: Path
+    host_key: str  # "<type> <base64>", as recorded at the drill's first login
 
 
 class Lab:
@@ -97,11 +138,11 @@ class Lab:
         tmp.write_text(json.dumps(asdict(self.record), indent=2))
         tmp.replace(self.dir / "lab.json")
 
-    def provision(
-        self, backing: Path, image: qemu_img.ImageInfo, memory_mib: int, vcpus: int,
-        domain_type: str,
-    ) -> Provisioned:  # fmt: skip
-        """Overlay, isolated network, domain XML. The VM is not started yet."""
+    def provision(self, disks: list[VmDisk], domain_type: str) -> Provisioned:
+        """Overlays, one isolated network, domain XML for each VM. No VM is started yet.
+
+        With several VMs (or host names) each VM gets a fixed address and its names resolve
+        inside the lab; a single VM gets its address from DHCP as it would anywhere."""
         try:
             self.dir.mkdir(parents=True, mode=0o755)
             for parent in (self.dir.parent, self.dir.parent.parent):
@@ -110,62 +151,83 @@ class Lab:
             raise LabError(f"cannot create the lab folder {self.dir}: {exc.strerror}") from exc
         name = f"{NAME_PREFIX}{self.lab_id}"
         self.record.networks.append(name)
-        self.record.domains.append(f"{name}-vm")
+        self.record.domains += [f"{name}-{d.machine}" for d in disks]
         self._save()  # before anything exists: a kill -9 from here on is reapable
 
-        overlay = self.dir / "overlay.qcow2"
-        qemu_img.create_overlay(overlay, backing, image)
-        _give_to_qemu(overlay, self.hv.uri)
-        console_log = self.dir / "console.log"
-        net_xml = self._create_network(name)
-        mac = "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))  # noqa: S311
-        dom_xml = domain_xml(
-            DomainPlan(
-                name=f"{name}-vm", lab_id=self.lab_id, scenario=self.record.scenario,
-                domain_type=domain_type, memory_mib=memory_mib, vcpus=vcpus,
-                overlay=overlay, backing=backing, backing_format=image.format,
-                network=name, mac=mac, console_log=console_log,
-            )
-        )  # fmt: skip
-        self.provisioned = Provisioned(
-            name, net_xml, f"{name}-vm", dom_xml, overlay, console_log, mac
-        )
+        macs = [_mac() for _ in disks]
+        named = len(disks) > 1 or any(d.hostnames for d in disks)
+        hosts = [(mac, (d.machine, *d.hostnames)) for mac, d in zip(macs, disks, strict=True)]
+        net_xml, plan = self._create_network(name, hosts if named else [])
+        vms = []
+        for i, (disk, mac) in enumerate(zip(disks, macs, strict=True)):
+            overlay = self.dir / f"{disk.machine}.qcow2"
+            qemu_img.create_overlay(overlay, disk.backing, disk.image)
+            _give_to_qemu(overlay, self.hv.uri)
+            console_log = self.dir / f"{disk.machine}.console.log"
+            dom_xml = domain_xml(
+                DomainPlan(
+                    name=f"{name}-{disk.machine}", lab_id=self.lab_id,
+                    scenario=self.record.scenario, domain_type=domain_type,
+                    memory_mib=disk.memory_mib, vcpus=disk.vcpus, overlay=overlay,
+                    backing=disk.backing, backing_format=disk.image.format, network=name,
+                    mac=mac, console_log=console_log,
+                )
+            )  # fmt: skip
+            ip = plan.address(i) if named else None
+            vms.append(LabVm(disk.machine, f"{name}-{disk.machine}", dom_xml, overlay,
+                             console_log, mac, ip))  # fmt: skip
+        self.provisioned = Provisioned(name, net_xml, tuple(vms))
         return self.provisioned
 
-    def _create_network(self, name: str) -> str:
+    def _create_network(
+        self, name: str, hosts: list[tuple[str, tuple[str, ...]]]
+    ) -> tuple[str, NetworkPlan]:
         used = self.hv.used_subnets()
         candidates = [n for n in range(1, 255) if f"10.213.{n}" not in used]
         random.shuffle(candidates)
         last: LabError | None = None
         for subnet in candidates[:5]:  # another drill may take the same subnet meanwhile
             plan = NetworkPlan(name=name, bridge=f"rd{self.lab_id}", subnet=subnet)
+            plan = replace(plan, hosts=tuple(NetworkHost(mac, plan.address(i), names)
+                                             for i, (mac, names) in enumerate(hosts)))  # fmt: skip
             try:
-                return self.hv.create_network(network_xml(plan))
+                return self.hv.create_network(network_xml(plan)), plan
             except LabError as exc:
                 last = exc
         raise last or LabError("no free subnet in 10.213.0.0/16 for the lab network")
 
-    def start(self) -> None:
-        """Power on the VM."""
-        assert self.provisioned is not None, "provision() first"  # noqa: S101 - programming error
-        self.hv.create_domain(self.provisioned.domain_xml)
+    def start(self, vm: LabVm) -> None:
+        """Power on one VM."""
+        self.hv.create_domain(vm.domain_xml)
 
-    def keep(self, ip: str, port: int, user: str, key_file: Path, host_key: str) -> None:
-        """Leave the lab up on purpose; ``cleanup`` removes it later. The guest's host key
-        (``"<type> <base64>"``, as recorded at first login) is pinned for ``ssh``."""
+    def keep(self, vms: list[KeptVm]) -> None:
+        """Leave the lab up on purpose; ``cleanup`` removes it later. Each VM's host key, as
+        recorded at its first login, is pinned for ``restore-drill ssh``."""
         known_hosts = self.dir / "known_hosts"
-        known_hosts.write_text(f"{ip if port == 22 else f'[{ip}]:{port}'} {host_key}\n")
-        self.record.kept, self.record.ip, self.record.login = True, ip, f"{user}@{ip}"
-        self.record.ssh = [
-            "-i", str(key_file), "-p", str(port), "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
-            f"{user}@{ip}",
-        ]  # fmt: skip
+        known_hosts.write_text("".join(
+            f"{vm.ip if vm.port == 22 else f'[{vm.ip}]:{vm.port}'} {vm.host_key}\n" for vm in vms
+        ))  # fmt: skip
+        first = vms[0]
+        self.record.kept, self.record.ip = True, first.ip
+        self.record.login = ", ".join(f"{vm.user}@{vm.ip}" for vm in vms)
+        self.record.machines = {
+            vm.machine: [
+                "-i", str(vm.key_file), "-p", str(vm.port), "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+                f"{vm.user}@{vm.ip}",
+            ]
+            for vm in vms
+        }  # fmt: skip
+        self.record.ssh = self.record.machines[first.machine]
         self._save()
 
     def teardown(self) -> list[str]:
-        """Remove domain, network and folder; what was removed, for the log."""
+        """Remove domains, network and folder; what was removed, for the log."""
         return _remove(self.hv, self.record.domains, self.record.networks, self.dir)
+
+
+def _mac() -> str:
+    return "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))  # noqa: S311
 
 
 def _remove(hv: Hypervisor, domains: list[str], networks: list[str], folder: Path) -> list[str]:

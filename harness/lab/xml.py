@@ -10,20 +10,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 METADATA_NS = "https://restore-drill.dev/xmlns/lab/1"
+DNSMASQ_NS = "http://libvirt.org/schemas/network/dnsmasq/1.0"
 NAME_PREFIX = "rdrill-"
 
 
 @dataclass(frozen=True)
+class NetworkHost:
+    """A lab VM with a fixed address and the names that resolve to it inside the lab."""
+
+    mac: str
+    ip: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class NetworkPlan:
-    """An isolated /24 with DHCP and no route anywhere."""
+    """An isolated /24 with DHCP and no route anywhere; ``hosts`` (several VMs) get fixed
+    addresses and names served by the lab's own DNS, which answers nothing else."""
 
     name: str
     bridge: str
     subnet: int  # third octet of 10.213.X.0/24 (a range reserved for labs)
+    hosts: tuple[NetworkHost, ...] = ()
 
     @property
     def gateway(self) -> str:
         return f"10.213.{self.subnet}.1"
+
+    def address(self, index: int) -> str:
+        """The fixed address of the lab's ``index``-th VM."""
+        return f"10.213.{self.subnet}.{10 + index}"
 
 
 @dataclass(frozen=True)
@@ -59,15 +75,31 @@ def _tostring(root: ET.Element) -> str:
 def network_xml(plan: NetworkPlan) -> str:
     """No ``<forward>``: libvirt makes it an isolated network (guests reach only each other).
 
-    DNS is off so the guests cannot even resolve names through the host's resolvers.
+    Without ``hosts`` DNS is off, so guests cannot even resolve names through the host's
+    resolvers. With ``hosts`` the lab's dnsmasq answers the lab's own names and, with
+    ``no-resolv``, forwards nothing: a name outside the lab still resolves nowhere.
     """
     net = ET.Element("network")
     _sub(net, "name", plan.name)
     _sub(net, "bridge", name=plan.bridge, stp="off", delay="0")
-    _sub(net, "dns", enable="no")
+    if not plan.hosts:
+        _sub(net, "dns", enable="no")
+    else:
+        dns = _sub(net, "dns", enable="yes", forwardPlainNames="no")
+        for host in plan.hosts:
+            entry = _sub(dns, "host", ip=host.ip)
+            for name in host.names:
+                _sub(entry, "hostname", name)
     ip = _sub(net, "ip", address=plan.gateway, netmask="255.255.255.0")
     dhcp = _sub(ip, "dhcp")
-    _sub(dhcp, "range", start=f"10.213.{plan.subnet}.10", end=f"10.213.{plan.subnet}.250")
+    first = 100 if plan.hosts else 10
+    _sub(dhcp, "range", start=f"10.213.{plan.subnet}.{first}", end=f"10.213.{plan.subnet}.250")
+    for host in plan.hosts:
+        _sub(dhcp, "host", mac=host.mac, name=host.names[0], ip=host.ip)
+    if plan.hosts:
+        ET.register_namespace("dnsmasq", DNSMASQ_NS)
+        options = ET.SubElement(net, f"{{{DNSMASQ_NS}}}options")
+        ET.SubElement(options, f"{{{DNSMASQ_NS}}}option", value="no-resolv")
     return _tostring(net)
 
 

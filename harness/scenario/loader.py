@@ -122,33 +122,131 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node, path: Path) -> lis
     p = _Problems(node, path)
     p.duration(["targets", "rto"], data["targets"]["rto"], MAX_RTO_S)
     p.duration(["targets", "rpo"], data["targets"]["rpo"], MAX_RPO_S)
-    waits = (["vm", "boot_timeout"], ["vm", "settle_timeout"], ["login", "timeout"])
-    for where in (*waits, ["checks_timeout"]):
-        p.duration(where, _get(data, where), MAX_WAIT_S)
-    memory = data.get("vm", {}).get("memory")
-    if memory is not None and not 64 <= parse_size_mib(memory) <= 256 * 1024:
-        p.add(["vm", "memory"], f"{memory!r} is out of range (64MiB to 256GiB)")
-
-    backup = data["backup"]
-    _backup_problems(p, backup, data.get("vm", {}))
-    if "restore_point" in backup:
-        try:
-            _parse_time(backup["restore_point"])
-        except ValueError:
-            p.add(["backup", "restore_point"], "not an ISO 8601 time, e.g. 2026-11-22T02:00:00Z")
-    p.existing_file(["login", "key_file"], data["login"]["key_file"])
-    _check_problems(p, data.get("checks", []))
-    steps: set[str] = set()
-    for i, step in enumerate(data.get("restore_steps", [])):
-        if step["name"] in steps:
-            p.add(["restore_steps", i, "name"], f"duplicate step name {step['name']!r}")
-        steps.add(step["name"])
-        p.duration(["restore_steps", i, "timeout"], step.get("timeout"), MAX_WAIT_S)
+    p.duration(["checks_timeout"], data.get("checks_timeout"), MAX_WAIT_S)
+    views = _machine_views(p, data)
+    for where, machine in views:
+        _machine_problems(p, where, machine)
+    names = [m["name"] for _, m in views]
+    _check_problems(p, data.get("checks", []), names)
     if tests := data.get("testinfra"):
         for i, file in enumerate(tests["files"]):
             p.existing_file(["testinfra", "files", i], file)
         p.duration(["testinfra", "timeout"], tests.get("timeout"), MAX_WAIT_S)
+        if tests.get("machine") not in (None, *names):
+            p.add(["testinfra", "machine"], f"no machine named {tests['machine']!r}")
     return p.found
+
+
+Where = list[Any]
+
+
+def machine_dicts(data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
+    """Each machine with the top-level defaults applied (its vm merged over the top-level
+    vm; its login, if any, replacing the top-level one), and where it is in the file."""
+    top_vm, top_login = data.get("vm", {}), data.get("login")
+    if "machines" not in data:
+        return [
+            (
+                [],
+                {
+                    "name": "main",
+                    "backup": data.get("backup"),
+                    "vm": top_vm,
+                    "login": top_login,
+                    "restore_steps": data.get("restore_steps", []),
+                },
+            )
+        ]
+    return [
+        (["machines", i], {**m, "vm": {**top_vm, **m.get("vm", {})},
+                           "login": m.get("login", top_login)})
+        for i, m in enumerate(data["machines"])
+    ]  # fmt: skip
+
+
+def _machine_views(p: _Problems, data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
+    """The machines complete enough to check further; what is missing is a problem."""
+    if "machines" in data:
+        for key in ("backup", "restore_steps"):
+            if key in data:
+                p.add([key], f"with machines:, each machine has its own (machines[].{key})")
+        _dependency_problems(p, data["machines"])
+    else:
+        for key in ("backup", "login", "vm"):
+            if key not in data:
+                p.add([], f"'{key}' is a required property (or use machines: for several VMs)")
+    views = []
+    for where, machine in machine_dicts(data):
+        if machine["backup"] is None:
+            continue  # reported above
+        if machine["login"] is None:
+            p.add(where, "needs a login (here or at the top level)")
+            continue
+        views.append((where, machine))
+    return views
+
+
+def _dependency_problems(p: _Problems, machines: list[dict[str, Any]]) -> None:
+    names = [m["name"] for m in machines]
+    hostnames: set[str] = set()
+    for i, machine in enumerate(machines):
+        if names.count(machine["name"]) > 1 and names.index(machine["name"]) < i:
+            p.add(["machines", i, "name"], f"duplicate machine name {machine['name']!r}")
+        for j, dep in enumerate(machine.get("depends_on", [])):
+            if dep not in names or dep == machine["name"]:
+                p.add(["machines", i, "depends_on", j], f"no other machine named {dep!r}")
+        for j, host in enumerate(machine.get("hostnames", [])):
+            if host in hostnames:
+                p.add(["machines", i, "hostnames", j], f"{host!r} names two machines")
+            hostnames.add(host)
+    try:
+        start_order(machines)
+    except ValueError as exc:
+        p.add(["machines"], str(exc))
+
+
+def start_order(machines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Machines with their dependencies first (file order otherwise); a cycle is an error."""
+    known = {m["name"] for m in machines}
+    order: list[dict[str, Any]] = []
+    started: set[str] = set()
+    pending = list(machines)
+    while pending:
+        ready = next((m for m in pending
+                      if all(d in started or d not in known for d in m.get("depends_on", []))),
+                     None)  # fmt: skip
+        if ready is None:
+            cycle = ", ".join(m["name"] for m in pending)
+            raise ValueError(f"depends_on has a cycle among: {cycle}")
+        order.append(ready)
+        started.add(ready["name"])
+        pending.remove(ready)
+    return order
+
+
+def _machine_problems(p: _Problems, where: Where, machine: dict[str, Any]) -> None:
+    vm, login = machine["vm"], machine["login"]
+    for key in ("boot_timeout", "settle_timeout"):
+        p.duration([*where, "vm", key], vm.get(key), MAX_WAIT_S)
+    p.duration([*where, "login", "timeout"], login.get("timeout"), MAX_WAIT_S)
+    memory = vm.get("memory")
+    if memory is not None and not 64 <= parse_size_mib(memory) <= 256 * 1024:
+        p.add([*where, "vm", "memory"], f"{memory!r} is out of range (64MiB to 256GiB)")
+    backup = machine["backup"]
+    _backup_problems(p, where, backup, vm)
+    if "restore_point" in backup:
+        try:
+            _parse_time(backup["restore_point"])
+        except ValueError:
+            p.add([*where, "backup", "restore_point"],
+                  "not an ISO 8601 time, e.g. 2026-11-22T02:00:00Z")  # fmt: skip
+    p.existing_file([*where, "login", "key_file"], login["key_file"])
+    steps: set[str] = set()
+    for i, step in enumerate(machine.get("restore_steps", [])):
+        if step["name"] in steps:
+            p.add([*where, "restore_steps", i, "name"], f"duplicate step name {step['name']!r}")
+        steps.add(step["name"])
+        p.duration([*where, "restore_steps", i, "timeout"], step.get("timeout"), MAX_WAIT_S)
 
 
 # Which backup keys each kind takes (beyond kind, restore_point and verify_after).
@@ -170,35 +268,39 @@ def is_remote(repository: str) -> bool:
     return bool(re.match(r"^[^/]+:", repository))
 
 
-def _backup_problems(p: _Problems, backup: dict[str, Any], vm: dict[str, Any]) -> None:
+def _backup_problems(
+    p: _Problems, where: Where, backup: dict[str, Any], vm: dict[str, Any]
+) -> None:
     kind = backup.get("kind", "disk-image")
     common = {"kind", "restore_point", "verify_after"}
     for key in sorted(set(backup) - _BACKUP_KEYS[kind] - common):
-        p.add(["backup", key], f"not used by a {kind} backup")
+        p.add([*where, "backup", key], f"not used by a {kind} backup")
     for key in _REQUIRED[kind]:
         if key not in backup:
-            p.add(["backup"], f"a {kind} backup needs '{key}'")
+            p.add([*where, "backup"], f"a {kind} backup needs '{key}'")
     if "path" in backup:
-        p.existing_file(["backup", "path"], backup["path"])
+        p.existing_file([*where, "backup", "path"], backup["path"])
     if "repository" in backup and not is_remote(backup["repository"]):
         folder = (p.base / backup["repository"]).resolve()
         if not folder.is_dir():
-            p.add(["backup", "repository"], f"no such repository folder: {folder}")
+            p.add([*where, "backup", "repository"], f"no such repository folder: {folder}")
     if "password_file" in backup:
-        p.existing_file(["backup", "password_file"], backup["password_file"])
-    p.duration(["backup", "restore_timeout"], backup.get("restore_timeout"), MAX_WAIT_S)
+        p.existing_file([*where, "backup", "password_file"], backup["password_file"])
+    p.duration([*where, "backup", "restore_timeout"], backup.get("restore_timeout"), MAX_WAIT_S)
     if kind == "disk-image" and "image" in vm:
-        p.add(["vm", "image"], "a disk-image backup is itself the VM's disk; drop vm.image")
+        p.add([*where, "vm", "image"], "a disk-image backup is itself the VM's disk; drop vm.image")
     elif kind != "disk-image":
         if "image" not in vm:
-            p.add(["vm"], f"a {kind} backup is restored into a base VM: set vm.image")
+            p.add([*where, "vm"], f"a {kind} backup is restored into a base VM: set vm.image")
         else:
-            p.existing_file(["vm", "image"], vm["image"])
+            p.existing_file([*where, "vm", "image"], vm["image"])
 
 
-def _check_problems(p: _Problems, checks: list[dict[str, Any]]) -> None:
+def _check_problems(p: _Problems, checks: list[dict[str, Any]], machines: list[str]) -> None:
     seen: set[str] = set()
     for i, check in enumerate(checks):
+        if check.get("machine") not in (None, *machines):
+            p.add(["checks", i, "machine"], f"no machine named {check['machine']!r}")
         if len([k for k in CHECK_KINDS if k in check]) != 1:
             p.add(["checks", i], f"a check needs exactly one of: {', '.join(CHECK_KINDS)}")
         if check["name"] in seen:
@@ -228,7 +330,6 @@ def _parse_time(text: str) -> datetime:
 
 def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenario:
     base = path.parent
-    backup, vm, login = data["backup"], data.get("vm", {}), data["login"]
     check_timeout = parse_duration(data.get("checks_timeout", model.DEFAULT_CHECK_TIMEOUT_S))
     checks = []
     for check in data.get("checks", []):
@@ -242,18 +343,40 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
                 options=options,
                 timeout_s=parse_duration(check.get("timeout", check_timeout)),
                 description=check.get("description", ""),
+                machine=check.get("machine"),
             )
         )
     tests = data.get("testinfra")
+    by_name = {m["name"]: m for _, m in machine_dicts(data)}
+    machines = [by_name[m["name"]] for m in start_order(list(by_name.values()))]
     return model.Scenario(
         name=data["name"],
         description=data.get("description", ""),
         source=path.resolve(),
-        backup=_backup(backup, base),
         targets=model.Targets(
             rto_s=parse_duration(data["targets"]["rto"]),
             rpo_s=parse_duration(data["targets"]["rpo"]),
         ),
+        machines=tuple(_machine(m, base) for m in machines),
+        checks=tuple(checks),
+        testinfra=model.TestinfraSpec(
+            files=tuple((base / f).resolve() for f in tests["files"]),
+            timeout_s=parse_duration(tests.get("timeout", model.DEFAULT_TESTS_TIMEOUT_S)),
+            machine=tests.get("machine"),
+        )
+        if tests
+        else None,
+        rendered=redact(rendered.text, rendered.secrets),
+        isolation_probe=tuple(data.get("isolation", {}).get("probe", [])),
+        secrets=rendered.secrets,
+    )
+
+
+def _machine(machine: dict[str, Any], base: Path) -> model.Machine:
+    vm, login = machine["vm"], machine["login"]
+    return model.Machine(
+        name=machine["name"],
+        backup=_backup(machine["backup"], base),
         vm=model.VmSpec(
             memory_mib=parse_size_mib(vm.get("memory", "1GiB")),
             vcpus=vm.get("vcpus", 2),
@@ -271,15 +394,6 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
             port=login.get("port", 22),
             timeout_s=parse_duration(login.get("timeout", model.DEFAULT_SSH_TIMEOUT_S)),
         ),
-        checks=tuple(checks),
-        testinfra=model.TestinfraSpec(
-            files=tuple((base / f).resolve() for f in tests["files"]),
-            timeout_s=parse_duration(tests.get("timeout", model.DEFAULT_TESTS_TIMEOUT_S)),
-        )
-        if tests
-        else None,
-        rendered=redact(rendered.text, rendered.secrets),
-        isolation_probe=tuple(data.get("isolation", {}).get("probe", [])),
         restore_steps=tuple(
             model.StepSpec(
                 step["name"],
@@ -287,9 +401,10 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
                 step.get("user"),
                 parse_duration(step.get("timeout", model.DEFAULT_STEP_TIMEOUT_S)),
             )
-            for step in data.get("restore_steps", [])
+            for step in machine.get("restore_steps", [])
         ),
-        secrets=rendered.secrets,
+        depends_on=tuple(machine.get("depends_on", [])),
+        hostnames=tuple(machine.get("hostnames", [])),
     )
 
 

@@ -91,7 +91,8 @@ class LoginSpec:
 
 @dataclass(frozen=True)
 class CheckSpec:
-    """One declarative check: ``kind`` names the subject key (service, port, http, ...)."""
+    """One declarative check: ``kind`` names the subject key (service, port, http, ...);
+    ``machine`` the one it runs on (None: the first)."""
 
     name: str
     kind: str
@@ -99,6 +100,24 @@ class CheckSpec:
     options: Mapping[str, Any]
     timeout_s: float
     description: str = ""
+    machine: str | None = None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One VM of the lab: its backup, how it boots and how the harness logs in.
+
+    A dependent machine is powered on only when everything it ``depends_on`` is ready
+    (logged in, settled, restored, its steps run). ``hostnames`` resolve to its lab address
+    inside the lab (the names production configs use, e.g. ``db.shop.internal``)."""
+
+    name: str
+    backup: BackupSpec
+    vm: VmSpec
+    login: LoginSpec
+    restore_steps: tuple[StepSpec, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    hostnames: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,22 +126,35 @@ class TestinfraSpec:
 
     files: tuple[Path, ...]
     timeout_s: float
+    machine: str | None = None
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """A loaded scenario. ``rendered`` is the YAML after templating, secrets redacted."""
+    """A loaded scenario. ``rendered`` is the YAML after templating, secrets redacted.
+
+    ``machines`` holds one machine for a single-VM scenario (named ``main``), in start
+    order (dependencies first) for a multi-VM one."""
 
     name: str
     description: str
     source: Path
-    backup: BackupSpec
     targets: Targets
-    vm: VmSpec
-    login: LoginSpec
+    machines: tuple[Machine, ...]
     checks: tuple[CheckSpec, ...]
     testinfra: TestinfraSpec | None
     rendered: str
     isolation_probe: tuple[str, ...] = ()
-    restore_steps: tuple[StepSpec, ...] = ()
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
+
+    @property
+    def primary(self) -> Machine:
+        """The first machine: where checks without ``machine`` run."""
+        return self.machines[0]
+
+    def machine(self, name: str | None) -> Machine:
+        return next((m for m in self.machines if m.name == name), self.primary)
+
+    @property
+    def memory_mib(self) -> int:
+        return sum(m.vm.memory_mib for m in self.machines)

@@ -79,6 +79,7 @@ _check_common = {
     "name": {"type": "string", "minLength": 1, "maxLength": 200},
     "description": {"type": "string", "maxLength": 4096},
     "timeout": {**_duration, "description": "bound on this check (default: checks_timeout)"},
+    "machine": {"description": "the machine it runs on (default: the first)", **_name},
 }
 
 
@@ -102,7 +103,7 @@ SCHEMA: dict[str, Any] = {
     "title": "restore-drill scenario",
     "type": "object",
     "additionalProperties": False,
-    "required": ["name", "backup", "targets", "vm", "login"],
+    "required": ["name", "targets"],
     "properties": {
         "version": {"const": 1},
         "name": {"description": "scenario name, used in report folder names", **_name},
@@ -243,7 +244,39 @@ SCHEMA: dict[str, Any] = {
             "required": ["files"],
             "properties": {
                 "files": {"type": "array", "minItems": 1, "maxItems": 100, "items": _path},
+                "machine": {"description": "the machine they run on (default: the first)", **_name},
                 "timeout": {**_duration, "description": "bound on the whole pytest run"},
+            },
+        },
+    },
+}
+
+# Several VMs: each machine has the single-VM keys (its vm merges over the top-level vm; its
+# login, if given, replaces the top-level login), plus its dependencies and host names.
+_MACHINE_KEYS = ("backup", "vm", "login", "restore_steps")
+SCHEMA["properties"]["machines"] = {
+    "description": "several VMs in one isolated lab (instead of backup/vm at the top level)",
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 16,
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "backup"],
+        "properties": {
+            "name": _name,
+            **{key: SCHEMA["properties"][key] for key in _MACHINE_KEYS},
+            "depends_on": {
+                "description": "machines that must be ready before this one is powered on",
+                "type": "array",
+                "maxItems": 16,
+                "items": _name,
+            },
+            "hostnames": {
+                "description": "names that resolve to this machine inside the lab",
+                "type": "array",
+                "maxItems": 16,
+                "items": {"type": "string", "pattern": "^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$"},
             },
         },
     },

@@ -11,7 +11,7 @@ import pytest
 from harness import qemu_img
 from harness.errors import InfraError
 from harness.lab.hypervisor import Hypervisor
-from harness.lab.lifecycle import Lab, list_labs, reap
+from harness.lab.lifecycle import KeptVm, Lab, VmDisk, list_labs, reap
 
 URI = "test:///default"
 
@@ -29,10 +29,13 @@ def backup(tmp_path: Path) -> Path:
     return path
 
 
-def provision(hv: Hypervisor, backup: Path, root: Path) -> Lab:
+def provision(hv: Hypervisor, backup: Path, root: Path, machines: tuple[str, ...] = ("main",)
+              ) -> Lab:  # fmt: skip
     lab = Lab(hv, "unit", root)
-    lab.provision(backup, qemu_img.info(backup), 256, 1, "qemu")
-    lab.start()
+    made = lab.provision([VmDisk(m, backup, qemu_img.info(backup), 256, 1) for m in machines],
+                         "qemu")  # fmt: skip
+    for vm in made.vms:
+        lab.start(vm)
     return lab
 
 
@@ -47,12 +50,14 @@ def test_provision_then_teardown_removes_everything(
     lab = provision(hv, backup, tmp_path / "state")
     made = lab.provisioned
     assert made is not None
-    assert names(hv) >= {made.domain_name, made.network_name}
-    info = qemu_img.info(made.overlay)
+    [vm] = made.vms
+    assert names(hv) >= {vm.domain_name, made.network_name}
+    info = qemu_img.info(vm.overlay)
     assert info.backing_file == str(backup)
     assert "<forward" not in made.network_xml
+    assert vm.ip is None  # its address comes from DHCP
     removed = lab.teardown()
-    assert f"domain {made.domain_name}" in removed
+    assert f"domain {vm.domain_name}" in removed
     assert f"network {made.network_name}" in removed
     assert not lab.dir.exists()
     assert lab.teardown() == []  # idempotent
@@ -85,10 +90,10 @@ def test_kept_labs_survive_runs_but_not_cleanup(
 ) -> None:
     root = tmp_path / "state"
     lab = provision(hv, backup, root)
-    lab.keep("10.213.1.10", 22, "root", tmp_path / "key", "ssh-ed25519 AAAA")
+    lab.keep([KeptVm("main", "10.213.1.10", 22, "root", tmp_path / "key", "ssh-ed25519 AAAA")])
     assert reap(hv, include_kept=False, root=root) == []
     removed = reap(hv, include_kept=True, root=root)
-    assert f"domain rdrill-{lab.lab_id}-vm" in removed
+    assert f"domain rdrill-{lab.lab_id}-main" in removed
     assert names(hv) == set()
 
 
@@ -106,3 +111,27 @@ def test_stray_libvirt_objects_without_a_folder_are_reaped(
 def test_unreachable_libvirt_is_an_infra_error_with_a_hint() -> None:
     with pytest.raises(InfraError, match="is libvirtd running"):
         Hypervisor("qemu+unix:///system?socket=/nonexistent/sock")
+
+
+def test_several_vms_share_one_network_with_fixed_addresses_and_lab_only_names(
+    hv: Hypervisor, backup: Path, tmp_path: Path
+) -> None:
+    lab = provision(hv, backup, tmp_path / "state", ("db", "web"))
+    made = lab.provisioned
+    assert made is not None
+    db, web = made.vms
+    assert (db.domain_name, web.domain_name) == (f"rdrill-{lab.lab_id}-db",
+                                                 f"rdrill-{lab.lab_id}-web")  # fmt: skip
+    assert db.ip is not None
+    assert db.ip.endswith(".10")
+    assert web.ip is not None
+    assert web.ip.endswith(".11")
+    assert db.overlay != web.overlay
+    xml = made.network_xml.replace("'", '"')  # as libvirt gives it back
+    assert f'<host mac="{db.mac}" name="db" ip="{db.ip}"' in xml
+    assert f'<host ip="{web.ip}">' in xml
+    assert "<hostname>web</hostname>" in xml
+    assert "<forward" not in xml
+    assert names(hv) >= {db.domain_name, web.domain_name, made.network_name}
+    removed = lab.teardown()
+    assert {f"domain {db.domain_name}", f"domain {web.domain_name}"} <= set(removed)

@@ -6,7 +6,14 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.lab.xml import DomainPlan, NetworkPlan, domain_xml, network_xml
+from harness.lab.xml import (
+    DNSMASQ_NS,
+    DomainPlan,
+    NetworkHost,
+    NetworkPlan,
+    domain_xml,
+    network_xml,
+)
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden"
 NET = NetworkPlan(name="rdrill-0badc0de", bridge="rd0badc0de", subnet=42)
@@ -27,6 +34,29 @@ def check_golden(name: str, text: str) -> None:
 
 def test_network_xml_golden() -> None:
     check_golden("network.xml", network_xml(NET))
+
+
+LAB_OF_TWO = NetworkPlan(
+    name="rdrill-0badc0de", bridge="rd0badc0de", subnet=42,
+    hosts=(NetworkHost("52:54:00:00:00:01", "10.213.42.10", ("db", "db.shop.internal")),
+           NetworkHost("52:54:00:00:00:02", "10.213.42.11", ("web",))),
+)  # fmt: skip
+
+
+def test_network_of_several_vms_golden() -> None:
+    check_golden("network-several.xml", network_xml(LAB_OF_TWO))
+
+
+def test_the_lab_dns_answers_lab_names_only() -> None:
+    root = ET.fromstring(network_xml(LAB_OF_TWO))
+    assert root.find("forward") is None
+    names = [h.text for h in root.findall("dns/host/hostname")]
+    assert names == ["db", "db.shop.internal", "web"]
+    options = root.findall(f"{{{DNSMASQ_NS}}}options/{{{DNSMASQ_NS}}}option")
+    assert [o.get("value") for o in options] == ["no-resolv"]  # nothing is forwarded
+    fixed = {h.get("name"): h.get("ip") for h in root.findall("ip/dhcp/host")}
+    assert fixed == {"db": "10.213.42.10", "web": "10.213.42.11"}
+    assert root.find("ip/dhcp/range").get("start") == "10.213.42.100"  # above the fixed ones
 
 
 def test_domain_xml_golden() -> None:

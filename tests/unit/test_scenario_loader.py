@@ -28,8 +28,10 @@ def test_valid_scenario_loads_into_frozen_model(scenario_dir: Path) -> None:
     assert scenario.name == "unit-web"
     assert scenario.targets.rto_s == 900
     assert scenario.targets.rpo_s == 26 * 3600
-    assert scenario.vm.memory_mib == 512
-    assert scenario.backup.path == (scenario_dir / "backup.qcow2").resolve()
+    [machine] = scenario.machines
+    assert machine.name == "main"
+    assert machine.vm.memory_mib == 512
+    assert machine.backup.path == (scenario_dir / "backup.qcow2").resolve()
     assert [c.kind for c in scenario.checks] == ["service", "http"]
     assert scenario.checks[1].options == {"contains": "hello"}
     assert scenario.checks[0].timeout_s == 60  # the default
@@ -163,3 +165,62 @@ def test_bad_var_pairs(pair: str) -> None:
 
 def test_var_pairs() -> None:
     assert parse_vars(["a=1", "b=x=y"]) == {"a": "1", "b": "x=y"}
+
+
+SEVERAL = """\
+version: 1
+name: unit-app
+targets: {rto: 20m, rpo: 1d}
+vm: {memory: 512MiB, boot_timeout: 2m}
+login: {user: root, key_file: id_ed25519}
+machines:
+  - name: web
+    depends_on: [db]
+    backup: {path: backup.qcow2}
+    vm: {memory: 768MiB}
+  - name: db
+    backup: {path: backup.qcow2}
+    hostnames: [db.shop.internal]
+checks:
+  - {name: db listens, machine: db, port: 5432}
+  - {name: page, http: /}
+"""
+
+
+def test_several_machines_load_dependencies_first_with_shared_defaults(scenario_dir: Path):
+    path = scenario_dir / "app.yaml"
+    path.write_text(SEVERAL)
+    scenario = load_scenario(path)
+    assert [m.name for m in scenario.machines] == ["db", "web"]  # db first: web needs it
+    db, web = scenario.machines
+    assert web.depends_on == ("db",)
+    assert db.hostnames == ("db.shop.internal",)
+    assert (db.vm.memory_mib, web.vm.memory_mib) == (512, 768)  # web overrides, db inherits
+    assert db.vm.boot_timeout_s == web.vm.boot_timeout_s == 120
+    assert scenario.memory_mib == 1280
+    assert [c.machine for c in scenario.checks] == ["db", None]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("depends_on: [db]", "depends_on: [cache]"),
+         "app.yaml:8: machines[0].depends_on[0]: no other machine named 'cache'"),
+        (("    hostnames: [db.shop.internal]", "    depends_on: [web]"),
+         "machines: depends_on has a cycle among: web, db"),
+        (("machine: db", "machine: cache"), "checks[0].machine: no machine named 'cache'"),
+        (("  - name: db\n", "  - name: web\n"), "machines[1].name: duplicate machine name 'web'"),
+        (("machines:", "backup: {path: backup.qcow2}\nmachines:"),
+         "backup: with machines:, each machine has its own (machines[].backup)"),
+        (("login: {user: root, key_file: id_ed25519}\n", ""),
+         "machines[0]: needs a login (here or at the top level)"),
+    ],
+)  # fmt: skip
+def test_machine_mistakes_are_located(
+    scenario_dir: Path, edit: tuple[str, str], message: str
+) -> None:
+    path = scenario_dir / "app.yaml"
+    path.write_text(SEVERAL.replace(*edit))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert message in str(caught.value)

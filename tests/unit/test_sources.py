@@ -59,7 +59,7 @@ def source(folder: Path, backup: str) -> FileLevelSource:
         "login: {user: root, key_file: key}\n"
     )
     spec = load_scenario(scenario)
-    made = open_source(spec.backup, spec.vm)
+    made = open_source(spec.primary.backup, spec.primary.vm)
     assert isinstance(made, FileLevelSource)
     return made
 

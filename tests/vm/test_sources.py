@@ -38,7 +38,7 @@ def test_every_kind_restores_and_a_damaged_repository_fails_at_restore(
         "borg": (FILES, "--var", "kind=borg"),
         "dump": (DUMP,),
         "damaged": (FILES, "--var", "kind=restic", "--var", f"repository={damaged_repository}",
-                    "--var", "rto=16m"),
+                    "--var", "name=demo-web-damaged"),
     }  # fmt: skip
     with ThreadPoolExecutor(len(runs)) as pool:
         futures = {k: pool.submit(run_cli, *args, reports=tmp_path / k) for k, args in runs.items()}
