@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import median, save, timed
 from harness import qemu_img
 from harness.lab.hypervisor import Hypervisor
-from harness.lab.lifecycle import Lab
+from harness.lab.lifecycle import Lab, VmDisk
 
 RUNS = 5
 WORK = Path("/var/tmp/rdrill-bench-provision")
@@ -37,7 +37,8 @@ def main() -> None:
             times = []
             for _ in range(RUNS):
                 lab = Lab(hv, "bench-provision")
-                seconds, _ = timed(lambda: lab.provision(backup, image, 1024, 2, "qemu"))
+                disks = [VmDisk("main", backup, image, 1024, 2)]
+                seconds, _ = timed(lambda: lab.provision(disks, "qemu"))
                 times.append(seconds)
                 lab.teardown()
             figures[f"provision_{size}_s"] = round(median(times), 3)

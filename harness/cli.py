@@ -87,6 +87,11 @@ reports_option = click.option(
     default=lambda: os.environ.get("RESTORE_DRILL_REPORTS", "reports"), show_default="reports",
     help="Folder for evidence (one dated sub-folder per run) [env RESTORE_DRILL_REPORTS].",
 )  # fmt: skip
+signing_key_option = click.option(
+    "--signing-key", type=click.Path(path_type=Path, dir_okay=False),
+    default=lambda: os.environ.get("RESTORE_DRILL_SIGNING_KEY"),
+    help="Ed25519 key signing each manifest and the ledger head [env RESTORE_DRILL_SIGNING_KEY].",
+)  # fmt: skip
 uri_option = click.option(
     "--connect", "uri", default=lambda: os.environ.get("LIBVIRT_DEFAULT_URI", DEFAULT_URI),
     show_default=DEFAULT_URI, help="libvirt connection URI.",
@@ -126,11 +131,7 @@ def schema() -> None:
 @uri_option
 @reports_option
 @click.option("--keep", is_flag=True, help="Leave the lab up after the drill to look around.")
-@click.option(
-    "--signing-key", type=click.Path(path_type=Path, dir_okay=False),
-    default=lambda: os.environ.get("RESTORE_DRILL_SIGNING_KEY"),
-    help="Ed25519 key signing each manifest and the ledger head [env RESTORE_DRILL_SIGNING_KEY].",
-)  # fmt: skip
+@signing_key_option
 @click.option(
     "--accelerator", type=click.Choice(["auto", "kvm", "tcg"]), default=None,
     help="Override the scenario's accelerator.",
@@ -358,11 +359,7 @@ def ssh(lab: str | None, command: tuple[str, ...], machine: str | None) -> None:
 @click.option("--older-than", type=DURATION, required=True, metavar="DURATION",
               help="Prune runs that started longer ago than this, e.g. 400d.")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Only list what would be pruned.")
-@click.option(
-    "--signing-key", type=click.Path(path_type=Path, dir_okay=False),
-    default=lambda: os.environ.get("RESTORE_DRILL_SIGNING_KEY"),
-    help="Key that signs the ledger head (needed when it is signed).",
-)  # fmt: skip
+@signing_key_option
 def prune(reports: Path, older_than: float, dry_run: bool, signing_key: Path | None) -> None:
     """Remove old run folders; the ledger records them as pruned and stays verifiable.
 

@@ -57,7 +57,7 @@ def info(path: Path, fmt: str = "auto", timeout_s: float = 60) -> ImageInfo:
 
 def check(path: Path, fmt: str, timeout_s: float = 600) -> str:
     """``qemu-img check`` for formats that have metadata to check; its summary line."""
-    if fmt not in ("qcow2", "qed", "vdi", "vhdx", "parallels"):
+    if fmt not in ("qcow2", "qed", "vdi", "vhdx", "vmdk", "parallels"):
         return f"no metadata to check for format {fmt}"
     proc = _run(["check", "-U", "-f", fmt, str(path)], timeout_s, "verify")
     output = (proc.stdout + proc.stderr).strip()

@@ -143,7 +143,7 @@ SCHEMA: dict[str, Any] = {
                     "maxLength": 4096,
                 },
                 "restore_timeout": {**_duration, "description": "bound on the data restore"},
-                "format": {"enum": ["auto", "qcow2", "raw"], "default": "auto"},
+                "format": {"enum": ["auto", "qcow2", "raw", "vmdk"], "default": "auto"},
                 "restore_point": {
                     "description": "ISO 8601 time of the backup (default: from the backup "
                     "tool's metadata, else the file's mtime)",
@@ -203,7 +203,7 @@ SCHEMA: dict[str, Any] = {
                     "(never changed: booted through an overlay)",
                     **_path,
                 },
-                "image_format": {"enum": ["auto", "qcow2", "raw"], "default": "auto"},
+                "image_format": {"enum": ["auto", "qcow2", "raw", "vmdk"], "default": "auto"},
                 "accelerator": {"enum": ["auto", "kvm", "tcg"], "default": "auto"},
                 "boot_timeout": {**_duration, "description": "power-on to DHCP lease"},
                 "settle_timeout": {

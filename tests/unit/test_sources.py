@@ -169,3 +169,39 @@ def test_a_missing_tool_is_an_infrastructure_error(
     src = source(backups, KINDS["restic"])
     with pytest.raises(InfraError, match=r"restic is not installed on this host \(apt install"):
         src.inspect()
+
+
+@pytest.mark.parametrize(
+    ("kind", "url"),
+    [("restic", "local:{root}/restic"), ("borg", "file://{root}/borg")],
+)
+def test_a_repository_url_is_handed_to_the_tool_and_not_claimed_unchanged(
+    backups: Path, kind: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offsite copies: any repository URL the tool understands (here the URL forms of local
+    repositories, standing in for sftp:, s3:, ssh://). The password from the environment."""
+    monkeypatch.setenv("UNIT_REPO_PASSWORD", PASSWORD)
+    repository = url.format(root=backups)
+    src = source(backups, f"  kind: {kind}\n  repository: {repository}\n"
+                          "  password: \"{{ secret('UNIT_REPO_PASSWORD') }}\"\n")  # fmt: skip
+    evidence, _ = src.verify()
+    assert evidence.path == repository
+    assert evidence.identity_before is None  # nothing on this host to stat
+    assert members(src)["index.html"] == PAGE
+    src.hash(evidence, threading.Event())
+    src.confirm_unchanged(evidence)
+    assert evidence.unchanged is None  # not claimed: it is not here to prove
+    assert evidence.details["unchanged"] == "a remote repository: not provable from this host"
+
+
+def test_a_vmdk_disk_image_is_checked_with_qemu_img(backups: Path) -> None:
+    disk = backups / "disk.vmdk"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", str(disk), "16M"], check=True)
+    scenario = backups / "vmdk.yaml"
+    scenario.write_text("version: 1\nname: unit-vmdk\nbackup: {path: disk.vmdk}\n"
+                        "targets: {rto: 15m, rpo: 1d}\nvm: {}\n"
+                        "login: {user: root, key_file: key}\n")  # fmt: skip
+    machine = load_scenario(scenario).primary
+    evidence, boot = open_source(machine.backup, machine.vm).verify()
+    assert evidence.format == boot.image.format == "vmdk"
+    assert evidence.image_check == "No errors were found on the image."

@@ -16,23 +16,31 @@ from tests.unit.test_sources import corrupt_largest_file
 from tests.vm.conftest import DEMO, ROOT, Drill, assert_backup_untouched, run_cli
 
 FILES = str(ROOT / "scenarios" / "demo-web-files.yaml")
+WEB = str(ROOT / "scenarios" / "demo-web.yaml")
 DUMP = str(ROOT / "scenarios" / "demo-db-dump.yaml")
 
 
 @pytest.fixture
-def damaged_repository() -> Iterator[Path]:
+def scratch() -> Iterator[Path]:
+    """A folder QEMU (its own user) can read, removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
-    repo = folder / "restic-site"
-    subprocess.run(["cp", "-a", str(DEMO / "restic-site"), str(repo)], check=True)
-    corrupt_largest_file(repo / "data")
-    yield repo
+    folder.chmod(0o755)
+    yield folder
     subprocess.run(["rm", "-rf", str(folder)], check=True)
 
 
 def test_every_kind_restores_and_a_damaged_repository_fails_at_restore(
-    tmp_path: Path, damaged_repository: Path
+    tmp_path: Path, scratch: Path
 ) -> None:
+    damaged_repository = scratch / "restic-site"
+    subprocess.run(["cp", "-a", str(DEMO / "restic-site"), str(damaged_repository)], check=True)
+    corrupt_largest_file(damaged_repository / "data")
+    vmdk = scratch / "web.vmdk"  # the web disk image as VMware would hold it
+    subprocess.run(["qemu-img", "convert", "-O", "vmdk", str(DEMO / "web.qcow2"), str(vmdk)],
+                   check=True)  # fmt: skip
+    vmdk.chmod(0o644)
     runs = {
+        "vmdk": (WEB, "--var", f"backup={vmdk}", "--var", "name=demo-web-vmdk"),
         "tar": (FILES, "--var", "kind=tar"),
         "restic": (FILES, "--var", "kind=restic"),
         "borg": (FILES, "--var", "kind=borg"),
@@ -44,20 +52,24 @@ def test_every_kind_restores_and_a_damaged_repository_fails_at_restore(
         futures = {k: pool.submit(run_cli, *args, reports=tmp_path / k) for k, args in runs.items()}
         drills: dict[str, Drill] = {k: f.result() for k, f in futures.items()}
 
-    for kind in ("tar", "restic", "borg", "dump"):
+    for kind in ("vmdk", "tar", "restic", "borg", "dump"):
         drill = drills[kind]
         assert drill.exit_code == 0, (kind, drill.stderr)
         report = drill.report
         phases = {p["name"]: p for p in report["phases"]}
+        assert all(c["passed"] for c in report["checks"])
+        assert_backup_untouched(report)
+        if kind == "vmdk":  # a disk image: booted, nothing to restore into it
+            assert "restore" not in phases
+            continue
         assert phases["restore"]["status"] == "ok"
         # The data restore is part of the measured recovery: it ends before the checks.
         assert phases["restore"]["start_s"] < phases["checks"]["start_s"] < report["rto"][
             "measured_s"]  # fmt: skip
-        assert all(c["passed"] for c in report["checks"])
-        assert_backup_untouched(report)
     dump = drills["dump"].report
     steps = [p for p in dump["phases"] if p["name"].startswith("step: ")]
     assert [s["name"] for s in steps] == ["step: create the database", "step: pg_restore the dump"]
+    assert drills["vmdk"].report["backup"]["format"] == "vmdk"
     assert drills["restic"].report["backup"]["restore_point_source"] == "restic snapshot time"
     assert drills["borg"].report["backup"]["restore_point_source"] == "borg archive time"
     borg_pass = (DEMO / "borg.pass").read_text().strip()
