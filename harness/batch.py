@@ -153,8 +153,9 @@ class _Child:
 
     def _read(self, lines: queue.Queue[_Line]) -> None:
         assert self.proc.stderr is not None  # noqa: S101 - PIPE above
-        for line in self.proc.stderr:
-            lines.put((self, line))
+        with self.proc.stderr:  # closed at EOF: a long run of many drills leaks no pipes
+            for line in self.proc.stderr:
+                lines.put((self, line))
         lines.put((self, None))
 
     def finished(self, code: int) -> Finished:

@@ -197,10 +197,10 @@ class _Run:
             details = []
             for guest in self.guests:
                 guest.evidence, guest.disk = guest.source.verify()
-                file_level = isinstance(guest.source, FileLevelSource)
                 check = guest.evidence.image_check
-                details.append(f"{guest.machine.name}: {check}" if guest.label else check if
-                               file_level else f"{guest.disk.image.format}, {check}")  # fmt: skip
+                if not isinstance(guest.source, FileLevelSource):
+                    check = f"{guest.disk.image.format}, {check}"
+                details.append(f"{guest.machine.name}: {check}" if guest.label else check)
             result.backup = self.guests[0].evidence
             phase.detail = "; ".join(details)
         for guest in self.guests:

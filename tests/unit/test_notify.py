@@ -223,3 +223,69 @@ def test_bad_notify_config_exits_2_naming_line_and_field_before_any_drill(
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not reports.exists()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, as a mail relay inside a company would have."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = folder / "relay.crt", folder / "relay.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_file, key_file
+
+
+def test_default_starttls_with_login_and_certificate_check(
+    scenario_dir: Path, tmp_path: Path
+) -> None:
+    """The default `security: starttls`: the password only ever crosses TLS, and the relay's
+    certificate is verified (trusted here through SSL_CERT_FILE, as an internal CA would be)."""
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port, tls_context=context,
+                            require_starttls=True, authenticator=box.authenticate,
+                            auth_required=True)  # fmt: skip
+    controller.start()
+    try:
+        conf = tmp_path / "notify.yaml"
+        conf.write_text(f"email:\n  host: 127.0.0.1\n  port: {port}\n  username: drills\n"
+                        "  password_env: DRILL_SMTP_PASSWORD\n  from: d@example.test\n"
+                        "  to: [ops@example.test]\n")  # fmt: skip
+        path = str(scenario(scenario_dir, "tls-mail", damaged=True))
+        trusted = run("--reports", str(tmp_path / "r"), "--notify", str(conf), path,
+                      env={"SSL_CERT_FILE": str(cert)})  # fmt: skip
+        assert trusted.returncode == 1, trusted.stderr
+        assert "notify:" not in trusted.stderr
+        assert len(box.messages) == 1
+        assert box.logins == [(b"drills", PASSWORD.encode())]
+        untrusted = run("--reports", str(tmp_path / "r2"), "--notify", str(conf), path)
+        assert "notify: email to ops@example.test failed after 3 attempts: " in untrusted.stderr
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        assert len(box.messages) == 1  # nothing sent to a relay that could not be verified
+    finally:
+        controller.stop()

@@ -194,3 +194,66 @@ def test_ssh_without_a_kept_lab_says_how_to_keep_one() -> None:
     assert proc.returncode == 2
     assert "need exactly one lab kept; found: none" in proc.stderr
     assert "run with --keep" in proc.stderr
+
+
+def test_sigterm_to_a_parallel_run_aborts_every_drill_cleanly(
+    scenario_dir: Path, tmp_path: Path
+) -> None:
+    """systemd stops the service, or an admin kills the parent: each child drill aborts,
+    tears its lab down and writes its ABORTED report; the run exits 130."""
+    import signal
+
+    paths = [str(scenario(scenario_dir, f"term-{n}", login_timeout="2m")) for n in (1, 2)]
+    reports = tmp_path / "r"
+    proc = subprocess.Popen(
+        harness("run", "--connect", "test:///default", "--reports", str(reports),
+                "--parallel", "2", *paths),
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    waiting: set[str] = set()
+    for line in proc.stderr:
+        if "ssh: started" in line:
+            waiting.add(line.split("[", 1)[1].split("]", 1)[0])
+        if waiting == {"term-1", "term-2"}:
+            break
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 130, rest
+    assert time.monotonic() - started < 30  # not the 2-minute login wait
+    for name in ("term-1", "term-2"):
+        assert f"[{name}] ABORTED: the drill was interrupted by SIGTERM" in rest
+    verdicts = [json.loads((f / "report.json").read_text())["verdict"]
+                for f in reports.iterdir() if f.is_dir()]  # fmt: skip
+    assert verdicts == ["ABORTED", "ABORTED"]
+    labs = Path(os.environ["RESTORE_DRILL_STATE_DIR"]) / "labs"
+    assert not labs.exists() or not any(labs.iterdir())  # every lab torn down
+
+
+def test_parallel_drills_wait_for_memory_instead_of_overcommitting(
+    scenario_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for one VM only, --parallel 2 runs the drills one after the other and says
+    why; the scheduler reads the host's MemAvailable (here pretended small)."""
+    from harness import batch
+    from harness.interrupts import Interrupts
+    from harness.output.events import Event
+    from harness.scenario.loader import load_scenario
+
+    scenarios = [load_scenario(scenario(scenario_dir, f"mem-{n}", login_timeout="2s"))
+                 for n in (1, 2)]  # fmt: skip
+    need = batch.need_mib(scenarios[0])
+    monkeypatch.setattr(batch, "free_memory_mib", lambda: batch.HOST_RESERVE_MIB + need + 100)
+    events: list[Event] = []
+    argv = batch.child_command({"--connect": "test:///default",
+                                "--reports": scenario_dir / "r"})  # fmt: skip
+    finished = batch.run_in_children(scenarios, argv, 2, events.append, Interrupts())
+    assert [f.verdict for f in finished] == ["FAIL", "FAIL"]
+    notes = [e.message for e in events if e.kind == "batch"]
+    assert notes == [f"mem-2 waits for memory: it needs {need} MiB, 100 MiB of "
+                     f"{need + 100} MiB are free for drills"]  # fmt: skip
+    order = [(e.scenario, e.kind) for e in events if e.kind in ("drill", "verdict")]
+    assert order == [("mem-1", "drill"), ("mem-1", "verdict"), ("mem-2", "drill"),
+                     ("mem-2", "verdict")]  # fmt: skip
