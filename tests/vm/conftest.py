@@ -14,6 +14,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -161,6 +162,15 @@ def assert_backup_untouched(report: dict[str, Any]) -> None:
         assert sha256(path) == backup["sha256"] == backup["sha256_after"]
     else:  # an aborted drill may stop hashing: then stat (ctime included) is the proof
         assert backup["unchanged_by"] == "stat"
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A folder QEMU (running as its own user) can read, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    subprocess.run(["rm", "-rf", str(folder)], check=True)
 
 
 @pytest.fixture

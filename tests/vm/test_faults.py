@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -40,15 +38,6 @@ def test_hung_check_leaky_lab_and_secret(reports: Path, monkeypatch: pytest.Monk
     assert TOKEN not in drill.stderr
     assert "********" in drill.file("scenario.yaml")
     assert_backup_untouched(report)
-
-
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    """A folder QEMU (running as its own user) can read, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
-    folder.chmod(0o755)
-    yield folder
-    subprocess.run(["rm", "-rf", str(folder)], check=True)
 
 
 def test_dead_sshd_is_a_bounded_fail_at_ssh(reports: Path, scratch: Path) -> None:

@@ -5,12 +5,8 @@ restic's own error in the evidence."""
 from __future__ import annotations
 
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import pytest
 
 from tests.unit.test_sources import corrupt_largest_file
 from tests.vm.conftest import DEMO, ROOT, Drill, assert_backup_untouched, run_cli
@@ -18,15 +14,6 @@ from tests.vm.conftest import DEMO, ROOT, Drill, assert_backup_untouched, run_cl
 FILES = str(ROOT / "scenarios" / "demo-web-files.yaml")
 WEB = str(ROOT / "scenarios" / "demo-web.yaml")
 DUMP = str(ROOT / "scenarios" / "demo-db-dump.yaml")
-
-
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    """A folder QEMU (its own user) can read, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
-    folder.chmod(0o755)
-    yield folder
-    subprocess.run(["rm", "-rf", str(folder)], check=True)
 
 
 def test_every_kind_restores_and_a_damaged_repository_fails_at_restore(
