@@ -327,13 +327,20 @@ def labs() -> None:
 @click.argument("lab", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--vm", "machine", default=None, help="Which VM of a lab of several (its name).")
-def ssh(lab: str | None, command: tuple[str, ...], machine: str | None) -> None:
+@reports_option
+def ssh(lab: str | None, command: tuple[str, ...], machine: str | None, reports: Path) -> None:
     """Open a shell (or run COMMAND) in a kept lab's VM over OpenSSH.
 
-    LAB is a lab id (or its start) or a scenario name; it may be left out when one lab is
-    kept. The guest's host key recorded at the drill's first login is pinned."""
+    LAB is a run (its report folder's name, in --reports), a lab id (or its start) or a
+    scenario name; it may be left out when one lab is kept. The guest's host key recorded
+    at the drill's first login is pinned."""
     from harness.lab.lifecycle import list_labs
 
+    if lab and (reports / lab / "report.json").is_file():  # a run: the lab it kept
+        try:
+            lab = str(json.loads((reports / lab / "report.json").read_text())["lab"]["lab_id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(f"{reports / lab}: this run recorded no lab") from None
     kept = [r for r in list_labs() if r.kept and r.ssh]
     if lab:
         kept = [r for r in kept if r.lab_id.startswith(lab) or r.scenario == lab]

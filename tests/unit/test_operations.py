@@ -257,3 +257,35 @@ def test_parallel_drills_wait_for_memory_instead_of_overcommitting(
     order = [(e.scenario, e.kind) for e in events if e.kind in ("drill", "verdict")]
     assert order == [("mem-1", "drill"), ("mem-1", "verdict"), ("mem-2", "drill"),
                      ("mem-2", "verdict")]  # fmt: skip
+
+
+def test_ssh_finds_the_kept_lab_of_a_run_and_pins_its_host_key(tmp_path: Path) -> None:
+    """`restore-drill ssh RUN -- cmd` runs OpenSSH with the lab's recorded host key; a stand-in
+    `ssh` on PATH prints the arguments it was given."""
+    state = Path(os.environ["RESTORE_DRILL_STATE_DIR"])
+    lab = state / "labs" / "0badc0de"
+    lab.mkdir(parents=True)
+    ssh_args = ["-i", "/k", "-p", "22", "-o", f"UserKnownHostsFile={lab}/known_hosts",
+                "-o", "StrictHostKeyChecking=yes", "root@10.213.9.10"]  # fmt: skip
+    (lab / "lab.json").write_text(json.dumps({
+        "lab_id": "0badc0de", "scenario": "demo-shop", "uri": "qemu:///system", "pid": 1,
+        "pid_start": None, "created": 0, "kept": True, "ssh": ssh_args,
+        "machines": {"db": ssh_args, "web": [*ssh_args[:-1], "root@10.213.9.11"]},
+    }))  # fmt: skip
+    run_folder = tmp_path / "reports" / "2026-11-23T020000Z_demo-shop"
+    run_folder.mkdir(parents=True)
+    (run_folder / "report.json").write_text(json.dumps({"lab": {"lab_id": "0badc0de"}}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text('#!/bin/sh\necho "$@"\n')
+    (bin_dir / "ssh").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(harness("ssh", "--reports", str(tmp_path / "reports"), run_folder.name,
+                                  "--vm", "web", "--", "hostname"),
+                          capture_output=True, text=True, env=env, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [*ssh_args[:-1], "root@10.213.9.11", "hostname"]
+    unknown = subprocess.run(harness("ssh", "0badc0de", "--vm", "cache"), capture_output=True,
+                             text=True, env=env, check=False)  # fmt: skip
+    assert unknown.returncode == 2
+    assert "lab 0badc0de has no VM 'cache'; it has: db, web" in unknown.stderr
