@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +51,10 @@ from harness.sources.files import FileLevelSource
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
 
 
+class _Cancelled(Exception):
+    """A machine's start stopped at its next wait because another machine's start failed."""
+
+
 @dataclass(frozen=True)
 class DrillOptions:
     """How to run a drill (as opposed to what to drill, which is the scenario)."""
@@ -80,13 +84,15 @@ class _Clock:
         self.t0 = time.monotonic()
         self.result = result
         self.sink = sink
+        self._lock = threading.Lock()  # machines start in threads of their own
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
 
     def say(self, kind: str, message: str, **fields: Any) -> None:
-        self.sink(Event(kind, self.result.scenario, message,
-                        elapsed_s=round(self.elapsed(), 3), **fields))  # fmt: skip
+        with self._lock:
+            self.sink(Event(kind, self.result.scenario, message,
+                            elapsed_s=round(self.elapsed(), 3), **fields))  # fmt: skip
 
     @contextmanager
     def phase(self, name: str) -> Iterator[PhaseResult]:
@@ -106,6 +112,9 @@ class _Clock:
             raise
         except Aborted:
             status = "aborted"
+            raise
+        except _Cancelled:
+            status = "cancelled"
             raise
         finally:
             record.duration_s = round(self.elapsed() - record.start_s, 3)
@@ -238,9 +247,7 @@ class _Run:
                 "domain": first.domain_name, "mac": first.mac, "accelerator": chosen,
             }  # fmt: skip
             phase.detail = f"lab {lab.lab_id}, {len(made.vms)} VM(s), {chosen}"
-        for guest in self.guests:  # dependencies first: each starts once they are ready
-            self._boot(guest)
-            self._ready(guest)
+        self._start_machines()
         self._checks()
         self.verified_at = clock.elapsed()
         # Proof of isolation is the harness's own work, not part of the recovery: after the clock.
@@ -249,7 +256,52 @@ class _Run:
         for guest in self.guests:
             _join(guest.hasher, self.interrupts)
 
-    def _boot(self, guest: _Guest) -> None:
+    def _start_machines(self) -> None:
+        """Power on each machine as soon as every machine it depends on is ready: machines
+        that do not depend on each other start together. The first failure stops the
+        others at their next wait (their phase: "cancelled") and decides the verdict."""
+        if len(self.guests) == 1:
+            self._boot(self.guests[0], self.interrupts.check)
+            self._ready(self.guests[0], self.interrupts.check)
+            return
+        ready = {g.machine.name: threading.Event() for g in self.guests}
+        cancel = threading.Event()
+        failures: list[BaseException] = []
+
+        def check() -> None:
+            self.interrupts.check()
+            if cancel.is_set():
+                raise _Cancelled
+
+        def start(guest: _Guest) -> None:
+            try:
+                for name in guest.machine.depends_on:
+                    while not ready[name].wait(0.2):
+                        check()
+                self._boot(guest, check)
+                self._ready(guest, check)
+                ready[guest.machine.name].set()
+            except _Cancelled:
+                pass
+            except BaseException as exc:  # handed to the drill's thread below
+                failures.append(exc)
+                cancel.set()
+
+        threads = [threading.Thread(target=start, args=(g,), name=f"start{g.label}", daemon=True)
+                   for g in self.guests]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                _join(thread, self.interrupts)
+        finally:  # also on Ctrl-C: every start stops at its next (bounded) wait
+            cancel.set()
+            for thread in threads:
+                thread.join()
+        if failures:
+            raise failures[0]
+
+    def _boot(self, guest: _Guest, check: Callable[[], None]) -> None:
         assert self.lab is not None  # noqa: S101 - provisioned before any boot
         assert self.hv is not None  # noqa: S101
         assert guest.vm is not None  # noqa: S101
@@ -258,18 +310,18 @@ class _Run:
             self.lab.start(vm)
             self.clock.say("note", f"boot{guest.label}: VM powered on, waiting up to "
                                    f"{format_duration(limit)} for its DHCP lease")  # fmt: skip
-            guest.ip = self.hv.wait_for_lease(vm.domain_name, vm.mac, limit, self.interrupts.check)
+            guest.ip = self.hv.wait_for_lease(vm.domain_name, vm.mac, limit, check)
             guest.facts["ip"] = phase.detail = guest.ip
         if guest is self.guests[0]:
             self.result.lab["ip"] = guest.ip
 
-    def _ready(self, guest: _Guest) -> None:
+    def _ready(self, guest: _Guest, check: Callable[[], None]) -> None:
         """ssh → settle → restore → steps: the machine is ready for its dependents."""
         clock, label, machine = self.clock, guest.label, guest.machine
         with clock.phase(f"ssh{label}") as phase:
             login = machine.login
             guest.target = Target(guest.ip, login.port, login.user, login.key_file)
-            guest.client, key = wait_for_ssh(guest.target, login.timeout_s, self.interrupts.check)
+            guest.client, key = wait_for_ssh(guest.target, login.timeout_s, check)
             guest.host_key = key
             guest.facts["host_key"] = {"type": key.type, "fingerprint": key.fingerprint}
             phase.detail = f"{key.type} {key.fingerprint}"
@@ -283,12 +335,12 @@ class _Run:
         if isinstance(source, FileLevelSource):
             with clock.phase(f"restore{label}") as phase, source.restore_stream() as tar:
                 limit = machine.backup.restore_timeout_s
-                sent = stream_into(guest.client, source.target, tar, limit, self.interrupts.check)
+                sent = stream_into(guest.client, source.target, tar, limit, check)
                 phase.detail = f"{sent} bytes of tar restored into {source.target}"
         for step in machine.restore_steps:
             with clock.phase(f"step{label}: {step.name}") as phase:
                 phase.output = run_step(guest.client, phase.name, as_user(step.run, step.user),
-                                        step.timeout_s, self.interrupts.check)  # fmt: skip
+                                        step.timeout_s, check)  # fmt: skip
                 phase.detail = "exit 0"
         guest.host = testinfra_host(guest.client, guest.target.user, guest.ip, guest.target.port)
 

@@ -23,7 +23,7 @@ _VERDICT_STYLE = {"PASS": "bold green", "FAIL": "bold red", "ERROR": "bold magen
                   "ABORTED": "bold yellow", "SKIPPED": "yellow"}  # fmt: skip
 _STATUS_MARK = {"ok": "[green]✓[/]", "pass": "[green]✓[/]", "fail": "[red]✗[/]",
                 "failed": "[red]✗[/]", "timeout": "[red]⏱[/]", "aborted": "[yellow]![/]",
-                "error": "[magenta]![/]"}  # fmt: skip
+                "error": "[magenta]![/]", "cancelled": "[dim]-[/]"}  # fmt: skip
 
 
 @dataclass

@@ -115,7 +115,7 @@ def test_an_explicit_restore_point_wins(backups: Path) -> None:
     assert evidence.restore_point_source == "scenario"
 
 
-def test_a_wrong_password_fails_verify_with_the_tools_words(backups: Path, tmp_path: Path):
+def test_a_wrong_password_fails_verify_with_the_tools_words(backups: Path, tmp_path: Path) -> None:
     (backups / "wrong").write_text("not the password\n")
     src = source(backups, "  kind: restic\n  repository: restic\n  password_file: wrong\n")
     with pytest.raises(PhaseFailed) as failed:

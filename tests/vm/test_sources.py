@@ -1,4 +1,4 @@
-"""Every kind of backup restored into a real VM and checked, all at once (five labs side by
+"""Every kind of backup restored into a real VM and checked, all at once (six labs side by
 side), including a restic repository with a damaged pack: FAIL at the restore phase, with
 restic's own error in the evidence."""
 
