@@ -326,7 +326,7 @@ class _Run:
             guest.facts["host_key"] = {"type": key.type, "fingerprint": key.fingerprint}
             phase.detail = f"{key.type} {key.fingerprint}"
         with clock.phase(f"settle{label}") as phase:
-            phase.detail = wait_until_settled(guest.client, machine.vm.settle_timeout_s)
+            phase.detail = wait_until_settled(guest.client, machine.vm.settle_timeout_s, check)
             guest.facts["system_state"] = phase.detail
         if guest is self.guests[0]:
             self.result.lab.update(host_key=guest.facts["host_key"],

@@ -1,5 +1,6 @@
-"""Commands in the guest over the drill's SSH connection, bounded: a restore step, and a
-tar stream piped into ``tar -x`` (the data restore of file-level backups)."""
+"""Commands in the guest over the drill's SSH connection, bounded and polling for
+cancellation: a restore step (any command), and a tar stream piped into ``tar -x`` (the
+data restore of file-level backups)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,22 @@ def run_step(
 ) -> str:  # fmt: skip
     """Run ``command``; its output (stdout and stderr merged, tail). Non-zero exit fails
     ``phase`` naming the exit code and the last output line; so does the time limit."""
+    status, text = run_polled(client, phase, command, timeout_s, cancelled)
+    if status != 0:
+        raise PhaseFailed(phase, f"exited {status}: {_last_line(text)}", output=text)
+    return text
+
+
+def run_polled(
+    client: paramiko.SSHClient, phase: str, command: str, timeout_s: float,
+    cancelled: Callable[[], None],
+) -> tuple[int, str]:  # fmt: skip
+    """Run ``command`` to its end, polling ``cancelled`` (which may raise to stop the wait);
+    its exit status and output (stdout and stderr merged, tail). The time limit fails
+    ``phase``."""
     channel = _session(client, phase)
     channel.set_combine_stderr(True)
-    # B601: the scenario's own restore step, run in the scenario's own throw-away guest
+    # B601: the scenario's own restore step, or a fixed command, in the throw-away guest
     channel.exec_command(command)  # nosec B601
     output = bytearray()
     deadline = time.monotonic() + timeout_s
@@ -42,7 +56,7 @@ def run_step(
         if time.monotonic() > deadline:
             channel.close()
             raise PhaseTimeout(phase, f"still running after {timeout_s:g}s: "
-                                      f"{_last_line(output)}")  # fmt: skip
+                                      f"{_last_line(output.decode(errors='replace'))}")  # fmt: skip
         if channel.recv_ready():
             output += channel.recv(CHUNK)
             del output[:-OUTPUT_KEEP]
@@ -50,10 +64,7 @@ def run_step(
             time.sleep(0.05)
     status = channel.recv_exit_status()
     channel.close()
-    text = output.decode(errors="replace")
-    if status != 0:
-        raise PhaseFailed(phase, f"exited {status}: {_last_line(output)}", output=text)
-    return text
+    return status, output.decode(errors="replace")
 
 
 def stream_into(
@@ -118,6 +129,6 @@ def _guest_error(channel: paramiko.Channel) -> str:
     return " | ".join(data.decode(errors="replace").strip().splitlines()[-5:])
 
 
-def _last_line(output: bytes | bytearray) -> str:
-    lines = bytes(output).decode(errors="replace").strip().splitlines()
+def _last_line(output: str) -> str:
+    lines = output.strip().splitlines()
     return lines[-1][:300] if lines else "no output"

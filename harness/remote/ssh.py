@@ -1,4 +1,5 @@
-"""The only module that imports paramiko: wait for SSH, record the host key, reconnect pinned.
+"""Connections to the guest (with remote.commands, the modules that import paramiko): wait for
+SSH, record the host key, reconnect pinned.
 
 Trust on first use, done visibly: the first connection to a restored guest accepts its host
 key and records the fingerprint in the evidence; every later connection (checks, user
@@ -18,6 +19,7 @@ from pathlib import Path
 import paramiko
 
 from harness.errors import ConfigError, PhaseFailed, PhaseTimeout
+from harness.remote.commands import run_polled
 
 # paramiko logs every failed banner read with a traceback; with no handler configured Python
 # prints those to stderr (a cron mail full of them while sshd starts). The wait below reports
@@ -134,34 +136,41 @@ def wait_for_ssh(
         time.sleep(1.0)
 
 
-def wait_until_settled(client: paramiko.SSHClient, timeout_s: float) -> str:
-    """Wait for systemd to finish booting (``is-system-running --wait``), bounded.
+def wait_until_settled(
+    client: paramiko.SSHClient, timeout_s: float, cancelled: Callable[[], None]
+) -> str:
+    """Wait for systemd to finish booting (``is-system-running --wait``), bounded, polling
+    ``cancelled`` like every other wait.
 
     SSH answers before every service has started; checking then would race the boot. Returns
     the system state (``running``, or ``degraded`` with the failed units); a guest without
     systemd is not awaited.
     """
     limit = max(int(timeout_s), 1)
-    state, rc = _exec(client, f"timeout {limit} systemctl is-system-running --wait", limit + 15)
+    state, rc = _exec(client, f"timeout {limit} systemctl is-system-running --wait",
+                      limit + 15, cancelled)  # fmt: skip
     if rc == 124 or state in ("starting", "initializing"):
         raise PhaseTimeout("settle", f"the guest was still booting after {limit}s ({state})")
     if rc == 127 or not state:
         return "not awaited: no systemd in the guest"
     if state == "degraded":
-        failed, _ = _exec(client, "systemctl --failed --plain --no-legend --no-pager", 30)
+        failed, _ = _exec(client, "systemctl --failed --plain --no-legend --no-pager", 30,
+                          cancelled)  # fmt: skip
         units = ", ".join(line.split()[0] for line in failed.splitlines() if line.strip())
         return f"degraded (failed units: {units or 'unknown'})"
     return state
 
 
-def _exec(client: paramiko.SSHClient, command: str, timeout_s: float) -> tuple[str, int]:
+def _exec(
+    client: paramiko.SSHClient, command: str, timeout_s: float, cancelled: Callable[[], None]
+) -> tuple[str, int]:
+    """A fixed command's standard output (its errors discarded) and exit status."""
     try:
-        # B601: fixed command
-        _, stdout, _ = client.exec_command(command, timeout=timeout_s)  # nosec B601
-        output = stdout.read().decode(errors="replace").strip()
-        return output, stdout.channel.recv_exit_status()
+        status, output = run_polled(client, "settle", f"{command} 2>/dev/null", timeout_s,
+                                    cancelled)  # fmt: skip
     except (OSError, paramiko.SSHException) as exc:
         raise PhaseFailed("settle", f"lost the SSH connection while waiting: {exc}") from exc
+    return output.strip(), status
 
 
 def connect_pinned(target: Target, host_key: HostKey, timeout_s: float) -> paramiko.SSHClient:
