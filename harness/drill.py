@@ -485,13 +485,11 @@ def _kept_hint(lab: Lab, uri: str) -> str:
 
 def _judge(
     result: RunResult, scenario: Scenario, started: datetime,
-    verified_at: float | None, failure: BaseException | None,
-    backups: list[BackupEvidence] | None = None,
+    verified_at: float | None, failure: BaseException | None, backups: list[BackupEvidence],
 ) -> None:  # fmt: skip
     """Set verdict, reason, exit code and the RTO/RPO results. With several machines the
     RPO is judged on the oldest restore point: the application is as old as its oldest part."""
     targets = scenario.targets
-    backups = backups if backups is not None else [b for b in [result.backup] if b]
     known = [b for b in backups if b.restore_point]
     oldest = min(known, key=lambda b: datetime.fromisoformat(b.restore_point), default=None)
     if oldest is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from harness import __version__
@@ -72,10 +71,3 @@ def text(records: Sequence[dict[str, Any]]) -> str:
     lines += ["", "Every drill's evidence (HTML, JSON, JUnit) is in its report folder; "
               "`restore-drill verify` checks it has not been altered."]  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def report_root(records: Sequence[dict[str, Any]]) -> Path | None:
-    for r in records:
-        if r["report"]:
-            return Path(r["report"]).parent.parent
-    return None

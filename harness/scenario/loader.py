@@ -314,15 +314,6 @@ def _check_problems(p: _Problems, checks: list[dict[str, Any]], machines: list[s
                 p.add(["checks", i, "stdout_matches"], f"not a regular expression: {exc}")
 
 
-def _get(data: Mapping[str, Any], path: Sequence[str]) -> Any:
-    value: Any = data
-    for part in path:
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def _parse_time(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -152,9 +152,6 @@ class Scenario:
         """The first machine: where checks without ``machine`` run."""
         return self.machines[0]
 
-    def machine(self, name: str | None) -> Machine:
-        return next((m for m in self.machines if m.name == name), self.primary)
-
     @property
     def memory_mib(self) -> int:
         return sum(m.vm.memory_mib for m in self.machines)

@@ -15,7 +15,6 @@ SCHEMA_ID = "https://restore-drill.dev/schema/scenario-v1.json"
 
 #: Kinds of backup; all but disk-image are file-level: restored into ``vm.image``.
 SOURCE_KINDS = ("disk-image", "tar", "file", "restic", "borg")
-FILE_LEVEL_KINDS = SOURCE_KINDS[1:]
 
 _duration = {
     "description": "seconds as a number, or units in order: 90s, 15m, 4h, 1h30m, 2d",
