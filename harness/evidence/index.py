@@ -80,9 +80,9 @@ def _rto_chart(histories: list[ScenarioHistory]) -> Markup:
 def build_index(reports: Path, gap_days: float = DEFAULT_GAP_DAYS) -> Path:
     """Write ``reports/index.html`` atomically; its path."""
     now = datetime.now(UTC)
-    entries = [ledger.parse(line) for line in ledger.read_lines(reports)]
+    entries = ledger.entries(reports)
     pruned = ledger.pruned_runs(entries)
-    runs = [e for e in entries if e.get("kind") == "run"]
+    runs = ledger.runs(entries)
     by_scenario: dict[str, ScenarioHistory] = {}
     for run in runs:
         run["pruned"] = run["run_id"] in pruned

@@ -84,6 +84,27 @@ def parse(line: bytes) -> dict[str, Any]:
 HeadSigner = Callable[[int, str], bytes]
 
 
+def entries(reports: Path) -> list[dict[str, Any]]:
+    """Every entry of the ledger, parsed, in ledger order."""
+    return [parse(line) for line in read_lines(reports)]
+
+
+def runs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run entries, in ledger order."""
+    return [e for e in entries if e.get("kind") == "run"]
+
+
+def latest_runs(run_entries: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each scenario's latest run entry, and its latest verified (PASS) one."""
+    latest: dict[str, Any] = {}
+    verified: dict[str, Any] = {}
+    for run in run_entries:
+        latest[str(run["scenario"])] = run
+        if run["verdict"] == "PASS":
+            verified[str(run["scenario"])] = run
+    return latest, verified
+
+
 def pruned_runs(entries: list[dict[str, Any]]) -> set[str]:
     """Run ids that retention removed on purpose (recorded, not missing)."""
     return {str(e["run_id"]) for e in entries if e.get("kind") == "pruned"}

@@ -14,7 +14,6 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -41,11 +40,12 @@ def prune(
             f"{reports}: the ledger head is signed; pass --signing-key (or set "
             "RESTORE_DRILL_SIGNING_KEY) so the pruned entries are signed too"
         )
-    entries = [ledger.parse(line) for line in ledger.read_lines(reports)]
+    entries = ledger.entries(reports)
     done = ledger.pruned_runs(entries)
-    runs = [e for e in entries if e.get("kind") == "run"]
+    runs = ledger.runs(entries)
     cutoff = now - timedelta(seconds=older_than_s)
-    spared = _spared(runs)
+    latest, verified = ledger.latest_runs(runs)
+    spared = {r["run_id"] for r in (*latest.values(), *verified.values())}
     chosen = [
         r for r in runs
         if r["run_id"] not in spared and r["run_id"] not in done
@@ -63,13 +63,3 @@ def prune(
     if chosen:
         build_index(reports)
     return [Pruned(r["run_id"], r["scenario"], r["time"]) for r in chosen]
-
-
-def _spared(runs: list[dict[str, Any]]) -> set[str]:
-    latest: dict[str, str] = {}
-    verified: dict[str, str] = {}
-    for run in runs:
-        latest[run["scenario"]] = run["run_id"]
-        if run["verdict"] == "PASS":
-            verified[run["scenario"]] = run["run_id"]
-    return set(latest.values()) | set(verified.values())

@@ -16,14 +16,7 @@ VERDICTS = ["PASS", "FAIL", "ERROR", "ABORTED"]
 
 def write_textfile(reports: Path, target: Path) -> int:
     """Write the metrics of every scenario's latest run to ``target``; how many scenarios."""
-    entries = [ledger.parse(line) for line in ledger.read_lines(reports)]
-    runs = [e for e in entries if e.get("kind") == "run"]
-    latest: dict[str, dict[str, object]] = {}
-    verified: dict[str, str] = {}
-    for run in runs:
-        latest[str(run["scenario"])] = run
-        if run["verdict"] == "PASS":
-            verified[str(run["scenario"])] = str(run["time"])
+    latest, verified = ledger.latest_runs(ledger.runs(ledger.entries(reports)))
     registry = CollectorRegistry()
     labels = ["scenario"]
 
@@ -43,11 +36,11 @@ def write_textfile(reports: Path, target: Path) -> int:
     for name, run in latest.items():
         last_run.labels(name).set(_timestamp(str(run["time"])))
         if name in verified:
-            last_ok.labels(name).set(_timestamp(verified[name]))
+            last_ok.labels(name).set(_timestamp(str(verified[name]["time"])))
         for metric, key in ((recovery, "rto_measured_s"), (rto, "rto_target_s"),
                             (rpo, "rpo_target_s"), (age, "rpo_age_s")):  # fmt: skip
             if isinstance(run.get(key), int | float):
-                metric.labels(name).set(float(run[key]))  # type: ignore[arg-type]
+                metric.labels(name).set(float(run[key]))
         for metric, key in ((rto_met, "rto_passed"), (rpo_met, "rpo_passed")):
             if isinstance(run.get(key), bool):
                 metric.labels(name).set(1 if run[key] else 0)
