@@ -104,8 +104,7 @@ class FileLevelSource:
         """The backup's files as a tar stream. If the tool fails, :class:`PhaseFailed` at the
         restore phase carries its error, also when the guest noticed the broken stream first."""
         argv = self.stream_command()
-        with _scratch() as home, tempfile.TemporaryFile() as stderr:
-            env = {**os.environ, **self.environment(), "HOME": home, "BORG_BASE_DIR": home}
+        with self._tool_env() as env, tempfile.TemporaryFile() as stderr:
             try:
                 proc = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env
@@ -132,8 +131,7 @@ class FileLevelSource:
 
     def run_tool(self, argv: list[str], phase: str = "verify") -> str:
         """Run the tool to completion (bounded); its output. A failure fails ``phase``."""
-        with _scratch() as home:
-            env = {**os.environ, **self.environment(), "HOME": home, "BORG_BASE_DIR": home}
+        with self._tool_env() as env:
             try:
                 done = subprocess.run(
                     argv, capture_output=True, env=env, timeout=TOOL_TIMEOUT_S, check=False,
@@ -149,6 +147,16 @@ class FileLevelSource:
                                      f"{_tail(done.stderr or done.stdout)}")  # fmt: skip
         return done.stdout.decode(errors="replace")
 
+    @contextmanager
+    def _tool_env(self) -> Iterator[dict[str, str]]:
+        """The tool's environment, with a private HOME (and borg base folder) that is removed
+        afterwards: its caches and config never touch the host's."""
+        home = tempfile.mkdtemp(prefix="rdrill-tool-")
+        try:
+            yield {**os.environ, **self.environment(), "HOME": home, "BORG_BASE_DIR": home}
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
 
 def password_env(spec: BackupSpec, variable: str) -> dict[str, str]:
     """The repository password for the tool, from the scenario or its file."""
@@ -162,16 +170,6 @@ def password_env(spec: BackupSpec, variable: str) -> dict[str, str]:
                 "verify", f"cannot read {spec.password_file}: {exc.strerror}"
             ) from None
     return {}
-
-
-@contextmanager
-def _scratch() -> Iterator[str]:
-    """A private HOME for the tool: its caches and config never touch the host's."""
-    folder = tempfile.mkdtemp(prefix="rdrill-tool-")
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _missing(tool: str) -> InfraError:
