@@ -91,7 +91,7 @@ class LiveSink:
         table = Table(expand=False, box=None, pad_edge=False, header_style="bold")
         for column in ("scenario", "phase", "time against RTO", "", "checks", "verdict"):
             table.add_column(column)
-        for name, row in self.rows.items():
+        for name, row in list(self.rows.items()):  # rich redraws from its own thread
             elapsed = row.elapsed()
             rto = row.rto_s or 0.0
             over = bool(rto) and elapsed > rto
