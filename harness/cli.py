@@ -87,6 +87,9 @@ reports_option = click.option(
     default=lambda: os.environ.get("RESTORE_DRILL_REPORTS", "reports"), show_default="reports",
     help="Folder for evidence (one dated sub-folder per run) [env RESTORE_DRILL_REPORTS].",
 )  # fmt: skip
+reports_argument = click.argument(
+    "reports", type=click.Path(path_type=Path, file_okay=False), default="reports"
+)
 signing_key_option = click.option(
     "--signing-key", type=click.Path(path_type=Path, dir_okay=False),
     default=lambda: os.environ.get("RESTORE_DRILL_SIGNING_KEY"),
@@ -243,7 +246,7 @@ def cleanup(uri: str, dry_run: bool) -> None:
 
 
 @cli.command()
-@click.argument("reports", type=click.Path(path_type=Path, file_okay=False), default="reports")
+@reports_argument
 @click.option(
     "--public-key", "public_keys", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
     help="Trust only this public key (repeatable); then every run must be signed.",
@@ -287,7 +290,7 @@ def report() -> None:
 
 
 @report.command("index")
-@click.argument("reports", type=click.Path(path_type=Path, file_okay=False), default="reports")
+@reports_argument
 @click.option("--gap-days", type=float, default=30, show_default=True,
               help="Flag scenarios whose last verified restore is older than this.")  # fmt: skip
 def report_index(reports: Path, gap_days: float) -> None:
@@ -362,7 +365,7 @@ def ssh(lab: str | None, command: tuple[str, ...], machine: str | None, reports:
 
 
 @cli.command()
-@click.argument("reports", type=click.Path(path_type=Path, file_okay=False), default="reports")
+@reports_argument
 @click.option("--older-than", type=DURATION, required=True, metavar="DURATION",
               help="Prune runs that started longer ago than this, e.g. 400d.")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Only list what would be pruned.")
