@@ -271,6 +271,9 @@ def list_labs(root: Path | None = None) -> list[LabRecord]:
 def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[str]:
     """Remove labs whose drill is gone (and kept ones if asked); what was removed."""
     labs_dir = (root or state_root()) / "labs"
+    # libvirt objects first, records second: a drill saves its record before it creates any
+    # object, so every object seen here of a drill starting meanwhile has its record read below.
+    objects = hv.lab_objects()
     records = {r.lab_id: r for r in list_labs(root)}
     live = {i for i, r in records.items() if r.owner_alive() and not r.kept}
     keep = {i for i, r in records.items() if r.kept and not include_kept}
@@ -280,7 +283,7 @@ def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[s
         if lab_id not in spared:
             removed += _remove(hv, record.domains, record.networks, labs_dir / lab_id)
     # libvirt objects with no folder: from a lab whose folder was deleted by hand.
-    stray: list[LabObject] = [o for o in hv.lab_objects() if o.lab_id not in spared]
+    stray: list[LabObject] = [o for o in objects if o.lab_id not in spared]
     removed += _remove(
         hv,
         [o.name for o in stray if o.kind == "domain"],

@@ -10,7 +10,7 @@ import pytest
 
 from harness import qemu_img
 from harness.errors import InfraError
-from harness.lab.hypervisor import Hypervisor
+from harness.lab.hypervisor import Hypervisor, LabObject
 from harness.lab.lifecycle import KeptVm, Lab, VmDisk, list_labs, reap
 
 URI = "test:///default"
@@ -106,6 +106,27 @@ def test_stray_libvirt_objects_without_a_folder_are_reaped(
     removed = reap(hv, include_kept=False, root=root)
     assert f"network rdrill-{lab.lab_id}" in removed
     assert names(hv) == set()
+
+
+def test_a_lab_made_while_another_drill_reaps_is_spared(
+    hv: Hypervisor, backup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six drills starting together: one reaps while another provisions. Whatever object the
+    reaper sees, it also sees that object's record, so it never takes a live drill's network."""
+    root = tmp_path / "state"
+    list_objects = hv.lab_objects
+    racing: list[Lab] = []
+
+    def provision_then_list() -> list[LabObject]:
+        if not racing:
+            racing.append(provision(hv, backup, root))  # another drill, just in time
+        return list_objects()
+
+    monkeypatch.setattr(hv, "lab_objects", provision_then_list)
+    assert reap(hv, include_kept=False, root=root) == []
+    [lab] = racing
+    assert names(hv) == {f"rdrill-{lab.lab_id}", f"rdrill-{lab.lab_id}-main"}
+    lab.teardown()
 
 
 def test_unreachable_libvirt_is_an_infra_error_with_a_hint() -> None:

@@ -102,7 +102,7 @@ def test_bad_input_creates_no_libvirt_object(tmp_path: Path) -> None:
     for file in sorted(BAD.glob("*.yaml")):
         reports = tmp_path / file.stem
         drill = run_cli(str(file), "--connect", URI, reports=reports, timeout=60)
-        assert drill.exit_code == 2, (file.name, drill.stderr)
+        assert drill.exit_code == 2, f"{file.name}: {drill.stderr}"
         assert not reports.exists(), file.name
     assert inventory() == before
     assert leftovers() == []

@@ -41,7 +41,7 @@ def test_every_kind_restores_and_a_damaged_repository_fails_at_restore(
 
     for kind in ("vmdk", "tar", "restic", "borg", "dump"):
         drill = drills[kind]
-        assert drill.exit_code == 0, (kind, drill.stderr)
+        assert drill.exit_code == 0, f"{kind}: {drill.stderr}"
         report = drill.report
         phases = {p["name"]: p for p in report["phases"]}
         assert all(c["passed"] for c in report["checks"])
