@@ -8,5 +8,5 @@ def test_index_page_is_owned_by_root(host):
 
 
 def test_ssh_root_login_is_key_only(host):
-    sshd = host.run("sshd -T")
-    assert "passwordauthentication no" in sshd.stdout or "permitrootlogin without-password" in sshd.stdout
+    sshd = host.run("sshd -T").stdout
+    assert "passwordauthentication no" in sshd or "permitrootlogin without-password" in sshd
