@@ -42,7 +42,7 @@ from harness.lab import accel
 from harness.lab.hypervisor import Hypervisor
 from harness.lab.lifecycle import KeptVm, Lab, LabVm, VmDisk, reap, state_root
 from harness.output.events import Event, Sink
-from harness.remote.commands import as_user, run_step, stream_into
+from harness.remote.commands import as_user, run_polled, run_step, stream_into
 from harness.remote.ssh import HostKey, Target, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Machine, Scenario
 from harness.sources import BootDisk, HashCancelled, Source, open_source
@@ -366,7 +366,12 @@ class _Run:
 
     def _isolation(self, guest: _Guest) -> None:
         with self.clock.phase(f"isolation{guest.label}") as phase:
-            attempts = probe_egress(guest.host, self.scenario.isolation_probe)
+
+            def run(command: str, limit: float) -> tuple[int, str]:
+                assert guest.client is not None  # noqa: S101 - connected by _ready
+                return run_polled(guest.client, phase.name, command, limit, self.interrupts.check)
+
+            attempts = probe_egress(run, self.scenario.isolation_probe)
             prefix = f"{guest.machine.name}: " if guest.label else ""
             records = [{**asdict(a), "target": prefix + a.target} for a in attempts]
             self.result.isolation += records
@@ -539,7 +544,7 @@ def _judge(
         reasons.insert(0, f"{what}: " + ", ".join(f"{a['target']} {a['outcome']}" for a in leaks))
     if any(b.unchanged is False for b in backups):
         reasons.insert(0, "the backup changed during the drill")
-    if result.rto.passed is False and not failed_checks:
+    if result.rto.passed is False and service_ok:  # otherwise the reasons above say why
         reasons.append(
             f"RTO missed: {format_duration(result.rto.measured_s or 0)} > "
             f"{format_duration(targets.rto_s)}"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks.isolation import _attempt
+from harness.checks.isolation import (
+    ATTEMPT_TIMEOUT_S,
+    DEFAULT_TARGETS,
+    DNS_LABEL,
+    SCRIPT_SLACK_S,
+    _attempt,
+    probe_egress,
+)
 
 
 @pytest.mark.parametrize(
@@ -26,3 +33,28 @@ def test_classification(label: str, rc: int, message: str, outcome: str) -> None
     attempt = _attempt(label, rc, "0.1", message)
     assert attempt.outcome == outcome
     assert attempt.isolated is (outcome == "blocked")
+
+
+def test_the_probe_is_one_bounded_command_and_a_silent_guest_proves_nothing() -> None:
+    calls: list[tuple[str, float]] = []
+
+    def run(command: str, limit: float) -> tuple[int, str]:
+        calls.append((command, limit))
+        return 127, "sh: 1: bash: not found\n"
+
+    attempts = probe_egress(run, ("10.0.0.1:5432",))
+    [(command, limit)] = calls
+    assert command.startswith("bash -c ")
+    assert "/dev/tcp/10.0.0.1/5432" in command
+    assert limit == ATTEMPT_TIMEOUT_S + SCRIPT_SLACK_S
+    assert [a.target for a in attempts] == [*DEFAULT_TARGETS, "10.0.0.1:5432", DNS_LABEL]
+    assert {a.outcome for a in attempts} == {"unproven"}
+    assert "bash: not found" in attempts[0].detail
+
+
+def test_each_line_the_guest_printed_is_one_attempt() -> None:
+    printed = "".join(f"{t}\t1\t0.01\tbash: connect: Network is unreachable\n"
+                      for t in DEFAULT_TARGETS) + f"{DNS_LABEL}\t2\t0.02\t\n"  # fmt: skip
+    attempts = probe_egress(lambda command, limit: (0, printed))
+    assert [a.outcome for a in attempts] == ["blocked"] * 4
+    assert attempts[0].detail == "Network is unreachable after 0.0s"
