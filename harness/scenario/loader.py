@@ -23,6 +23,7 @@ from harness.redact import redact
 from harness.scenario import model
 from harness.scenario.schema import CHECK_KINDS, SCHEMA
 from harness.scenario.template import RESERVED, Rendered, render
+from harness.sources import DEFAULT_KIND, REGISTRY
 from harness.yamldoc import (
     duplicate_keys,
     field_name,
@@ -249,20 +250,6 @@ def _machine_problems(p: _Problems, where: Where, machine: dict[str, Any]) -> No
         p.duration([*where, "restore_steps", i, "timeout"], step.get("timeout"), MAX_WAIT_S)
 
 
-# Which backup keys each kind takes (beyond kind, restore_point and verify_after).
-_BACKUP_KEYS = {
-    "disk-image": {"path", "format", "sha256"},
-    "tar": {"path", "sha256", "target", "restore_timeout"},
-    "file": {"path", "sha256", "target", "restore_timeout"},
-    "restic": {"repository", "snapshot", "password", "password_file", "environment", "target",
-               "restore_timeout"},
-    "borg": {"repository", "archive", "password", "password_file", "environment", "target",
-             "restore_timeout"},
-}  # fmt: skip
-_REQUIRED = {"disk-image": ("path",), "tar": ("path", "target"), "file": ("path", "target"),
-             "restic": ("repository", "target"), "borg": ("repository", "target")}  # fmt: skip
-
-
 def is_remote(repository: str) -> bool:
     """``sftp:host:/r``, ``s3:…``, ``ssh://…``, ``user@host:repo``: a colon before any slash."""
     return bool(re.match(r"^[^/]+:", repository))
@@ -271,11 +258,11 @@ def is_remote(repository: str) -> bool:
 def _backup_problems(
     p: _Problems, where: Where, backup: dict[str, Any], vm: dict[str, Any]
 ) -> None:
-    kind = backup.get("kind", "disk-image")
+    kind = backup.get("kind", DEFAULT_KIND)
     common = {"kind", "restore_point", "verify_after"}
-    for key in sorted(set(backup) - _BACKUP_KEYS[kind] - common):
+    for key in sorted(set(backup) - REGISTRY[kind].keys - common):
         p.add([*where, "backup", key], f"not used by a {kind} backup")
-    for key in _REQUIRED[kind]:
+    for key in REGISTRY[kind].required:
         if key not in backup:
             p.add([*where, "backup"], f"a {kind} backup needs '{key}'")
     if "path" in backup:
@@ -287,9 +274,9 @@ def _backup_problems(
     if "password_file" in backup:
         p.existing_file([*where, "backup", "password_file"], backup["password_file"])
     p.duration([*where, "backup", "restore_timeout"], backup.get("restore_timeout"), MAX_WAIT_S)
-    if kind == "disk-image" and "image" in vm:
-        p.add([*where, "vm", "image"], "a disk-image backup is itself the VM's disk; drop vm.image")
-    elif kind != "disk-image":
+    if not REGISTRY[kind].restored and "image" in vm:
+        p.add([*where, "vm", "image"], f"a {kind} backup is itself the VM's disk; drop vm.image")
+    elif REGISTRY[kind].restored:
         if "image" not in vm:
             p.add([*where, "vm"], f"a {kind} backup is restored into a base VM: set vm.image")
         else:
@@ -403,7 +390,7 @@ def _backup(backup: dict[str, Any], base: Path) -> model.BackupSpec:
     repository = backup.get("repository")
     local = None if repository is None or is_remote(repository) else (base / repository).resolve()
     return model.BackupSpec(
-        kind=backup.get("kind", "disk-image"),
+        kind=backup.get("kind", DEFAULT_KIND),
         path=(base / backup["path"]).resolve() if "path" in backup else None,
         format=backup.get("format", "auto"),
         restore_point=_parse_time(backup["restore_point"]) if "restore_point" in backup else None,

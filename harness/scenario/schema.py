@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from harness.durations import DURATION_PATTERN, SIZE_PATTERN
+from harness.sources import DEFAULT_KIND, REGISTRY
 
 SCHEMA_ID = "https://restore-drill.dev/schema/scenario-v1.json"
 
-#: Kinds of backup; all but disk-image are file-level: restored into ``vm.image``.
-SOURCE_KINDS = ("disk-image", "tar", "file", "restic", "borg")
+_BOOTED = ", ".join(k for k, kind in REGISTRY.items() if not kind.restored)
+_RESTORED = ", ".join(k for k, kind in REGISTRY.items() if kind.restored)
 
 _duration = {
     "description": "seconds as a number, or units in order: 90s, 15m, 4h, 1h30m, 2d",
@@ -112,10 +113,10 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "kind": {
-                    "description": "disk-image: boot it; tar, file, restic, borg: restore it "
-                    "into vm.image (see README, 'Kinds of backup')",
-                    "enum": list(SOURCE_KINDS),
-                    "default": "disk-image",
+                    "description": f"{_BOOTED}: boot it; {_RESTORED}: restore it into "
+                    "vm.image (see README, 'Kinds of backup')",
+                    "enum": list(REGISTRY),
+                    "default": DEFAULT_KIND,
                 },
                 "path": {"description": "the backup file, relative to the scenario", **_path},
                 "repository": {

@@ -1,5 +1,7 @@
-"""Kinds of backup behind one interface, looked up by name as ``module:Class`` and imported
-lazily, so a new kind of backup is one new module and one line here.
+"""Kinds of backup behind one interface. :data:`REGISTRY` is the one table of kinds: where
+each kind's class lives (imported only when a drill opens one) and which backup keys a
+scenario gives it; the scenario schema and loader read it. A new kind of backup is one new
+module and one line here.
 
 A *disk image* is booted as it is (through an overlay). The *file-level* kinds (tar, file,
 restic, borg) boot the scenario's base image and restore their files into the running
@@ -19,15 +21,35 @@ from harness.qemu_img import ImageInfo
 from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources.identity import HashCancelled
 
-REGISTRY: dict[str, str] = {
-    "disk-image": "harness.sources.disk_image:DiskImageSource",
-    "tar": "harness.sources.tar:TarSource",
-    "file": "harness.sources.tar:SingleFileSource",
-    "restic": "harness.sources.restic:ResticSource",
-    "borg": "harness.sources.borg:BorgSource",
-}
 
-__all__ = ["REGISTRY", "BootDisk", "HashCancelled", "Source", "open_source"]
+@dataclass(frozen=True)
+class Kind:
+    """A kind of backup: its class, as ``module:Class``, and what a scenario says about it."""
+
+    impl: str
+    keys: frozenset[str]  # the backup keys it takes, beyond kind, restore_point, verify_after
+    required: tuple[str, ...]
+    restored: bool = True  # its files are restored into vm.image; False: the backup boots
+
+
+_FILES = frozenset({"path", "sha256", "target", "restore_timeout"})
+_REPOSITORY = frozenset(
+    {"repository", "password", "password_file", "environment", "target", "restore_timeout"}
+)
+DEFAULT_KIND = "disk-image"
+REGISTRY: dict[str, Kind] = {
+    "disk-image": Kind("harness.sources.disk_image:DiskImageSource",
+                       frozenset({"path", "format", "sha256"}), ("path",), restored=False),
+    "tar": Kind("harness.sources.tar:TarSource", _FILES, ("path", "target")),
+    "file": Kind("harness.sources.tar:SingleFileSource", _FILES, ("path", "target")),
+    "restic": Kind("harness.sources.restic:ResticSource", _REPOSITORY | {"snapshot"},
+                   ("repository", "target")),
+    "borg": Kind("harness.sources.borg:BorgSource", _REPOSITORY | {"archive"},
+                 ("repository", "target")),
+}  # fmt: skip
+
+__all__ = ["DEFAULT_KIND", "REGISTRY", "BootDisk", "HashCancelled", "Kind", "Source",
+           "open_source"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,7 +80,7 @@ class Source(Protocol):
 
 def open_source(spec: BackupSpec, vm: VmSpec) -> Source:
     """The :class:`Source` for ``spec.kind``."""
-    module, _, name = REGISTRY[spec.kind].partition(":")
+    module, _, name = REGISTRY[spec.kind].impl.partition(":")
     cls = getattr(importlib.import_module(module), name)
     source: Source = cls(spec, vm)
     return source

@@ -4,6 +4,7 @@ repositories left byte-for-byte unchanged, and damage reported with the tool's o
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import subprocess
@@ -16,7 +17,8 @@ import pytest
 
 from harness.errors import InfraError, PhaseFailed
 from harness.scenario.loader import load_scenario
-from harness.sources import open_source
+from harness.scenario.schema import SCHEMA
+from harness.sources import REGISTRY, open_source
 from harness.sources.files import FileLevelSource
 
 PASSWORD = "correct horse battery staple"
@@ -205,3 +207,17 @@ def test_a_vmdk_disk_image_is_checked_with_qemu_img(backups: Path) -> None:
     evidence, boot = open_source(machine.backup, machine.vm).verify()
     assert evidence.format == boot.image.format == "vmdk"
     assert evidence.image_check == "No errors were found on the image."
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_each_registered_kind_is_whole_in_its_one_registry_line(name: str) -> None:
+    """The registry is the only table of kinds: its class exists and matches how it is
+    restored, and every backup key it takes is described in the scenario schema."""
+    kind = REGISTRY[name]
+    module, _, cls_name = kind.impl.partition(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    assert issubclass(cls, FileLevelSource) is kind.restored
+    backup_schema = SCHEMA["properties"]["backup"]
+    assert name in backup_schema["properties"]["kind"]["enum"]
+    assert kind.keys <= set(backup_schema["properties"])
+    assert set(kind.required) <= kind.keys
