@@ -97,7 +97,9 @@ def choose(requested: str, cache_dir: Path) -> tuple[str, str]:
     works, why = probe("kvm")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"boot_id": boot_id, "works": works, "why": why}))
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}")  # drills starting together
+        tmp.write_text(json.dumps({"boot_id": boot_id, "works": works, "why": why}))
+        tmp.replace(cache)
     except OSError:
         pass  # caching is an optimisation only
     return ("kvm" if works else "tcg"), f"auto: {why}"
