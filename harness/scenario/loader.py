@@ -107,6 +107,14 @@ class _Problems:
         if seconds <= 0 or seconds > maximum:
             self.add(where, f"{value!r} is out of range (0 to {maximum / 86400:g} days)")
 
+    def unique_names(self, where: Sequence[Any], items: list[dict[str, Any]], what: str) -> None:
+        """Each item's ``name`` at most once; a repeat is located at its own ``name``."""
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item["name"] in seen:
+                self.add([*where, i, "name"], f"duplicate {what} name {item['name']!r}")
+            seen.add(item["name"])
+
     def existing_file(self, where: Sequence[Any], value: str) -> Path | None:
         file = (self.base / value).resolve()
         if not file.is_file():
@@ -188,11 +196,10 @@ def _machine_views(p: _Problems, data: dict[str, Any]) -> list[tuple[Where, dict
 
 
 def _dependency_problems(p: _Problems, machines: list[dict[str, Any]]) -> None:
+    p.unique_names(["machines"], machines, "machine")
     names = [m["name"] for m in machines]
     hostnames: set[str] = set()
     for i, machine in enumerate(machines):
-        if names.count(machine["name"]) > 1 and names.index(machine["name"]) < i:
-            p.add(["machines", i, "name"], f"duplicate machine name {machine['name']!r}")
         for j, dep in enumerate(machine.get("depends_on", [])):
             if dep not in names or dep == machine["name"]:
                 p.add(["machines", i, "depends_on", j], f"no other machine named {dep!r}")
@@ -242,11 +249,9 @@ def _machine_problems(p: _Problems, where: Where, machine: dict[str, Any]) -> No
             p.add([*where, "backup", "restore_point"],
                   "not an ISO 8601 time, e.g. 2026-11-22T02:00:00Z")  # fmt: skip
     p.existing_file([*where, "login", "key_file"], login["key_file"])
-    steps: set[str] = set()
-    for i, step in enumerate(machine.get("restore_steps", [])):
-        if step["name"] in steps:
-            p.add([*where, "restore_steps", i, "name"], f"duplicate step name {step['name']!r}")
-        steps.add(step["name"])
+    steps = machine.get("restore_steps", [])
+    p.unique_names([*where, "restore_steps"], steps, "step")
+    for i, step in enumerate(steps):
         p.duration([*where, "restore_steps", i, "timeout"], step.get("timeout"), MAX_WAIT_S)
 
 
@@ -284,15 +289,12 @@ def _backup_problems(
 
 
 def _check_problems(p: _Problems, checks: list[dict[str, Any]], machines: list[str]) -> None:
-    seen: set[str] = set()
+    p.unique_names(["checks"], checks, "check")
     for i, check in enumerate(checks):
         if check.get("machine") not in (None, *machines):
             p.add(["checks", i, "machine"], f"no machine named {check['machine']!r}")
         if len([k for k in CHECK_KINDS if k in check]) != 1:
             p.add(["checks", i], f"a check needs exactly one of: {', '.join(CHECK_KINDS)}")
-        if check["name"] in seen:
-            p.add(["checks", i, "name"], f"duplicate check name {check['name']!r}")
-        seen.add(check["name"])
         p.duration(["checks", i, "timeout"], check.get("timeout"), MAX_WAIT_S)
         if "stdout_matches" in check:
             try:
