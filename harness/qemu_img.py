@@ -14,6 +14,9 @@ from typing import Any
 
 from harness.errors import InfraError, PhaseFailed, PhaseTimeout
 
+#: Disk formats a lab boots (through a qcow2 overlay): a backup, or a base image.
+BOOTABLE_FORMATS = ("qcow2", "raw", "vmdk")
+
 QEMU_IMG = "qemu-img"
 
 

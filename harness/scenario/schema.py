@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.durations import DURATION_PATTERN, SIZE_PATTERN
+from harness.qemu_img import BOOTABLE_FORMATS
 from harness.sources import DEFAULT_KIND, REGISTRY
 
 SCHEMA_ID = "https://restore-drill.dev/schema/scenario-v1.json"
@@ -23,6 +24,7 @@ _duration = {
     "pattern": DURATION_PATTERN,
     "exclusiveMinimum": 0,
 }
+_image_formats = ["auto", *BOOTABLE_FORMATS]
 _name = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,39}$"}
 _path = {"type": "string", "minLength": 1, "maxLength": 4096}
 _text = {"type": "string", "minLength": 1, "maxLength": 4096}
@@ -143,7 +145,7 @@ SCHEMA: dict[str, Any] = {
                     "maxLength": 4096,
                 },
                 "restore_timeout": {**_duration, "description": "bound on the data restore"},
-                "format": {"enum": ["auto", "qcow2", "raw", "vmdk"], "default": "auto"},
+                "format": {"enum": _image_formats, "default": "auto"},
                 "restore_point": {
                     "description": "ISO 8601 time of the backup (default: from the backup "
                     "tool's metadata, else the file's mtime)",
@@ -203,7 +205,7 @@ SCHEMA: dict[str, Any] = {
                     "(never changed: booted through an overlay)",
                     **_path,
                 },
-                "image_format": {"enum": ["auto", "qcow2", "raw", "vmdk"], "default": "auto"},
+                "image_format": {"enum": _image_formats, "default": "auto"},
                 "accelerator": {"enum": ["auto", "kvm", "tcg"], "default": "auto"},
                 "boot_timeout": {**_duration, "description": "power-on to DHCP lease"},
                 "settle_timeout": {

@@ -28,7 +28,7 @@ def inspect_image(path: Path, fmt: str, what: str = "backup") -> tuple[qemu_img.
             "verify", f"{path.name} is named .{named} but holds no qcow2 header "
             f"(read as {image.format}): the image is damaged",
         )  # fmt: skip
-    if image.format not in ("qcow2", "raw", "vmdk"):
+    if image.format not in qemu_img.BOOTABLE_FORMATS:
         raise PhaseFailed("verify", f"unsupported image format {image.format}")
     return image, qemu_img.check(path, image.format)
 
