@@ -151,7 +151,8 @@ class Lab:
             raise LabError(f"cannot create the lab folder {self.dir}: {exc.strerror}") from exc
         name = f"{NAME_PREFIX}{self.lab_id}"
         self.record.networks.append(name)
-        self.record.domains += [f"{name}-{d.machine}" for d in disks]
+        domains = [f"{name}-{d.machine}" for d in disks]
+        self.record.domains += domains
         self._save()  # before anything exists: a kill -9 from here on is reapable
 
         macs = [_mac() for _ in disks]
@@ -159,14 +160,14 @@ class Lab:
         hosts = [(mac, (d.machine, *d.hostnames)) for mac, d in zip(macs, disks, strict=True)]
         net_xml, plan = self._create_network(name, hosts if named else [])
         vms = []
-        for i, (disk, mac) in enumerate(zip(disks, macs, strict=True)):
+        for i, (disk, mac, domain) in enumerate(zip(disks, macs, domains, strict=True)):
             overlay = self.dir / f"{disk.machine}.qcow2"
             qemu_img.create_overlay(overlay, disk.backing, disk.image)
             _give_to_qemu(overlay, self.hv.uri)
             console_log = self.dir / f"{disk.machine}.console.log"
             dom_xml = domain_xml(
                 DomainPlan(
-                    name=f"{name}-{disk.machine}", lab_id=self.lab_id,
+                    name=domain, lab_id=self.lab_id,
                     scenario=self.record.scenario, domain_type=domain_type,
                     memory_mib=disk.memory_mib, vcpus=disk.vcpus, overlay=overlay,
                     backing=disk.backing, backing_format=disk.image.format, network=name,
@@ -174,8 +175,7 @@ class Lab:
                 )
             )  # fmt: skip
             ip = plan.address(i) if named else None
-            vms.append(LabVm(disk.machine, f"{name}-{disk.machine}", dom_xml, overlay,
-                             console_log, mac, ip))  # fmt: skip
+            vms.append(LabVm(disk.machine, domain, dom_xml, overlay, console_log, mac, ip))
         self.provisioned = Provisioned(name, net_xml, tuple(vms))
         return self.provisioned
 
