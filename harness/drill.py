@@ -312,8 +312,6 @@ class _Run:
                                    f"{format_duration(limit)} for its DHCP lease")  # fmt: skip
             guest.ip = self.hv.wait_for_lease(vm.domain_name, vm.mac, limit, check)
             guest.facts["ip"] = phase.detail = guest.ip
-        if guest is self.guests[0]:
-            self.result.lab["ip"] = guest.ip
 
     def _ready(self, guest: _Guest, check: Callable[[], None]) -> None:
         """ssh → settle → restore → steps: the machine is ready for its dependents."""
@@ -328,9 +326,6 @@ class _Run:
         with clock.phase(f"settle{label}") as phase:
             phase.detail = wait_until_settled(guest.client, machine.vm.settle_timeout_s, check)
             guest.facts["system_state"] = phase.detail
-        if guest is self.guests[0]:
-            self.result.lab.update(host_key=guest.facts["host_key"],
-                                   system_state=guest.facts["system_state"])  # fmt: skip
         source = guest.source
         if isinstance(source, FileLevelSource):
             with clock.phase(f"restore{label}") as phase, source.restore_stream() as tar:
@@ -426,6 +421,9 @@ class _Run:
                     guest.source.confirm_unchanged(evidence)
                 except DrillError as exc:
                     self.failure = self.failure or exc
+        first = self.guests[0].facts  # the report's lab section shows the first machine's
+        self.result.lab.update({k: first[k] for k in ("ip", "host_key", "system_state")
+                                if k in first})  # fmt: skip
         if len(self.guests) > 1:
             self.result.machines = [
                 {**g.facts, "backup": asdict(g.evidence) if g.evidence else None}
