@@ -42,7 +42,8 @@ from harness.lab import accel
 from harness.lab.hypervisor import Hypervisor
 from harness.lab.lifecycle import KeptVm, Lab, LabVm, VmDisk, reap, state_root
 from harness.output.events import Event, Sink
-from harness.remote.commands import as_user, run_polled, run_step, stream_into
+from harness.remote.commands import run_polled, run_step, stream_into
+from harness.remote.shell import as_user
 from harness.remote.ssh import HostKey, Target, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Machine, Scenario
 from harness.sources import BootDisk, HashCancelled, Source, open_source
@@ -174,6 +175,7 @@ class _Run:
             _Guest(m, open_source(m.backup, m.vm), f" {m.name}" if several else "")
             for m in scenario.machines
         ]
+        self.primary = next(g for g in self.guests if g.machine is scenario.primary)
         self.hv: Hypervisor | None = None
         self.lab: Lab | None = None
         self.stop_hashing = threading.Event()
@@ -210,7 +212,7 @@ class _Run:
                 if not isinstance(guest.source, FileLevelSource):
                     check = f"{guest.disk.image.format}, {check}"
                 details.append(f"{guest.machine.name}: {check}" if guest.label else check)
-            result.backup = self.guests[0].evidence
+            result.backup = self.primary.evidence
             phase.detail = "; ".join(details)
         for guest in self.guests:
             assert guest.evidence is not None  # noqa: S101 - set just above
@@ -345,11 +347,11 @@ class _Run:
         by_name = {g.machine.name: g for g in self.guests}
         with clock.phase("checks") as phase:
             for spec in scenario.checks:
-                guest = by_name.get(spec.machine or "", self.guests[0])
+                guest = by_name.get(spec.machine or "", self.primary)
                 self._record(run_check(guest.host, spec, guest.ip))
-            phase.detail = f"{sum(c.passed for c in result.checks)}/{len(result.checks)} passed"
+            phase.detail = _tally(result.checks)
         if scenario.testinfra:
-            guest = by_name.get(scenario.testinfra.machine or "", self.guests[0])
+            guest = by_name.get(scenario.testinfra.machine or "", self.primary)
             assert guest.target is not None  # noqa: S101 - every machine is ready by now
             assert guest.host_key is not None  # noqa: S101
             with clock.phase("testinfra") as phase:
@@ -357,7 +359,7 @@ class _Run:
                 tests = run_testfiles(files, guest.target, guest.host_key, limit)
                 for check in tests:
                     self._record(check)
-                phase.detail = f"{sum(c.passed for c in tests)}/{len(tests)} passed"
+                phase.detail = _tally(tests)
 
     def _isolation(self, guest: _Guest) -> None:
         with self.clock.phase(f"isolation{guest.label}") as phase:
@@ -381,8 +383,9 @@ class _Run:
 
     def _record(self, check: CheckResult) -> None:
         self.result.checks.append(check)
-        status = "pass" if check.passed else "fail"
-        self.clock.say("check", f"  {status.upper()} {check.name}: {check.observed}", status=status)
+        status = check.status.lower()
+        self.clock.say("check", f"  {check.status.upper()} {check.name}: {check.observed}",
+                       status=status)  # fmt: skip
 
     def _teardown(self) -> None:
         for guest in self.guests:
@@ -421,7 +424,7 @@ class _Run:
                     guest.source.confirm_unchanged(evidence)
                 except DrillError as exc:
                     self.failure = self.failure or exc
-        first = self.guests[0].facts  # the report's lab section shows the first machine's
+        first = self.primary.facts  # the report's lab section shows the first machine's
         self.result.lab.update({k: first[k] for k in ("ip", "host_key", "system_state")
                                 if k in first})  # fmt: skip
         if len(self.guests) > 1:
@@ -504,9 +507,25 @@ def _judge(
         )  # fmt: skip
     else:
         result.rpo = TargetResult(targets.rpo_s, None, None, "restore point unknown")
-    failed_checks = [c for c in result.checks if not c.passed]
+    failed_checks = [c for c in result.checks if not c.passed and not c.skipped]
+    tests = [c for c in result.checks if c.kind == "testinfra"]
+    # Skipped tests prove nothing: testinfra files none of whose tests ran, or a drill with
+    # no check that passed, verify nothing (docs/decisions.md).
+    unproven = (
+        "every testinfra test was skipped: the files proved nothing"
+        if tests and all(c.skipped for c in tests)
+        else "no check ran and passed: nothing was verified"
+        if result.checks and not any(c.passed for c in result.checks)
+        else ""
+    )
     leaks = [a for a in result.isolation if a["outcome"] != "blocked"]
-    service_ok = verified_at is not None and not failed_checks and failure is None and not leaks
+    service_ok = (verified_at is not None and not failed_checks and failure is None
+                  and not leaks and not unproven)  # fmt: skip
+    changed = [b for b in backups if b.unchanged is False]
+    changed_note = (
+        "the backup changed during the drill: " + ", ".join(b.path for b in changed)
+        if changed else ""
+    )  # fmt: skip
     measured = round(verified_at, 1) if verified_at is not None else None
     if service_ok and measured is not None:
         result.rto = TargetResult(
@@ -523,25 +542,29 @@ def _judge(
             "the service was not verified",
         )
 
+    # A changed backup is reported whatever else happened: it leads every reason.
+    lead = f"{changed_note}; " if changed_note else ""
     if isinstance(failure, Aborted):
         result.verdict, result.exit_code = Verdict.ABORTED, ExitCode.ABORTED
-        result.reason = f"the drill was {failure} and did not finish"
+        result.reason = f"{lead}the drill was {failure} and did not finish"
         return
     if isinstance(failure, PhaseFailed):
         result.verdict, result.exit_code = Verdict.FAIL, ExitCode.FAILED
-        result.reason = f"{failure.phase}: {failure}"
+        result.reason = f"{lead}{failure.phase}: {failure}"
         return
     if isinstance(failure, DrillError):
         result.verdict, result.exit_code = Verdict.ERROR, failure.exit_code
-        result.reason = f"infrastructure: {failure}"
+        result.reason = f"{lead}infrastructure: {failure}"
         return
     reasons = [f"check '{c.name}' failed: {_first_line(c.observed)}" for c in failed_checks]
+    if unproven:
+        reasons.append(unproven)
     if leaks:
         proven = any(a["outcome"] != "unproven" for a in leaks)
         what = "the lab is not isolated" if proven else "the lab's isolation could not be proven"
         reasons.insert(0, f"{what}: " + ", ".join(f"{a['target']} {a['outcome']}" for a in leaks))
-    if any(b.unchanged is False for b in backups):
-        reasons.insert(0, "the backup changed during the drill")
+    if changed_note:
+        reasons.insert(0, changed_note)
     if result.rto.passed is False and service_ok:  # otherwise the reasons above say why
         reasons.append(
             f"RTO missed: {format_duration(result.rto.measured_s or 0)} > "
@@ -560,8 +583,14 @@ def _judge(
         result.reason = (
             f"restore verified in {format_duration(measured or 0)} (RTO "
             f"{format_duration(targets.rto_s)}); backup age within RPO "
-            f"{format_duration(targets.rpo_s)}; {len(result.checks)} checks passed"
+            f"{format_duration(targets.rpo_s)}; {_tally(result.checks).replace('/', ' of ')}"
         )
+
+
+def _tally(checks: list[CheckResult]) -> str:
+    skipped = sum(c.skipped for c in checks)
+    tally = f"{sum(c.passed for c in checks)}/{len(checks)} passed"
+    return tally + (f", {skipped} skipped" if skipped else "")
 
 
 def _first_line(text: str, limit: int = 200) -> str:

@@ -8,7 +8,6 @@ the lab network, as a client would see the service; the rest run in the guest.
 from __future__ import annotations
 
 import re
-import shlex
 import threading
 import time
 import urllib.error
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.evidence.model import CheckResult
+from harness.remote.shell import as_user
 from harness.scenario.model import CheckSpec
 
 MAX_OUTPUT = 16 * 1024
@@ -55,14 +55,47 @@ def _service(host: Any, spec: CheckSpec, ip: str) -> Outcome:
 
 
 def _port(host: Any, spec: CheckSpec, ip: str) -> Outcome:
-    subject = spec.subject if "://" in spec.subject else f"tcp://{spec.subject}"
+    """``5432`` (or ``tcp://5432``): something listens on that port, on any address (as users
+    mean it: Debian's PostgreSQL listens on 127.0.0.1 and ::1 only). ``tcp://0.0.0.0:5432``:
+    on exactly that address, as testinfra means it. Either way the observation says where."""
     want = spec.options.get("listening", True)
-    listening = bool(host.socket(subject).is_listening)
-    output = ""
-    if listening != want:
-        output = "\n".join(host.socket.get_listening_sockets())
-    state = "listening" if listening else "not listening"
+    if spec.subject.startswith("unix://"):
+        listening = bool(host.socket(spec.subject).is_listening)
+        return Outcome(listening == want, f"{spec.subject} {'' if want else 'not '}listening",
+                       "listening" if listening else "not listening")  # fmt: skip
+    proto, address, port = parse_socket(spec.subject)
+    sockets = host.socket.get_listening_sockets()
+    where = [f"[{a}]:{p}" if ":" in a else f"{a}:{p}"
+             for s in sockets if (parsed := _listening(s)) and parsed[0] == proto
+             and (a := parsed[1]) is not None and (p := parsed[2]) == port]  # fmt: skip
+    if address is None:
+        listening, subject = bool(where), f"{proto} port {port} (any address)"
+    else:
+        listening = bool(host.socket(f"{proto}://{address}:{port}").is_listening)
+        subject = f"{proto}://{address}:{port}"
+    if where:
+        state = ("listening on " if listening else f"not listening on {address}:{port}; "
+                 "listening on ") + ", ".join(where) + ("" if listening else " only")  # fmt: skip
+    else:
+        state = f"not listening on any address (no {proto} socket on port {port})"
+    output = "" if listening == want else "\n".join(sockets)
     return Outcome(listening == want, f"{subject} {'' if want else 'not '}listening", state, output)
+
+
+def parse_socket(subject: str) -> tuple[str, str | None, int]:
+    """``5432`` → (tcp, None, 5432); ``udp://53``; ``tcp://127.0.0.1:5432``; ``tcp://[::1]:22``."""
+    proto, _, rest = subject.rpartition("://")
+    address, _, port = rest.rpartition(":")
+    return proto or "tcp", address.strip("[]") or None, int(port)
+
+
+def _listening(socket: str) -> tuple[str, str, int] | None:
+    """testinfra's ``tcp://0.0.0.0:22`` / ``tcp://:::22`` → (tcp, address, port)."""
+    proto, sep, rest = socket.partition("://")
+    address, _, port = rest.rpartition(":")
+    if not sep or proto == "unix" or not port.isdigit():
+        return None
+    return proto, address, int(port)
 
 
 def _http(host: Any, spec: CheckSpec, ip: str) -> Outcome:
@@ -103,7 +136,8 @@ def _file(host: Any, spec: CheckSpec, ip: str) -> Outcome:
         seen.append(f"sha256 {actual}")
         ok = ok and actual == sha
     if exists and (pattern := spec.options.get("contains")):
-        found = bool(file.contains(pattern))
+        # Extended regular expressions, as documented (testinfra's contains() is basic grep).
+        found = host.run("grep -qsE -- %s %s", pattern, spec.subject).rc == 0
         wanted.append(f"contains /{pattern}/")
         seen.append("pattern found" if found else "pattern not found")
         ok = ok and found
@@ -111,11 +145,8 @@ def _file(host: Any, spec: CheckSpec, ip: str) -> Outcome:
 
 
 def _command(host: Any, spec: CheckSpec, ip: str) -> Outcome:
-    command = spec.subject
-    if user := spec.options.get("user"):
-        wrapper = "runuser -u" if _is_root(host) else "sudo -n -u"
-        command = f"{wrapper} {shlex.quote(user)} -- sh -c {shlex.quote(spec.subject)}"
-    result = host.run(command)
+    user = spec.options.get("user")
+    result = host.run(as_user(spec.subject, user, _is_root(host)) if user else spec.subject)
     want_rc = spec.options.get("exit_status", 0)
     wanted = [f"exits {want_rc}"]
     seen = [f"exit {result.rc}"]

@@ -32,7 +32,8 @@ def render_junit(data: dict[str, Any]) -> str:
         suite.add_testcase(case)
     for check in data["checks"]:
         case = _case(
-            check["name"], f"{scenario}.checks", check["duration_s"], check["passed"],
+            check["name"], f"{scenario}.checks", check["duration_s"],
+            None if check.get("skipped") else check["passed"],
             f"expected {check['expectation']}; observed {check['observed']}",
         )  # fmt: skip
         if check["output"]:

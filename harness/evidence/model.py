@@ -45,6 +45,12 @@ class CheckResult:
     passed: bool
     duration_s: float
     output: str = ""
+    skipped: bool = False  # a test that did not run: neither a pass nor a failure
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``FAIL`` or ``skipped``: what a report shows."""
+        return "skipped" if self.skipped else "pass" if self.passed else "FAIL"
 
 
 @dataclass

@@ -77,7 +77,7 @@ class LiveSink:
                 row.phase = f"{event.phase} ({event.status})"
         elif row is not None and event.kind == "check":
             row.passed += event.status == "pass"
-            row.failed += event.status != "pass"
+            row.failed += event.status == "fail"
         elif row is not None and event.kind == "verdict":
             row.verdict, row.frozen_s = event.status, row.elapsed()
             row.phase = "done" if event.status == "PASS" else row.phase

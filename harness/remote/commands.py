@@ -19,13 +19,6 @@ CHUNK = 256 * 1024
 OUTPUT_KEEP = 64 * 1024
 
 
-def as_user(command: str, user: str | None) -> str:
-    """``command`` for ``sh -c``, run as ``user`` when given (runuser, as root logs in)."""
-    if user is None:
-        return command
-    return f"runuser -u {shlex.quote(user)} -- sh -c {shlex.quote(command)}"
-
-
 def run_step(
     client: paramiko.SSHClient, phase: str, command: str, timeout_s: float,
     cancelled: Callable[[], None],

@@ -311,6 +311,8 @@ def _parse_time(text: str) -> datetime:
 def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenario:
     base = path.parent
     check_timeout = parse_duration(data.get("checks_timeout", model.DEFAULT_CHECK_TIMEOUT_S))
+    # Checks without ``machine:`` run on the machine first *in the file* (not in start order).
+    first = machine_dicts(data)[0][1]["name"]
     checks = []
     for check in data.get("checks", []):
         kind = next(k for k in CHECK_KINDS if k in check)
@@ -323,7 +325,7 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
                 options=options,
                 timeout_s=parse_duration(check.get("timeout", check_timeout)),
                 description=check.get("description", ""),
-                machine=check.get("machine"),
+                machine=check.get("machine") or first,
             )
         )
     tests = data.get("testinfra")
@@ -342,13 +344,14 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
         testinfra=model.TestinfraSpec(
             files=tuple((base / f).resolve() for f in tests["files"]),
             timeout_s=parse_duration(tests.get("timeout", model.DEFAULT_TESTS_TIMEOUT_S)),
-            machine=tests.get("machine"),
+            machine=tests.get("machine") or first,
         )
         if tests
         else None,
         rendered=redact(rendered.text, rendered.secrets),
         isolation_probe=tuple(data.get("isolation", {}).get("probe", [])),
         secrets=rendered.secrets,
+        primary_name=first,
     )
 
 

@@ -92,7 +92,8 @@ class LoginSpec:
 @dataclass(frozen=True)
 class CheckSpec:
     """One declarative check: ``kind`` names the subject key (service, port, http, ...);
-    ``machine`` the one it runs on (None: the first)."""
+    ``machine`` the one it runs on (the loader puts the first machine of the file where the
+    scenario names none)."""
 
     name: str
     kind: str
@@ -146,11 +147,13 @@ class Scenario:
     rendered: str
     isolation_probe: tuple[str, ...] = ()
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
+    primary_name: str = ""  # the first machine in the file
 
     @property
     def primary(self) -> Machine:
-        """The first machine: where checks without ``machine`` run."""
-        return self.machines[0]
+        """The first machine *in the file* (``machines`` is in start order): where checks
+        without ``machine`` run, and whose backup and lab facts lead the report."""
+        return next((m for m in self.machines if m.name == self.primary_name), self.machines[0])
 
     @property
     def memory_mib(self) -> int:

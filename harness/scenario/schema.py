@@ -38,11 +38,12 @@ CHECK_KINDS: dict[str, dict[str, Any]] = {
     },
     "port": {
         "port": {
-            "description": "80, or a testinfra socket spec such as tcp://0.0.0.0:5432",
+            "description": "5432: something listens on that port, on any address; "
+            "tcp://0.0.0.0:5432 (or tcp://[::1]:5432, udp://53, unix:///run/x.sock): exactly that",
             "type": ["integer", "string"],
             "minimum": 1,
             "maximum": 65535,
-            "pattern": r"^(tcp|udp|unix)://\S+$",
+            "pattern": r"^((tcp|udp)://(\[[0-9A-Fa-f:.]+\]:|[0-9.]+:)?[0-9]{1,5}|unix://\S+)$",
         },
         "listening": {"type": "boolean", "default": True},
     },

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from harness.errors import PhaseFailed
-from harness.sources.files import FileLevelSource, Inspected, parse_time, password_env
+from harness.sources.files import FileLevelSource, Inspected, newest, parse_time, password_env
 
 
 class BorgSource(FileLevelSource):
@@ -28,7 +28,7 @@ class BorgSource(FileLevelSource):
         if self.spec.archive:
             chosen = next((a for a in archives if a["name"] == self.spec.archive), None)
         else:
-            chosen = max(archives, key=lambda a: a["start"], default=None)
+            chosen = newest(archives, "start")
         if chosen is None:
             raise PhaseFailed("verify", f"borg: no archive {self.spec.archive or '(any)'} in "
                                         f"the repository ({len(archives)} archive(s))")  # fmt: skip

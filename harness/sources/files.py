@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from harness.errors import InfraError, PhaseFailed, PhaseTimeout
 from harness.evidence.model import BackupEvidence
@@ -187,3 +187,9 @@ def parse_time(text: str) -> datetime:
     """A tool's timestamp; one without a zone is the host's local time (as borg writes it)."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value.astimezone(UTC)
+
+
+def newest(items: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The item whose ``key`` timestamp is latest, compared as times, never as text:
+    ``2026-10-24T23:30:00+02:00`` is older than ``2026-10-24T22:00:00Z``."""
+    return max(items, key=lambda item: parse_time(str(item[key])), default=None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from harness.errors import PhaseFailed
-from harness.sources.files import FileLevelSource, Inspected, parse_time, password_env
+from harness.sources.files import FileLevelSource, Inspected, newest, parse_time, password_env
 
 
 class ResticSource(FileLevelSource):
@@ -27,7 +27,7 @@ class ResticSource(FileLevelSource):
             raise PhaseFailed("verify", f"restic snapshots: unreadable answer ({exc})") from exc
         wanted = self.spec.snapshot or "latest"
         if wanted == "latest":
-            chosen = max(snapshots, key=lambda s: s["time"], default=None)
+            chosen = newest(snapshots, "time")
         else:
             chosen = next((s for s in snapshots if s["id"].startswith(wanted)), None)
         if chosen is None:

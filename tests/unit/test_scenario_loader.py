@@ -198,7 +198,10 @@ def test_several_machines_load_dependencies_first_with_shared_defaults(scenario_
     assert (db.vm.memory_mib, web.vm.memory_mib) == (512, 768)  # web overrides, db inherits
     assert db.vm.boot_timeout_s == web.vm.boot_timeout_s == 120
     assert scenario.memory_mib == 1280
-    assert [c.machine for c in scenario.checks] == ["db", None]
+    # A check without machine: runs on the first machine *in the file* (web), as the README
+    # says, not on the first in start order (db).
+    assert [c.machine for c in scenario.checks] == ["db", "web"]
+    assert scenario.primary.name == "web"
 
 
 @pytest.mark.parametrize(

@@ -221,3 +221,35 @@ def test_each_registered_kind_is_whole_in_its_one_registry_line(name: str) -> No
     assert name in backup_schema["properties"]["kind"]["enum"]
     assert kind.keys <= set(backup_schema["properties"])
     assert set(kind.required) <= kind.keys
+
+
+def test_restic_latest_is_the_newest_time_not_the_greatest_text(tmp_path: Path) -> None:
+    """Two snapshots whose times carry different UTC offsets (a daylight-saving change, or two
+    hosts): 23:30+02:00 is 21:30Z, older than 22:00Z, though its text sorts after it."""
+    env = {**os.environ, "RESTIC_PASSWORD": PASSWORD}
+    repo = tmp_path / "restic"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "f").write_text("x")
+    subprocess.run(["restic", "--repo", str(repo), "--no-cache", "init"], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    for zone, when, host in (("Etc/GMT-2", "2026-10-24 23:30:00", "east"),
+                             ("UTC", "2026-10-24 22:00:00", "west")):  # fmt: skip
+        subprocess.run(["restic", "--repo", str(repo), "--no-cache", "backup", "--host", host,
+                        "--time", when, "."], env={**env, "TZ": zone}, cwd=tmp_path / "data",
+                       check=True, capture_output=True)  # fmt: skip
+    (tmp_path / "pass").write_text(PASSWORD)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(tmp_path / "base.qcow2"),
+                    "16M"], check=True)  # fmt: skip
+    (tmp_path / "key").write_text("")
+    evidence, _ = source(tmp_path, KINDS["restic"]).verify()
+    assert evidence.details["hostname"] == "west"
+    assert evidence.restore_point == "2026-10-24T22:00:00+00:00"
+
+
+def test_borg_latest_compares_parsed_times() -> None:
+    from harness.sources.files import newest
+
+    archives = [{"name": "a", "start": "2026-10-24T23:30:00+02:00"},
+                {"name": "b", "start": "2026-10-24T22:00:00+00:00"}]  # fmt: skip
+    assert newest(archives, "start") == archives[1]
+    assert newest([], "start") is None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from harness.drill import _judge
-from harness.evidence.model import BackupEvidence, RunResult
+from harness.errors import Aborted, InfraError, PhaseFailed
+from harness.evidence.model import BackupEvidence, CheckResult, RunResult
 from harness.scenario.loader import load_scenario
 
 STARTED = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -50,3 +52,47 @@ def test_a_leaky_lab_fails_for_its_leak_not_for_a_made_up_rto_miss(
     assert result.rto is not None
     assert result.rto.passed is False
     assert result.rto.detail == "the service was not verified"
+
+
+def _judge_with(scenario_dir: Path, checks: list[CheckResult], failure: BaseException | None,
+                unchanged: bool | None = True) -> RunResult:  # fmt: skip
+    scenario = load_scenario(scenario_dir / "scenario.yaml")
+    result = RunResult("run", scenario.name, "", "scenario.yaml", STARTED.isoformat())
+    result.isolation, result.checks = [BLOCKED], checks
+    backup = BackupEvidence(kind="disk", path="b.qcow2", format="qcow2", unchanged=unchanged,
+                            restore_point=(STARTED - timedelta(hours=3)).isoformat())  # fmt: skip
+    _judge(result, scenario, STARTED, None if failure else 100.0, failure, [backup])
+    return result
+
+
+PASSED = CheckResult("nginx", "service", "running", "running", True, 0.1)
+SKIPPED = CheckResult("t::test_db", "testinfra", "test passes", "skipped: no db", False, 0.0,
+                      skipped=True)  # fmt: skip
+
+
+def test_a_skipped_test_is_not_a_pass_and_not_a_failure(scenario_dir: Path) -> None:
+    result = _judge_with(scenario_dir, [PASSED, SKIPPED,
+                                        replace(SKIPPED, skipped=False, name="t::ok",
+                                                passed=True, observed="passed")], None)  # fmt: skip
+    assert (result.verdict, result.exit_code) == ("PASS", 0)
+    assert "2 of 3 passed, 1 skipped" in result.reason
+    assert SKIPPED.status == "skipped"
+
+
+def test_testinfra_files_whose_every_test_was_skipped_do_not_pass(scenario_dir: Path) -> None:
+    result = _judge_with(scenario_dir, [PASSED, SKIPPED], None)
+    assert (result.verdict, result.exit_code) == ("FAIL", 1)
+    assert result.reason == "every testinfra test was skipped: the files proved nothing"
+
+
+@pytest.mark.parametrize(
+    ("failure", "verdict"),
+    [(PhaseFailed("boot", "no DHCP lease"), "FAIL"), (InfraError("libvirt down"), "ERROR"),
+     (Aborted("SIGTERM"), "ABORTED"), (None, "FAIL")],
+)  # fmt: skip
+def test_a_changed_backup_is_always_reported(
+    scenario_dir: Path, failure: BaseException | None, verdict: str
+) -> None:
+    result = _judge_with(scenario_dir, [PASSED], failure, unchanged=False)
+    assert result.verdict == verdict
+    assert result.reason.startswith("the backup changed during the drill: b.qcow2")

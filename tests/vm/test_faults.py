@@ -28,6 +28,23 @@ def test_hung_check_leaky_lab_and_secret(reports: Path, monkeypatch: pytest.Monk
     assert hung["duration_s"] < 10
     assert checks["the token reaches the guest"]["passed"]  # the secret was really used
     assert checks["nginx is running"]["passed"]  # later checks still ran
+    assert checks["a bare port means any address"]["passed"]
+    assert checks["a bare port means any address"]["observed"] == (
+        "listening on 127.0.0.1:8081, [::1]:8081")
+    explicit = checks["an explicit address means that address"]
+    assert not explicit["passed"]
+    assert explicit["observed"] == (
+        "not listening on 0.0.0.0:8081; listening on 127.0.0.1:8081, [::1]:8081 only")
+    assert checks["contains is an extended regular expression"]["passed"]
+    assert checks["a command as another user runs from /"]["passed"]
+    assert "could not change directory" not in checks["a command as another user runs from /"][
+        "output"]
+    skipped = checks["test_skipped::test_database"]
+    assert (skipped["passed"], skipped["skipped"]) == (False, True)
+    assert checks["test_skipped::test_os_release"]["passed"]
+    assert "1/2 passed, 1 skipped" in next(p["detail"] for p in report["phases"]
+                                             if p["name"] == "testinfra")
+    assert "1 skipped" in drill.file("report.html")
     assert report["reason"].startswith("the lab is not isolated: 127.0.0.1:22 connected")
     outcomes = {a["target"]: a["outcome"] for a in report["isolation"]}
     assert outcomes["127.0.0.1:22"] == "connected"
