@@ -104,12 +104,16 @@ class _Clock:
         try:
             yield record
             status = "ok"
-        except PhaseTimeout:
-            status = "timeout"
-            raise
         except PhaseFailed as exc:
-            status = "failed"
+            # The phase's own name ("ssh db", "restore web") names the machine, whatever
+            # the lower layer that raised it called the phase.
+            exc.phase = name
+            status = "timeout" if isinstance(exc, PhaseTimeout) else "failed"
             record.output = record.output or exc.output
+            raise
+        except DrillError as exc:
+            if not str(exc).startswith(f"{name}: "):
+                exc.args = (f"{name}: {exc}",)
             raise
         except Aborted:
             status = "aborted"

@@ -14,8 +14,11 @@ from typing import Any
 import jsonschema
 import yaml
 
-from harness.durations import DURATION_PATTERN
+from harness.durations import DURATION_PATTERN, SIZE_PATTERN
 from harness.errors import Problem, ScenarioError
+
+#: Values a document may hold once aliases are expanded (a real scenario has a few hundred).
+MAX_NODES = 10_000
 
 
 class _Loader(yaml.SafeLoader):
@@ -39,6 +42,11 @@ def parse_document(text: str, name: str) -> tuple[yaml.Node, Any]:
         node = loader.get_single_node()
         if node is None:
             raise ScenarioError([Problem(name, 1, "", "the file is empty")])
+        if _expanded_size(node, {}) > MAX_NODES:
+            raise ScenarioError([Problem(
+                name, None, "", f"more than {MAX_NODES} values once aliases (*name) are "
+                "expanded: a document this large is refused (YAML 'billion laughs')",
+            )])  # fmt: skip
         return node, loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -48,6 +56,23 @@ def parse_document(text: str, name: str) -> tuple[yaml.Node, Any]:
         raise ScenarioError([Problem(name, None, "", f"YAML: {exc}")]) from None
     finally:
         loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes the document has with every alias expanded, counted in time linear in
+    the nodes written (an alias is the same node object: its size is counted once and
+    reused); an alias cycle counts as too many."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = MAX_NODES + 1  # while counting: a cycle back here is too many
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(n, sizes) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = total = min(total, MAX_NODES + 1)
+    return total
 
 
 def field_name(path: Sequence[Any]) -> str:
@@ -99,12 +124,20 @@ def duplicate_keys(node: yaml.Node, name: str, path: tuple[Any, ...] = ()) -> li
 
 def schema_problem(
     err: jsonschema.ValidationError, node: yaml.Node, name: str, variant_keys: Sequence[str] = ()
-) -> Problem:
-    """A JSON Schema error as a :class:`Problem` at the line of the field it is about."""
+) -> Problem | None:
+    """A JSON Schema error as a :class:`Problem` at the line of the field it is about; None
+    for an error that only repeats another (see below).
+
+    Messages say what the field must be and never echo its value: a field's value may be a
+    secret (``password: {{ secret("PW") }}``), and the file, line and field locate it."""
     path = list(err.absolute_path)
     if err.validator in ("additionalProperties", "unevaluatedProperties"):
-        unknown = _unexpected_keys(err)
         allowed = _allowed_keys(err, variant_keys)
+        # A key of a variant (a check's http, status…) whose own value is wrong counts as
+        # "unevaluated" too; that error is reported on its own, so it is no unknown key.
+        unknown = [k for k in _unexpected_keys(err) if k not in allowed]
+        if not unknown:
+            return None
         hints = []
         for key in unknown:
             close = difflib.get_close_matches(key, allowed, n=1)
@@ -114,10 +147,64 @@ def schema_problem(
         return Problem(name, line, field_name([*path, *unknown[:1]]), "; ".join(hints))
     if err.validator == "required":
         return Problem(name, line_of(node, path), field_name(path), err.message)
-    message = err.message
-    if err.validator == "pattern" and err.validator_value == DURATION_PATTERN:
-        message = f"{err.instance!r} is not a duration (write e.g. 90s, 15m, 4h, 1h30m)"
-    return Problem(name, line_of(node, path), field_name(path), message)
+    return Problem(name, line_of(node, path), field_name(path), _message(err))
+
+
+_JSON_TYPES = {"string": "a string", "integer": "a whole number", "number": "a number",
+               "boolean": "true or false", "object": "a mapping (key: value)",
+               "array": "a list", "null": "empty"}  # fmt: skip
+_PATTERNS = {
+    DURATION_PATTERN: "not a duration: write e.g. 90s, 15m, 4h, 1h30m",
+    SIZE_PATTERN: "not a memory size: write e.g. 1GiB or 512MiB",
+    "^/": "must be an absolute path (starting with /)",
+    "^/[^\\0]*$": "must be an absolute path (starting with /)",
+    "^[0-9a-f]{64}$": "must be a SHA-256: 64 lower-case hexadecimal digits",
+    "^[A-Z_][A-Z0-9_]*$": "must be an environment variable name: A-Z, 0-9 and _",
+}
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    """What the field must be, in words; never its value, nor a raw regular expression."""
+    rule, schema = err.validator, err.schema if isinstance(err.schema, dict) else {}
+    value: Any = err.validator_value
+    hint = f" ({schema['description']})" if "description" in schema else ""
+    if rule == "type":
+        wanted = [value] if isinstance(value, str) else \
+            list(value)  # fmt: skip
+        return "must be " + " or ".join(_JSON_TYPES.get(t, t) for t in wanted) + \
+            f", not {_json_type(err.instance)}"  # fmt: skip
+    if rule == "pattern" and "propertyNames" in err.schema_path:  # a key: no secret
+        return f"key {err.instance!r} " + _PATTERNS.get(value, "is not allowed")
+    if rule == "pattern":
+        return _PATTERNS.get(value, "is not in the expected form" + hint)
+    if rule == "enum":
+        return "must be one of " + ", ".join(repr(v) for v in value)
+    if rule in ("minimum", "exclusiveMinimum"):
+        return f"must be at least {value}"
+    if rule in ("maximum", "exclusiveMaximum"):
+        return f"must be at most {value}"
+    if rule == "minLength":
+        return "must not be empty"
+    if rule == "maxLength":
+        return f"is longer than {value} characters"
+    if rule in ("minItems", "maxItems"):
+        return f"must have {'at least' if rule == 'minItems' else 'at most'} " \
+            f"{value} item(s)"  # fmt: skip
+    if rule == "const":
+        return f"must be {value!r}"
+    if rule == "propertyNames":
+        return "has a key that is not allowed here" + hint
+    return f"is not valid here ({rule})"
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    for kind, python in (("a string", str), ("a number", int | float), ("a list", list),
+                         ("a mapping", dict)):  # fmt: skip
+        if isinstance(value, python):
+            return kind
+    return "empty" if value is None else type(value).__name__
 
 
 def _unexpected_keys(err: jsonschema.ValidationError) -> list[str]:

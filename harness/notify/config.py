@@ -130,7 +130,7 @@ def load_config(path: Path) -> NotifyConfig:
     problems = duplicate_keys(node, name)
     if not isinstance(data, dict):
         raise ScenarioError([*problems, Problem(name, 1, "", "the config is a YAML mapping")])
-    problems += [schema_problem(e, node, name) for e in _VALIDATOR.iter_errors(data)]
+    problems += [p for e in _VALIDATOR.iter_errors(data) if (p := schema_problem(e, node, name))]
     if problems:
         raise ScenarioError(problems)
     found: list[Problem] = []

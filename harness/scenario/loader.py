@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,15 +75,15 @@ def load_scenario(path: Path, variables: Mapping[str, str] | None = None) -> mod
         problems.append(Problem(name, 1, "", "a scenario is a YAML mapping (key: value)"))
         raise ScenarioError(problems)
     variant_keys = [k for props in CHECK_KINDS.values() for k in props]
-    schema_problems = [
-        schema_problem(e, node, name, variant_keys) for e in _VALIDATOR.iter_errors(data)
-    ]
-    problems += schema_problems
-    if not schema_problems:  # the semantic pass relies on the structure being right
+    errors = list(_VALIDATOR.iter_errors(data))
+    problems += [p for e in errors if (p := schema_problem(e, node, name, variant_keys))]
+    if not errors:  # the semantic pass relies on the structure being right
         problems += _semantic_problems(data, node, path)
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.field))
-        raise ScenarioError(problems)
+        # No secret in any message: a value from secret() is masked wherever it would show.
+        raise ScenarioError([replace(p, message=redact(p.message, rendered.secrets))
+                             for p in problems])  # fmt: skip
     return _build(data, path, rendered)
 
 

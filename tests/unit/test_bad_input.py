@@ -25,7 +25,7 @@ def test_bad_scenario_is_refused_clearly(case: Path, scenario_dir: Path) -> None
     shutil.copy(case, target)
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "validate", str(target)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, timeout=10,  # a YAML bomb spun for minutes
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -202,7 +202,8 @@ def test_a_pass_is_mailed_only_when_asked(tmp_path: Path, smtp: tuple[Mailbox, i
     [
         (("  port:", "  prot:"),
          "notify.yaml:4: email.prot: unknown key 'prot' (did you mean 'port'?)"),
-        (("security: none", "security: ssl"), "notify.yaml:5: email.security: 'ssl' is not one of"),
+        (("security: none", "security: ssl"),
+         "notify.yaml:5: email.security: must be one of 'starttls'"),
         (("password_env: DRILL_SMTP_PASSWORD", "password_env: NOT_SET_ANYWHERE"),
          "notify.yaml:7: email.password_env: environment variable NOT_SET_ANYWHERE is not set"),
         (("token_file: hook.token", "token_file: missing.token"),
@@ -289,3 +290,14 @@ def test_default_starttls_with_login_and_certificate_check(
         assert len(box.messages) == 1  # nothing sent to a relay that could not be verified
     finally:
         controller.stop()
+
+
+def test_a_yaml_bomb_in_the_notify_config_is_refused_at_once(tmp_path: Path) -> None:
+    from harness.errors import ScenarioError
+    from harness.notify.config import load_config
+
+    bomb = (Path(__file__).parents[1] / "data" / "bad" / "yaml-billion-laughs.yaml").read_text()
+    path = tmp_path / "notify.yaml"
+    path.write_text(bomb.split("name: bad-case\n", 1)[1])
+    with pytest.raises(ScenarioError, match="billion laughs"):
+        load_config(path)

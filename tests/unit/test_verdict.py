@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.drill import _judge
-from harness.errors import Aborted, InfraError, PhaseFailed
+from harness.drill import _Clock, _judge
+from harness.errors import Aborted, DrillError, InfraError, PhaseFailed, PhaseTimeout
 from harness.evidence.model import BackupEvidence, CheckResult, RunResult
 from harness.scenario.loader import load_scenario
 
@@ -96,3 +96,27 @@ def test_a_changed_backup_is_always_reported(
     result = _judge_with(scenario_dir, [PASSED], failure, unchanged=False)
     assert result.verdict == verdict
     assert result.reason.startswith("the backup changed during the drill: b.qcow2")
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(PhaseFailed("ssh", "root@10.213.4.11 refused the key"),
+      "ssh db: root@10.213.4.11 refused the key"),
+     (PhaseTimeout("restore", "took longer than 30s"), "restore db: took longer than 30s"),
+     (InfraError("cannot start the lab VM: no memory"),
+      "infrastructure: boot db: cannot start the lab VM: no memory")],
+)  # fmt: skip
+def test_a_failure_in_a_machines_phase_names_the_machine(
+    scenario_dir: Path, error: DrillError, reason: str
+) -> None:
+    """Lower layers name a phase "ssh" or "restore"; the drill's phase is "ssh db": the
+    reason a user reads must say which machine failed."""
+    phase = reason.removeprefix("infrastructure: ").split(":")[0]
+    result = RunResult("run", "s", "", "s.yaml", STARTED.isoformat())
+    clock = _Clock(result, lambda event: None)
+    with pytest.raises(DrillError) as caught, clock.phase(phase):
+        raise error
+    assert result.phases[0].status == ("timeout" if isinstance(error, PhaseTimeout) else
+                                       "failed" if isinstance(error, PhaseFailed) else "error")
+    _judge_failure = _judge_with(scenario_dir, [PASSED], caught.value)
+    assert _judge_failure.reason == reason
