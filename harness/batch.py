@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.drill import DrillOptions, DrillOutcome, run_drill
-from harness.errors import Busy, DrillError, ExitCode
+from harness.errors import Aborted, Busy, DrillError, ExitCode
 from harness.evidence.index import build_index
+from harness.evidence.ledger import LedgerDamaged
+from harness.evidence.model import Verdict
 from harness.evidence.writer import write_evidence
 from harness.interrupts import Interrupts
 from harness.lab.lifecycle import state_root
@@ -85,34 +88,64 @@ def run_in_process(
 
 
 def drill_one(scenario: Scenario, plan: Plan, sink: Sink, interrupts: Interrupts) -> Finished:
-    """Lock, drill, write the evidence, announce the verdict."""
+    """Lock, drill, write the evidence, announce the verdict: one scenario's boundary.
+    Whatever goes wrong here ends this scenario only; the run goes on with the next."""
     kept_hint = ""
     try:
         with scenario_lock(state_root(), scenario.name, plan.wait_lock_s, interrupts.check):
             outcome = run_drill(scenario, plan.options, sink, interrupts)
             kept_hint = outcome.kept_hint
-            done = _write(scenario, outcome, plan)
+            done = _write(scenario, outcome, plan, sink)
     except Busy as exc:
         done = Finished(scenario.name, "SKIPPED", exc.exit_code, str(exc))
     except DrillError as exc:  # the lock folder itself
         done = Finished(scenario.name, "ERROR", exc.exit_code, str(exc))
+    except Aborted as exc:  # a signal while waiting for the scenario's lock
+        done = Finished(scenario.name, "ABORTED", ExitCode.ABORTED,
+                        f"{exc} before the drill started")  # fmt: skip
+    except Exception as exc:  # a bug of ours outside the drill's own boundary
+        _say_traceback(exc, scenario.name, sink)
+        done = Finished(scenario.name, "ERROR", ExitCode.INFRA,
+                        f"internal error (a bug; please report it): {type(exc).__name__}: {exc}")
     _announce(done, sink, kept_hint)
     return done
 
 
-def _write(scenario: Scenario, outcome: DrillOutcome, plan: Plan) -> Finished:
+def _write(scenario: Scenario, outcome: DrillOutcome, plan: Plan, sink: Sink) -> Finished:
+    """The evidence folder, chained in the ledger. A damaged ledger makes the drill an ERROR
+    (said in its report) whose folder is written unchained; no folder at all is an ERROR."""
     result = outcome.result
-    try:
-        folder = write_evidence(
+
+    def write(chain: bool = True) -> Path:
+        return write_evidence(
             result, scenario.rendered, outcome.console_log, plan.reports, scenario.secrets,
-            plan.signing_key,
+            plan.signing_key, chain,
         )  # fmt: skip
-        build_index(plan.reports)
+
+    try:
+        try:
+            folder = write()
+        except LedgerDamaged as exc:
+            result.reason = (f"the evidence ledger cannot be extended: {exc}; this run's folder "
+                             f"is not chained (the drill ended {result.verdict}: "
+                             f"{result.reason})")  # fmt: skip
+            result.verdict, result.exit_code = Verdict.ERROR, ExitCode.INFRA
+            folder = write(chain=False)
     except DrillError as exc:  # no evidence: whatever the drill found, it proves nothing
         return Finished(scenario.name, "ERROR", ExitCode.INFRA,
                         f"the drill ended {result.verdict} ({result.reason}) but its evidence "
                         f"could not be written: {exc}")  # fmt: skip
+    try:
+        build_index(plan.reports)
+    except Exception as exc:  # the history page is derived: the run's evidence stands
+        sink(Event("note", scenario.name, f"the history page was not rebuilt: "
+                                          f"{type(exc).__name__}: {exc}"))  # fmt: skip
     return Finished(scenario.name, result.verdict, result.exit_code, result.reason, folder)
+
+
+def _say_traceback(exc: BaseException, scenario: str, sink: Sink) -> None:
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    sink(Event("traceback", scenario, f"unexpected error:\n{text}"))
 
 
 def _announce(done: Finished, sink: Sink, kept_hint: str = "") -> None:

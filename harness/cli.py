@@ -297,6 +297,9 @@ def report_index(reports: Path, gap_days: float) -> None:
     """Rebuild REPORTS/index.html from the ledger."""
     from harness.evidence.index import build_index
 
+    if not reports.is_dir():
+        raise ConfigError(f"{reports}: no such reports folder")
+
     click.echo(str(build_index(reports, gap_days)))
 
 
@@ -405,11 +408,7 @@ def main(argv: list[str] | None = None) -> Any:
     except DrillError as exc:
         click.echo(f"restore-drill: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except Exception:  # a bug of ours: say so plainly, keep the details for the bug report
+    except Exception:  # a bug of ours: say so plainly, with the traceback (cron mails it)
         click.echo("restore-drill: internal error (a bug; please report it):", err=True)
-        if os.environ.get("RESTORE_DRILL_DEBUG"):
-            traceback.print_exc()
-        else:
-            click.echo(f"  {traceback.format_exc().strip().splitlines()[-1]}", err=True)
-            click.echo("  set RESTORE_DRILL_DEBUG=1 for the full traceback", err=True)
+        traceback.print_exc()
         sys.exit(ExitCode.INFRA)

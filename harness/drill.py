@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
@@ -46,7 +47,7 @@ from harness.remote.commands import run_polled, run_step, stream_into
 from harness.remote.shell import as_user
 from harness.remote.ssh import HostKey, Target, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Machine, Scenario
-from harness.sources import BootDisk, HashCancelled, Source, open_source
+from harness.sources import BootDisk, HashCancelled, Proof, Source, open_source
 from harness.sources.files import FileLevelSource
 
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
@@ -170,41 +171,75 @@ class _Run:
             run_id="", scenario=scenario.name, description=scenario.description,
             scenario_file=str(scenario.source), started_at=self.started.isoformat(),
         )  # fmt: skip
-        self.result.environment = _environment(options)
         self.clock = _Clock(self.result, sink)
         self.clock.say("drill", f"drill started ({scenario.source})", rto_s=scenario.targets.rto_s)
         self.outcome = DrillOutcome(self.result, b"")
-        several = len(scenario.machines) > 1
-        self.guests = [
-            _Guest(m, open_source(m.backup, m.vm), f" {m.name}" if several else "")
-            for m in scenario.machines
-        ]
-        self.primary = next(g for g in self.guests if g.machine is scenario.primary)
+        self.guests: list[_Guest] = []
+        self.primary: _Guest | None = None
         self.hv: Hypervisor | None = None
         self.lab: Lab | None = None
+        self.powered_on = 0  # VMs started: none means nothing ever ran on the backup
         self.stop_hashing = threading.Event()
         self.hash_errors: list[BaseException] = []
         self.failure: BaseException | None = None
         self.verified_at: float | None = None
 
     def execute(self) -> DrillOutcome:
+        """The drill's one boundary: whatever goes wrong inside, a bug of ours included,
+        ends this drill (ERROR, with its traceback in the evidence) and returns a result."""
         try:
             with self.interrupts.armed():
+                self._open()
                 self._pipeline()
         except (DrillError, Aborted) as exc:
             self.failure = exc
+        except Exception as exc:
+            self._unexpected(exc, "the drill")
         finally:
             self._teardown()  # not interruptible: signals are only remembered here
         if self.failure is None and self.hash_errors:
             self.failure = self.hash_errors[0]
         if self.failure is None and self.interrupts.received:
             self.failure = Aborted(self.interrupts.received)
-        _judge(self.result, self.scenario, self.started, self.verified_at, self.failure,
-               [g.evidence for g in self.guests if g.evidence is not None])  # fmt: skip
+        try:
+            _judge(self.result, self.scenario, self.started, self.verified_at, self.failure,
+                   [g.evidence for g in self.guests if g.evidence is not None])  # fmt: skip
+        except Exception as exc:
+            self._unexpected(exc, "the verdict")
+            self.result.verdict, self.result.exit_code = Verdict.ERROR, ExitCode.INFRA
+            self.result.reason = _bug_reason(exc)
         self.result.finished_at = utc_now().isoformat()
         tail = self.outcome.console_log[-8192:]
         self.result.console_tail = tail.decode("utf-8", errors="replace")
         return self.outcome
+
+    def _open(self) -> None:
+        """Facts of the host and each machine's backup source: inside the drill's boundary."""
+        self.result.environment = _environment(self.options)
+        several = len(self.scenario.machines) > 1
+        self.guests = [
+            _Guest(m, open_source(m.backup, m.vm), f" {m.name}" if several else "")
+            for m in self.scenario.machines
+        ]
+        self.primary = next(g for g in self.guests if g.machine is self.scenario.primary)
+
+    def _unexpected(self, exc: BaseException, during: str) -> None:
+        """A bug of ours: this drill's failure (the first one wins the verdict), its
+        traceback in the evidence and on stderr (cron mail shows it)."""
+        text = "".join(traceback.format_exception(exc)).rstrip()
+        self.result.tracebacks.append(f"during {during}:\n{text}")
+        self.clock.say("traceback", f"unexpected error during {during}:\n{text}")
+        if self.failure is None:
+            self.failure = exc
+
+    def _safely(self, during: str, step: Callable[[], None]) -> None:
+        """One teardown step: its failure is recorded, and the next steps still run."""
+        try:
+            step()
+        except DrillError as exc:
+            self.failure = self.failure or exc
+        except Exception as exc:
+            self._unexpected(exc, during)
 
     def _pipeline(self) -> None:
         scenario, clock, result = self.scenario, self.clock, self.result
@@ -216,7 +251,7 @@ class _Run:
                 if not isinstance(guest.source, FileLevelSource):
                     check = f"{guest.disk.image.format}, {check}"
                 details.append(f"{guest.machine.name}: {check}" if guest.label else check)
-            result.backup = self.primary.evidence
+            result.backup = self._primary().evidence
             phase.detail = "; ".join(details)
         for guest in self.guests:
             assert guest.evidence is not None  # noqa: S101 - set just above
@@ -314,6 +349,7 @@ class _Run:
         vm, limit = guest.vm, guest.machine.vm.boot_timeout_s
         with self.clock.phase(f"boot{guest.label}") as phase:
             self.lab.start(vm)
+            self.powered_on += 1
             self.clock.say("note", f"boot{guest.label}: VM powered on, waiting up to "
                                    f"{format_duration(limit)} for its DHCP lease")  # fmt: skip
             guest.ip = self.hv.wait_for_lease(vm.domain_name, vm.mac, limit, check)
@@ -351,11 +387,11 @@ class _Run:
         by_name = {g.machine.name: g for g in self.guests}
         with clock.phase("checks") as phase:
             for spec in scenario.checks:
-                guest = by_name.get(spec.machine or "", self.primary)
+                guest = by_name.get(spec.machine or "", self._primary())
                 self._record(run_check(guest.host, spec, guest.ip))
             phase.detail = _tally(result.checks)
         if scenario.testinfra:
-            guest = by_name.get(scenario.testinfra.machine or "", self.primary)
+            guest = by_name.get(scenario.testinfra.machine or "", self._primary())
             assert guest.target is not None  # noqa: S101 - every machine is ready by now
             assert guest.host_key is not None  # noqa: S101
             with clock.phase("testinfra") as phase:
@@ -391,51 +427,69 @@ class _Run:
         self.clock.say("check", f"  {check.status.upper()} {check.name}: {check.observed}",
                        status=status)  # fmt: skip
 
+    def _primary(self) -> _Guest:
+        assert self.primary is not None  # noqa: S101 - set by _open before any phase
+        return self.primary
+
     def _teardown(self) -> None:
+        """Undo whatever exists, each step on its own: one that fails (a bug included) is
+        recorded and the others still run. A second signal cuts the waits short."""
         for guest in self.guests:
             if guest.client is not None:
                 with suppress(Exception):
                     guest.client.close()
-        lab = self.lab
-        if lab is not None:
-            self.outcome.console_log = _read_console(lab)
-            kept = [
-                KeptVm(g.machine.name, g.ip, t.port, t.user, t.key_file, f"{k.type} {k.base64}")
-                for g in self.guests
-                if (t := g.target) is not None and (k := g.host_key) is not None
-            ]
-            if self.options.keep and kept:
-                lab.keep(kept)
-                self.outcome.kept_hint = _kept_hint(lab, self.options.uri)
-            else:
-                try:
-                    for removed in lab.teardown():
-                        self.clock.say("note", f"teardown: removed {removed}")
-                except DrillError as exc:
-                    self.failure = self.failure or exc
+        if self.lab is not None:
+            self._safely("teardown of the lab", self._remove_lab)
         if self.hv is not None:
-            self.hv.close()
-        aborted = isinstance(self.failure, Aborted) or self.interrupts.received
-        for guest in self.guests:
-            if guest.hasher is not None:
-                if aborted:
-                    self.stop_hashing.set()  # no waiting for a long hash; stat still proves it
-                guest.hasher.join()
-            evidence = guest.evidence
-            if evidence is not None and (evidence.identity_before is not None
-                                         or evidence.details):  # fmt: skip
-                try:
-                    guest.source.confirm_unchanged(evidence)
-                except DrillError as exc:
-                    self.failure = self.failure or exc
-        first = self.primary.facts  # the report's lab section shows the first machine's
-        self.result.lab.update({k: first[k] for k in ("ip", "host_key", "system_state")
-                                if k in first})  # fmt: skip
+            self._safely("closing libvirt", self.hv.close)
+        self._safely("the proof that the backup is unchanged", self._prove_unchanged)
+        if self.primary is not None:  # the report's lab section shows the first machine's
+            first = self.primary.facts
+            self.result.lab.update({k: first[k] for k in ("ip", "host_key", "system_state")
+                                    if k in first})  # fmt: skip
         if len(self.guests) > 1:
             self.result.machines = [
                 {**g.facts, "backup": asdict(g.evidence) if g.evidence else None}
                 for g in self.guests
             ]
+
+    def _remove_lab(self) -> None:
+        lab = self.lab
+        assert lab is not None  # noqa: S101 - called only with a lab
+        self.outcome.console_log = _read_console(lab)
+        kept = [
+            KeptVm(g.machine.name, g.ip, t.port, t.user, t.key_file, f"{k.type} {k.base64}")
+            for g in self.guests
+            if (t := g.target) is not None and (k := g.host_key) is not None
+        ]
+        if self.options.keep and kept:
+            lab.keep(kept)
+            self.outcome.kept_hint = _kept_hint(lab, self.options.uri)
+            return
+        for removed in lab.teardown():
+            self.clock.say("note", f"teardown: removed {removed}")
+
+    def _prove_unchanged(self) -> None:
+        """Each backup's identity (and hash) again. When no VM ever ran, nothing could have
+        touched the backup: stat proves it, and no second full read of a large backup is
+        spent (nor the rest of the first). A second signal cuts a hash short."""
+        aborted = isinstance(self.failure, Aborted) or self.interrupts.received
+        skip = "" if self.powered_on else "by stat: the drill ended before any VM ran"
+        if aborted or skip:
+            self.stop_hashing.set()  # no waiting for a long hash; stat still proves it
+        forced = self.interrupts.forced
+        for guest in self.guests:
+            while guest.hasher is not None and guest.hasher.is_alive():
+                if forced.is_set():
+                    self.stop_hashing.set()
+                guest.hasher.join(0.2)
+            evidence = guest.evidence
+            if evidence is not None and (evidence.identity_before is not None
+                                         or evidence.details):  # fmt: skip
+                try:
+                    guest.source.confirm_unchanged(evidence, Proof(forced, skip))
+                except DrillError as exc:
+                    self.failure = self.failure or exc
 
 
 def _start_hashing(
@@ -497,20 +551,9 @@ def _judge(
     result: RunResult, scenario: Scenario, started: datetime,
     verified_at: float | None, failure: BaseException | None, backups: list[BackupEvidence],
 ) -> None:  # fmt: skip
-    """Set verdict, reason, exit code and the RTO/RPO results. With several machines the
-    RPO is judged on the oldest restore point: the application is as old as its oldest part."""
+    """Set verdict, reason, exit code and the RTO/RPO results."""
     targets = scenario.targets
-    known = [b for b in backups if b.restore_point]
-    oldest = min(known, key=lambda b: datetime.fromisoformat(b.restore_point), default=None)
-    if oldest is not None:
-        age = (started - datetime.fromisoformat(oldest.restore_point)).total_seconds()
-        result.rpo = TargetResult(
-            targets.rpo_s, round(age, 1), age <= targets.rpo_s,
-            f"restore point {oldest.restore_point} ({oldest.restore_point_source})"
-            + (f" of {oldest.path}, the oldest" if len(known) > 1 else ""),
-        )  # fmt: skip
-    else:
-        result.rpo = TargetResult(targets.rpo_s, None, None, "restore point unknown")
+    result.rpo = _rpo(targets.rpo_s, started, backups)
     failed_checks = [c for c in result.checks if not c.passed and not c.skipped]
     tests = [c for c in result.checks if c.kind == "testinfra"]
     # Skipped tests prove nothing: testinfra files none of whose tests ran, or a drill with
@@ -560,6 +603,10 @@ def _judge(
         result.verdict, result.exit_code = Verdict.ERROR, failure.exit_code
         result.reason = f"{lead}infrastructure: {failure}"
         return
+    if failure is not None:  # not ours to expect: a bug, whose traceback is in the evidence
+        result.verdict, result.exit_code = Verdict.ERROR, ExitCode.INFRA
+        result.reason = lead + _bug_reason(failure)
+        return
     reasons = [f"check '{c.name}' failed: {_first_line(c.observed)}" for c in failed_checks]
     if unproven:
         reasons.append(unproven)
@@ -589,6 +636,26 @@ def _judge(
             f"{format_duration(targets.rto_s)}); backup age within RPO "
             f"{format_duration(targets.rpo_s)}; {_tally(result.checks).replace('/', ' of ')}"
         )
+
+
+def _rpo(rpo_s: float, started: datetime, backups: list[BackupEvidence]) -> TargetResult:
+    """With several machines the RPO is judged on the oldest restore point: the application
+    is as old as its oldest part."""
+    known = [b for b in backups if b.restore_point]
+    oldest = min(known, key=lambda b: datetime.fromisoformat(b.restore_point), default=None)
+    if oldest is None:
+        return TargetResult(rpo_s, None, None, "restore point unknown")
+    age = (started - datetime.fromisoformat(oldest.restore_point)).total_seconds()
+    return TargetResult(
+        rpo_s, round(age, 1), age <= rpo_s,
+        f"restore point {oldest.restore_point} ({oldest.restore_point_source})"
+        + (f" of {oldest.path}, the oldest" if len(known) > 1 else ""),
+    )  # fmt: skip
+
+
+def _bug_reason(exc: BaseException) -> str:
+    return (f"internal error (a bug; please report it): {type(exc).__name__}: {exc} "
+            "(traceback in report.json)")  # fmt: skip
 
 
 def _tally(checks: list[CheckResult]) -> str:

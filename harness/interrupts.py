@@ -4,6 +4,7 @@ a remembered flag while it tears down and writes its report (which must not be c
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -12,10 +13,15 @@ from harness.errors import Aborted
 
 
 class Interrupts:
-    """Owns the process's SIGINT/SIGTERM handlers between :meth:`install` and :meth:`restore`."""
+    """Owns the process's SIGINT/SIGTERM handlers between :meth:`install` and :meth:`restore`.
+
+    The first signal aborts the drill; teardown and the report still run in full. A second
+    one *forces*: :attr:`forced` is set, and teardown's own waits (the backup's re-hash, the
+    join of a start that will not stop) are cut short. Teardown itself still runs."""
 
     def __init__(self) -> None:
         self.received: str | None = None
+        self.forced = threading.Event()
         self._armed = False
         self._previous: dict[int, object] = {}
 
@@ -23,6 +29,8 @@ class Interrupts:
         first = self.received is None
         if first:
             self.received = signal.Signals(signum).name
+        else:
+            self.forced.set()
         if self._armed and first:
             raise Aborted(self.received or "signal")
 

@@ -84,6 +84,27 @@ def parse(line: bytes) -> dict[str, Any]:
 HeadSigner = Callable[[int, str], bytes]
 
 
+class LedgerDamaged(InfraError):
+    """The ledger's last line cannot be read, so no entry can be chained after it."""
+
+
+def check_tail(reports: Path) -> None:
+    """Raise :class:`LedgerDamaged` if the last line, which the next entry must hash and
+    count on from, is not a readable entry."""
+    try:
+        lines = read_lines(reports)
+    except OSError as exc:
+        raise InfraError(f"cannot read {reports / LEDGER}: {exc.strerror}") from exc
+    if lines:
+        try:
+            seq = parse(lines[-1])["seq"]
+            if not isinstance(seq, int):
+                raise TypeError("seq is not a number")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LedgerDamaged(f"{reports / LEDGER} line {len(lines)} is damaged ({exc}); "
+                                "`restore-drill verify` shows where") from None  # fmt: skip
+
+
 def entries(reports: Path) -> list[dict[str, Any]]:
     """Every entry of the ledger, parsed, in ledger order."""
     return [parse(line) for line in read_lines(reports)]
@@ -118,6 +139,7 @@ def append(reports: Path, fields: dict[str, Any], sign_head: HeadSigner | None =
     """
     try:
         with locked(reports):
+            check_tail(reports)
             lines = read_lines(reports)
             prev = line_hash(lines[-1]) if lines else GENESIS
             seq = parse(lines[-1])["seq"] + 1 if lines else 1

@@ -126,4 +126,5 @@ class RunResult:
     machines: list[dict[str, Any]] = field(default_factory=list)  # several VMs: each one's
     environment: dict[str, Any] = field(default_factory=dict)
     console_tail: str = ""
+    tracebacks: list[str] = field(default_factory=list)  # unexpected errors (bugs of ours)
     schema_version: int = SCHEMA_VERSION

@@ -49,14 +49,18 @@ def run_folder_name(result: RunResult) -> str:
 
 def write_evidence(
     result: RunResult, rendered_scenario: str, console_log: bytes, reports: Path,
-    secrets: Iterable[str], signing_key: Ed25519PrivateKey | None = None,
+    secrets: Iterable[str], signing_key: Ed25519PrivateKey | None = None, chain: bool = True,
 ) -> Path:  # fmt: skip
-    """Write the evidence folder, record it in the ledger (signing manifest and ledger head
-    when a key is given) and rebuild the history page. :class:`InfraError` if it cannot."""
+    """Write the evidence folder and record it in the ledger (signing manifest and ledger
+    head when a key is given). :class:`InfraError` if it cannot; :class:`ledger.LedgerDamaged`
+    before anything is written if the ledger cannot be extended (``chain=False`` then writes
+    the folder alone)."""
     secrets = tuple(secrets)
     name = run_folder_name(result)
     try:
         reports.mkdir(parents=True, exist_ok=True)
+        if chain:
+            ledger.check_tail(reports)
         final = reports / name
         n = 1
         while final.exists():
@@ -96,8 +100,9 @@ def write_evidence(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)  # never a half-written run folder
         raise
-    sign_head = head_signer(signing_key) if signing_key is not None else None
-    ledger.append(reports, ledger.run_fields(data, manifest_sha256), sign_head)
+    if chain:
+        sign_head = head_signer(signing_key) if signing_key is not None else None
+        ledger.append(reports, ledger.run_fields(data, manifest_sha256), sign_head)
     return final
 
 

@@ -92,8 +92,8 @@ def choose(requested: str, cache_dir: Path) -> tuple[str, str]:
         if cached.get("boot_id") == boot_id:
             works, why = bool(cached["works"]), str(cached["why"])
             return ("kvm" if works else "tcg"), f"auto: {why} (cached this boot)"
-    except (OSError, ValueError, KeyError):
-        pass
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # no cache, or a damaged one: probe again
     works, why = probe("kvm")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)

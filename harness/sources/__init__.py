@@ -19,7 +19,7 @@ from typing import Protocol
 from harness.evidence.model import BackupEvidence
 from harness.qemu_img import ImageInfo
 from harness.scenario.model import BackupSpec, VmSpec
-from harness.sources.identity import HashCancelled
+from harness.sources.identity import HashCancelled, Proof
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ REGISTRY: dict[str, Kind] = {
                  ("repository", "target")),
 }  # fmt: skip
 
-__all__ = ["DEFAULT_KIND", "REGISTRY", "BootDisk", "HashCancelled", "Kind", "Source",
+__all__ = ["DEFAULT_KIND", "REGISTRY", "BootDisk", "HashCancelled", "Kind", "Proof", "Source",
            "open_source"]  # fmt: skip
 
 
@@ -73,8 +73,9 @@ class Source(Protocol):
         Must return soon after ``stop`` is set (the drill was aborted)."""
         ...
 
-    def confirm_unchanged(self, evidence: BackupEvidence) -> None:
-        """After the drill: prove the backup unchanged, recording the proof in ``evidence``."""
+    def confirm_unchanged(self, evidence: BackupEvidence, proof: Proof) -> None:
+        """After the drill: prove the backup unchanged, recording the proof in ``evidence``;
+        a re-hash returns soon after ``proof.stop`` is set."""
         ...
 
 

@@ -12,7 +12,7 @@ from harness.errors import PhaseFailed
 from harness.evidence.model import BackupEvidence
 from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources import BootDisk
-from harness.sources.identity import confirm_unchanged, hash_backup, identity
+from harness.sources.identity import Proof, confirm_unchanged, hash_backup, identity
 
 
 def inspect_image(path: Path, fmt: str, what: str = "backup") -> tuple[qemu_img.ImageInfo, str]:
@@ -59,5 +59,5 @@ class DiskImageSource:
     def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
         hash_backup(evidence, self.path, stop)
 
-    def confirm_unchanged(self, evidence: BackupEvidence) -> None:
-        confirm_unchanged(evidence, self.path, self.spec.verify_after)
+    def confirm_unchanged(self, evidence: BackupEvidence, proof: Proof) -> None:
+        confirm_unchanged(evidence, self.path, self.spec.verify_after, proof)

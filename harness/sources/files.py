@@ -28,7 +28,7 @@ from harness.evidence.model import BackupEvidence
 from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources import BootDisk
 from harness.sources.disk_image import inspect_image
-from harness.sources.identity import confirm_unchanged, hash_backup, identity
+from harness.sources.identity import Proof, confirm_unchanged, hash_backup, identity
 
 TOOL_TIMEOUT_S = 300.0
 STDERR_KEEP = 4000
@@ -93,9 +93,9 @@ class FileLevelSource:
         if self.spec.location is not None:
             hash_backup(evidence, self.spec.location, stop)
 
-    def confirm_unchanged(self, evidence: BackupEvidence) -> None:
+    def confirm_unchanged(self, evidence: BackupEvidence, proof: Proof) -> None:
         if self.spec.location is not None:
-            confirm_unchanged(evidence, self.spec.location, self.spec.verify_after)
+            confirm_unchanged(evidence, self.spec.location, self.spec.verify_after, proof)
         else:
             evidence.details["unchanged"] = "a remote repository: not provable from this host"
 

@@ -10,6 +10,7 @@ import os
 import pwd
 import stat
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import PhaseFailed
@@ -112,14 +113,33 @@ def hash_backup(evidence: BackupEvidence, path: Path, stop: threading.Event) -> 
         )
 
 
-def confirm_unchanged(evidence: BackupEvidence, path: Path, verify_after: str) -> None:
-    """After the drill: stat (and hash, unless told not to) again and compare."""
+def confirm_unchanged(
+    evidence: BackupEvidence, path: Path, verify_after: str, proof: Proof | None = None
+) -> None:
+    """After the drill: stat (and hash, unless told not to or ``proof`` says not to) again
+    and compare. A re-hash cut short by ``proof.stop`` falls back to stat and says so."""
+    proof = proof or Proof()
     evidence.identity_after = identity(path)
     same_stat = evidence.identity_after == evidence.identity_before
-    if verify_after == "hash" and evidence.sha256:
-        evidence.sha256_after = sha256_path(path)
-        evidence.unchanged = same_stat and evidence.sha256_after == evidence.sha256
-        evidence.unchanged_by = "hash"
-    else:  # by choice, or because an aborted drill never finished the first hash
-        evidence.unchanged = same_stat
-        evidence.unchanged_by = "stat"
+    evidence.unchanged, evidence.unchanged_by = same_stat, "stat"
+    if verify_after != "hash" or not evidence.sha256:
+        return  # by choice, or because an aborted drill never finished the first hash
+    if proof.skip_rehash:
+        evidence.details["unchanged proof"] = proof.skip_rehash
+        return
+    try:
+        evidence.sha256_after = sha256_path(path, proof.stop)
+    except HashCancelled:
+        evidence.details["unchanged proof"] = "by stat: the re-hash was cut short (forced stop)"
+        return
+    evidence.unchanged = same_stat and evidence.sha256_after == evidence.sha256
+    evidence.unchanged_by = "hash"
+
+
+@dataclass(frozen=True)
+class Proof:
+    """How the after-drill proof runs: ``stop`` cuts a re-hash short; ``skip_rehash`` (a
+    reason) proves by stat alone, e.g. when no VM ever ran on the backup."""
+
+    stop: threading.Event | None = None
+    skip_rehash: str = ""
