@@ -76,7 +76,8 @@ def test_a_bug_inside_one_drill_is_its_error_with_a_traceback_and_the_run_goes_o
     assert crashed["verdict"] == "ERROR"
     assert str(crashed["reason"]).startswith("internal error (a bug; please report it): KeyError")
     [trace] = crashed["tracebacks"]  # type: ignore[misc]
-    assert "Traceback" in trace and "restic.py" in trace
+    assert "Traceback" in trace
+    assert "restic.py" in trace
     assert "Traceback (most recent call last)" in proc.stderr  # cron mail shows it
     assert found["b-web"]["verdict"] == "FAIL"  # its own verdict: a damaged image
 
