@@ -25,7 +25,7 @@ from typing import Any
 
 from harness import __version__, qemu_img
 from harness.checks.declarative import run_check
-from harness.checks.isolation import probe_egress
+from harness.checks.isolation import host_listener, host_targets, probe_egress
 from harness.checks.session import testinfra_host
 from harness.checks.testfiles import run_testfiles
 from harness.durations import format_duration
@@ -273,7 +273,7 @@ class _Run:
                 assert g.disk is not None  # noqa: S101 - verified above
                 disks.append(VmDisk(g.machine.name, g.disk.path, g.disk.image,
                                     g.machine.vm.memory_mib, g.machine.vm.vcpus,
-                                    g.machine.hostnames))  # fmt: skip
+                                    g.machine.hostnames, g.disk.chain))  # fmt: skip
             made = lab.provision(disks, "kvm" if chosen == "kvm" else "qemu")
             for guest, vm in zip(self.guests, made.vms, strict=True):
                 guest.vm = vm
@@ -286,6 +286,8 @@ class _Run:
                 "network_xml": made.network_xml,
                 "network_xml_sha256": hashlib.sha256(made.network_xml.encode()).hexdigest(),
                 "domain": first.domain_name, "mac": first.mac, "accelerator": chosen,
+                "gateway": made.gateway, "host_guard": made.host_guard,
+                "security_driver": hv.security_model(),
             }  # fmt: skip
             phase.detail = f"lab {lab.lab_id}, {len(made.vms)} VM(s), {chosen}"
         self._start_machines()
@@ -408,7 +410,11 @@ class _Run:
                 assert guest.client is not None  # noqa: S101 - connected by _ready
                 return run_polled(guest.client, phase.name, command, limit, self.interrupts.check)
 
-            attempts = probe_egress(run, self.scenario.isolation_probe)
+            provisioned = self.lab.provisioned if self.lab else None
+            gateway = provisioned.gateway if provisioned else ""
+            with host_listener() as port:
+                host = host_targets(gateway, port) if gateway else {}
+                attempts = probe_egress(run, self.scenario.isolation_probe, host)
             prefix = f"{guest.machine.name}: " if guest.label else ""
             records = [{**asdict(a), "target": prefix + a.target} for a in attempts]
             self.result.isolation += records

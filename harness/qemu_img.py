@@ -7,6 +7,7 @@ other readers, so a running drill of the same backup does not block a second one
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ BOOTABLE_FORMATS = ("qcow2", "raw", "vmdk")
 QEMU_IMG = "qemu-img"
 
 
+#: Layers a backing chain may have below its top image (QEMU itself allows far more; a chain
+#: this deep is a mistake, or a loop written to look like a chain).
+MAX_CHAIN_DEPTH = 64
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     """What ``qemu-img info`` says of an image."""
@@ -28,6 +34,15 @@ class ImageInfo:
     virtual_size: int
     actual_size: int | None
     backing_file: str | None
+    backing_format: str | None = None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One image of a backing chain, as QEMU will open it."""
+
+    path: Path
+    format: str
 
 
 def _run(args: list[str], timeout_s: float, phase: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +70,43 @@ def info(path: Path, fmt: str = "auto", timeout_s: float = 60) -> ImageInfo:
         virtual_size=int(data["virtual-size"]),
         actual_size=data.get("actual-size"),
         backing_file=data.get("backing-filename"),
+        backing_format=data.get("backing-filename-format"),
     )
+
+
+def backing_chain(path: Path, top: ImageInfo) -> list[Layer]:
+    """Every image below ``path`` (its backing file, that one's, …), top down, each resolved
+    as QEMU resolves it: a relative name is relative to the folder of the image naming it.
+    ``qemu-img info`` opens each one alone (never its backing file), so a missing or
+    unreadable layer, a loop, a protocol (``nbd:``, ``json:``) or a chain deeper than
+    :data:`MAX_CHAIN_DEPTH` fails verify naming the layer."""
+    layers: list[Layer] = []
+    seen = {path.resolve()}
+    current, meta = path, top
+    while meta.backing_file:
+        depth = len(layers) + 1
+        where = f"layer {depth} of the backing chain of {path} (named by {current})"
+        if depth > MAX_CHAIN_DEPTH:
+            raise PhaseFailed("verify", f"the backing chain of {path} is deeper than "
+                                        f"{MAX_CHAIN_DEPTH} layers")  # fmt: skip
+        named = meta.backing_file
+        if ":" in named.split("/", 1)[0]:
+            raise PhaseFailed("verify", f"{where}: {named!r} is not a file (a protocol); "
+                                        "only local files are drilled")  # fmt: skip
+        layer = Path(named) if named.startswith("/") else current.parent / named
+        if not layer.is_file():
+            raise PhaseFailed("verify", f"{where}: {layer} does not exist")
+        if not os.access(layer, os.R_OK):
+            raise PhaseFailed("verify", f"{where}: {layer} is not readable")
+        if layer.resolve() in seen:
+            raise PhaseFailed("verify", f"{where}: {layer} loops back into the chain")
+        seen.add(layer.resolve())
+        meta = info(layer, meta.backing_format or "auto")
+        if meta.format not in BOOTABLE_FORMATS:
+            raise PhaseFailed("verify", f"{where}: unsupported image format {meta.format}")
+        layers.append(Layer(layer, meta.format))
+        current = layer
+    return layers
 
 
 def check(path: Path, fmt: str, timeout_s: float = 600) -> str:

@@ -9,13 +9,18 @@ then unproven. Each of these fails the drill. The attempts are the evidence.
 
 Default targets are TEST-NET addresses (RFC 5737): reserved for documentation, routed
 nowhere, so a probe can never touch a real host. Scenarios add their own (e.g. a production
-gateway that must be unreachable).
+gateway that must be unreachable). The drill host itself is tried too, at the lab's gateway
+address: a listener the harness opens on all of the host's addresses for the probe's
+duration (what a web server on 0.0.0.0 would be), and a few well-known ports; each must be
+blocked by the lab's host guard (:mod:`harness.lab.guard`).
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 DEFAULT_TARGETS = ("192.0.2.1:443", "198.51.100.1:80", "203.0.113.1:22")
@@ -25,6 +30,7 @@ DEFAULT_TARGETS = ("192.0.2.1:443", "198.51.100.1:80", "203.0.113.1:22")
 ATTEMPT_TIMEOUT_S = 20
 SCRIPT_SLACK_S = 30  # for the guest to start the script's shells: the whole probe is bounded
 DNS_LABEL = "DNS example.org"
+HOST_PORTS = (22, 16509, 5900)  # sshd, libvirtd's TCP socket, a VNC console
 
 
 @dataclass(frozen=True)
@@ -77,16 +83,36 @@ def _attempt(label: str, rc: int, took: str, message: str) -> Attempt:
     return Attempt(label, "blocked", f"{detail} after {float(took or 0):.1f}s")
 
 
+@contextmanager
+def host_listener() -> Iterator[int]:
+    """A TCP listener on every address of this host (0.0.0.0), on a free port, while the
+    probe runs: if a guest can connect to it, the drill host is exposed to the lab."""
+    with socket.create_server(("0.0.0.0", 0)) as server:  # noqa: S104 - the point of it
+        yield int(server.getsockname()[1])
+
+
+def host_targets(gateway: str, listener_port: int) -> dict[str, str]:
+    """The drill host as the probe tries it: label → address."""
+    labels = {f"drill host {gateway}:{listener_port} (a listener on 0.0.0.0)":
+              f"{gateway}:{listener_port}"}  # fmt: skip
+    labels.update({f"drill host {gateway}:{port}": f"{gateway}:{port}" for port in HOST_PORTS})
+    return labels
+
+
 def probe_egress(
-    run: Callable[[str, float], tuple[int, str]], extra_targets: tuple[str, ...] = ()
-) -> list[Attempt]:
-    """Every attempt to leave the lab, in the order given. ``run(command, limit)`` runs a
-    command in the guest, bounded by ``limit``, and gives its exit status and output."""
-    targets = (*DEFAULT_TARGETS, *extra_targets)
+    run: Callable[[str, float], tuple[int, str]], extra_targets: tuple[str, ...] = (),
+    host: dict[str, str] | None = None,
+) -> list[Attempt]:  # fmt: skip
+    """Every attempt to leave the lab, in the order given, then the drill host (``host``:
+    label → address). ``run(command, limit)`` runs a command in the guest, bounded by
+    ``limit``, and gives its exit status and output."""
+    labelled = {t: t for t in (*DEFAULT_TARGETS, *extra_targets)} | (host or {})
+    targets = tuple(labelled)
     calls = [
-        _call(t, f"exec 3<>/dev/tcp/{t.rpartition(':')[0]}/{int(t.rpartition(':')[2])}")
-        for t in targets
-    ]
+        _call(label, f"exec 3<>/dev/tcp/{address.rpartition(':')[0]}/"
+                     f"{int(address.rpartition(':')[2])}")
+        for label, address in labelled.items()
+    ]  # fmt: skip
     calls.append(_call(DNS_LABEL, "getent hosts example.org"))
     script = _SCRIPT.format(limit=ATTEMPT_TIMEOUT_S, calls="\n".join(calls))
     _, output = run(f"bash -c {shlex.quote(script)}", ATTEMPT_TIMEOUT_S + SCRIPT_SLACK_S)

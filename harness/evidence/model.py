@@ -72,6 +72,21 @@ class FileIdentity:
 
 
 @dataclass
+class LayerEvidence:
+    """One backing file below a disk-image backup (an incremental's full, …): read-only, and
+    proven unchanged like the backup itself. ``order`` 1 is the top image's backing file."""
+
+    order: int
+    path: str
+    format: str
+    identity_before: FileIdentity | None = None
+    identity_after: FileIdentity | None = None
+    sha256: str = ""
+    sha256_after: str | None = None
+    unchanged: bool | None = None
+
+
+@dataclass
 class BackupEvidence:
     """What was restored and the proof it was left untouched."""
 
@@ -91,6 +106,7 @@ class BackupEvidence:
     unchanged_by: str = ""  # "hash" | "stat" | "" (a remote repository: not provable here)
     base_image: str = ""  # file-level kinds: the VM image the files were restored into
     details: dict[str, str] = field(default_factory=dict)  # tool, snapshot, archive, target…
+    chain: list[LayerEvidence] = field(default_factory=list)  # backing files, top down
 
 
 @dataclass

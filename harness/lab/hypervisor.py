@@ -64,6 +64,13 @@ class Hypervisor:
         number = self._conn.getLibVersion()
         return f"{number // 1000000}.{number // 1000 % 1000}.{number % 1000}"
 
+    def security_model(self) -> str:
+        """The host's primary security driver: ``none``, ``selinux``, ``apparmor``…"""
+        try:
+            return str(self._conn.getSecurityModel()[0] or "none")
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot read libvirt's security model: {_msg(exc)}") from exc
+
     # -- networks ---------------------------------------------------------------------------
     def used_subnets(self) -> set[str]:
         """Every IPv4 address prefix any libvirt network uses, to pick a free one."""

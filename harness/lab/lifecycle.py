@@ -17,11 +17,13 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from harness import qemu_img
 from harness.errors import LabError
+from harness.lab import guard
 from harness.lab.hypervisor import Hypervisor, LabObject
 from harness.lab.xml import (
     NAME_PREFIX,
@@ -69,6 +71,7 @@ class LabRecord:
     login: str | None = None
     ssh: list[str] | None = None  # for ``restore-drill ssh``: OpenSSH arguments, host key pinned
     machines: dict[str, list[str]] = field(default_factory=dict)  # the same, for each VM
+    guarded: bool = False  # an nftables table blocks guest → host traffic (lab.guard)
 
     def owner_alive(self) -> bool:
         return self.pid_start is not None and _process_start(self.pid) == self.pid_start
@@ -84,6 +87,7 @@ class VmDisk:
     memory_mib: int
     vcpus: int
     hostnames: tuple[str, ...] = ()
+    chain: tuple[qemu_img.Layer, ...] = ()  # the backing files below ``backing``, top down
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class Provisioned:
     network_name: str
     network_xml: str
     vms: tuple[LabVm, ...]
+    gateway: str = ""  # the host's address on the lab network
+    host_guard: str = ""  # the nftables rules that block guest → host, or why there are none
 
 
 @dataclass(frozen=True)
@@ -155,10 +161,12 @@ class Lab:
         self.record.domains += domains
         self._save()  # before anything exists: a kill -9 from here on is reapable
 
+        keep_labels = kept_labels(self.hv.security_model())
         macs = [_mac() for _ in disks]
         named = len(disks) > 1 or any(d.hostnames for d in disks)
         hosts = [(mac, (d.machine, *d.hostnames)) for mac, d in zip(macs, disks, strict=True)]
         net_xml, plan = self._create_network(name, hosts if named else [])
+        host_guard = self._guard(plan.bridge, dns=named)
         vms = []
         for i, (disk, mac, domain) in enumerate(zip(disks, macs, domains, strict=True)):
             overlay = self.dir / f"{disk.machine}.qcow2"
@@ -170,14 +178,23 @@ class Lab:
                     name=domain, lab_id=self.lab_id,
                     scenario=self.record.scenario, domain_type=domain_type,
                     memory_mib=disk.memory_mib, vcpus=disk.vcpus, overlay=overlay,
-                    backing=disk.backing, backing_format=disk.image.format, network=name,
-                    mac=mac, console_log=console_log,
+                    backing=(qemu_img.Layer(disk.backing, disk.image.format), *disk.chain),
+                    network=name, mac=mac, console_log=console_log, keep_labels=keep_labels,
                 )
             )  # fmt: skip
             ip = plan.address(i) if named else None
             vms.append(LabVm(disk.machine, domain, dom_xml, overlay, console_log, mac, ip))
-        self.provisioned = Provisioned(name, net_xml, tuple(vms))
+        self.provisioned = Provisioned(name, net_xml, tuple(vms), plan.gateway, host_guard)
         return self.provisioned
+
+    def _guard(self, bridge: str, dns: bool) -> str:
+        """Block guest → host traffic on the lab bridge (see :mod:`.guard`), recorded first so
+        a killed drill's table is reaped; the rules, or why none were needed."""
+        if not guard_applies(self.hv.uri):
+            return f"not applied: libvirt at {self.hv.uri} runs no lab bridge on this host"
+        self.record.guarded = True
+        self._save()
+        return guard.block_guest_to_host(self.lab_id, bridge, dns)
 
     def _create_network(
         self, name: str, hosts: list[tuple[str, tuple[str, ...]]]
@@ -222,17 +239,42 @@ class Lab:
         self._save()
 
     def teardown(self) -> list[str]:
-        """Remove domains, network and folder; what was removed, for the log."""
-        return _remove(self.hv, self.record.domains, self.record.networks, self.dir)
+        """Remove domains, network, host guard and folder; what was removed, for the log."""
+        return _remove(self.hv, self.record, self.dir)
+
+
+def kept_labels(security_model: str) -> tuple[str, ...]:
+    """The label models every backup layer keeps as it is (relabel='no'), for the host's
+    libvirt security driver. DAC (ownership) always. SELinux would ``chcon`` each layer: kept
+    too (QEMU then reads the backup only if its existing label allows it; libvirt says so).
+    AppArmor writes a profile and labels no file. A driver we do not know might relabel the
+    backup: refused, before anything is created."""
+    if security_model in ("", "none", "apparmor", "testSecurity"):
+        return ("dac",)
+    if security_model == "selinux":
+        return ("dac", "selinux")
+    raise LabError(f"libvirt's security driver {security_model!r} may relabel the backup, "
+                   "and restore-drill cannot tell it not to: refusing to boot the backup "
+                   "(see README, 'Guarantees')")  # fmt: skip
 
 
 def _mac() -> str:
     return "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))  # noqa: S311
 
 
-def _remove(hv: Hypervisor, domains: list[str], networks: list[str], folder: Path) -> list[str]:
+def guard_applies(uri: str) -> bool:
+    """Labs on this host's own QEMU have a bridge here to guard; the test driver has none."""
+    return uri.startswith("qemu:///")
+
+
+def _remove(hv: Hypervisor, record: LabRecord | None, folder: Path,
+            domains: Sequence[str] = (), networks: Sequence[str] = ()) -> list[str]:  # fmt: skip
+    if record is not None:
+        domains, networks = record.domains, record.networks
     removed = [f"domain {d}" for d in domains if hv.destroy_domain(d)]
     removed += [f"network {n}" for n in networks if hv.destroy_network(n)]
+    if record is not None and record.guarded and guard.unblock(record.lab_id):
+        removed.append(f"host guard {guard.table_name(record.lab_id)}")
     if folder.exists():
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(f"folder {folder}")
@@ -274,6 +316,7 @@ def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[s
     # libvirt objects first, records second: a drill saves its record before it creates any
     # object, so every object seen here of a drill starting meanwhile has its record read below.
     objects = hv.lab_objects()
+    tables = guard.tables() if guard_applies(hv.uri) else []
     records = {r.lab_id: r for r in list_labs(root)}
     live = {i for i, r in records.items() if r.owner_alive() and not r.kept}
     keep = {i for i, r in records.items() if r.kept and not include_kept}
@@ -281,15 +324,18 @@ def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[s
     removed: list[str] = []
     for lab_id, record in records.items():
         if lab_id not in spared:
-            removed += _remove(hv, record.domains, record.networks, labs_dir / lab_id)
+            removed += _remove(hv, record, labs_dir / lab_id)
     # libvirt objects with no folder: from a lab whose folder was deleted by hand.
     stray: list[LabObject] = [o for o in objects if o.lab_id not in spared]
     removed += _remove(
-        hv,
+        hv, None, labs_dir / "__none__",
         [o.name for o in stray if o.kind == "domain"],
         [o.name for o in stray if o.kind == "network"],
-        labs_dir / "__none__",
-    )
+    )  # fmt: skip
+    for table in tables:  # host guards whose lab is gone (its folder lost too)
+        lab_id = table.removeprefix(guard.TABLE_PREFIX)
+        if lab_id not in spared and guard.unblock(lab_id):
+            removed.append(f"host guard {table}")
     for folder in labs_dir.glob("*") if labs_dir.exists() else []:
         young = folder.is_dir() and time.time() - folder.stat().st_mtime < 60  # being made
         if folder.is_dir() and not young and folder.name not in records:

@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.qemu_img import Layer
+
 METADATA_NS = "https://restore-drill.dev/xmlns/lab/1"
 DNSMASQ_NS = "http://libvirt.org/schemas/network/dnsmasq/1.0"
 NAME_PREFIX = "rdrill-"
@@ -53,11 +55,13 @@ class DomainPlan:
     memory_mib: int
     vcpus: int
     overlay: Path
-    backing: Path
-    backing_format: str
+    backing: tuple[Layer, ...]  # the backup (or base image), then its own backing files
     network: str
     mac: str
     console_log: Path
+    #: security models whose labels every backing layer keeps (relabel='no'): always DAC
+    #: (no chown), and SELinux on a host that enforces it (no chcon)
+    keep_labels: tuple[str, ...] = ("dac",)
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -104,12 +108,14 @@ def network_xml(plan: NetworkPlan) -> str:
 
 
 def domain_xml(plan: DomainPlan) -> str:
-    """A transient domain; the disk's ``relabel='no'`` keeps libvirt from chowning the backup.
+    """A transient domain; ``relabel='no'`` on every layer keeps libvirt from chowning (or
+    SELinux-relabelling) the backup and each of its backing files.
 
     With libvirt's default dynamic_ownership, starting a domain chowns every image of the
-    disk's backing chain to the qemu user, the backup included. A DAC seclabel with
-    relabel='no' on the top image applies to the whole chain; the harness instead gives the
-    overlay to the qemu user itself and leaves the backup exactly as it found it.
+    disk's backing chain to the qemu user, the backup included. The harness gives the overlay
+    to the qemu user itself and leaves every layer below it exactly as it found it. The chain
+    is written out whole, ending in an empty ``<backingStore/>``: libvirt then opens exactly
+    these files, read-only, and probes nothing.
     """
     dom = ET.Element("domain", type=plan.domain_type)
     _sub(dom, "name", plan.name)
@@ -139,11 +145,14 @@ def domain_xml(plan: DomainPlan) -> str:
     _sub(disk, "driver", name="qemu", type="qcow2", discard="unmap")
     source = _sub(disk, "source", file=str(plan.overlay))
     _sub(source, "seclabel", model="dac", relabel="no")
-    backing = _sub(disk, "backingStore", type="file")
-    _sub(backing, "format", type=plan.backing_format)
-    backing_source = _sub(backing, "source", file=str(plan.backing))
-    _sub(backing_source, "seclabel", model="dac", relabel="no")
-    _sub(backing, "backingStore")
+    parent = disk
+    for layer in plan.backing:
+        parent = _sub(parent, "backingStore", type="file")
+        _sub(parent, "format", type=layer.format)
+        layer_source = _sub(parent, "source", file=str(layer.path))
+        for model in plan.keep_labels:
+            _sub(layer_source, "seclabel", model=model, relabel="no")
+    _sub(parent, "backingStore")
     _sub(disk, "target", dev="vda", bus="virtio")
 
     iface = _sub(devices, "interface", type="network")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.evidence.model import BackupEvidence
-from harness.qemu_img import ImageInfo
+from harness.qemu_img import ImageInfo, Layer
 from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources.identity import HashCancelled, Proof
 
@@ -54,10 +54,12 @@ __all__ = ["DEFAULT_KIND", "REGISTRY", "BootDisk", "HashCancelled", "Kind", "Pro
 
 @dataclass(frozen=True)
 class BootDisk:
-    """The disk image the lab boots (through an overlay): the backup, or the base image."""
+    """The disk image the lab boots (through an overlay): the backup, or the base image, and
+    the backing files below it (top down), each opened read-only."""
 
     path: Path
     image: ImageInfo
+    chain: tuple[Layer, ...] = ()
 
 
 class Source(Protocol):

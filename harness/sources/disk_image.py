@@ -1,4 +1,9 @@
-"""A disk image backup (qcow2, raw or vmdk): booted directly through a copy-on-write overlay."""
+"""A disk image backup (qcow2, raw or vmdk): booted directly through a copy-on-write overlay.
+
+An incremental image (a qcow2 layer over a full backup, or a longer chain) is booted with its
+whole backing chain: every layer is opened read-only, kept as it is (never chowned or
+relabelled), and proven unchanged like the top image, each in its own line of the evidence.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,25 @@ from pathlib import Path
 
 from harness import qemu_img
 from harness.errors import PhaseFailed
-from harness.evidence.model import BackupEvidence
+from harness.evidence.model import BackupEvidence, LayerEvidence
 from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources import BootDisk
-from harness.sources.identity import Proof, confirm_unchanged, hash_backup, identity
+from harness.sources.identity import (
+    HashCancelled,
+    Proof,
+    confirm_unchanged,
+    hash_backup,
+    identity,
+    same_identity,
+    sha256_path,
+)
 
 
-def inspect_image(path: Path, fmt: str, what: str = "backup") -> tuple[qemu_img.ImageInfo, str]:
-    """``qemu-img info`` and ``check`` of a bootable image; a damaged one fails verify."""
+def inspect_image(
+    path: Path, fmt: str, what: str = "backup"
+) -> tuple[qemu_img.ImageInfo, tuple[qemu_img.Layer, ...], str]:
+    """``qemu-img info`` and ``check`` of a bootable image and each layer of its backing
+    chain; a damaged one, or a chain with a missing layer, fails verify naming it."""
     if not os.access(path, os.R_OK):
         raise PhaseFailed("verify", f"the {what} {path} is not readable")
     image = qemu_img.info(path, fmt)
@@ -30,11 +46,21 @@ def inspect_image(path: Path, fmt: str, what: str = "backup") -> tuple[qemu_img.
         )  # fmt: skip
     if image.format not in qemu_img.BOOTABLE_FORMATS:
         raise PhaseFailed("verify", f"unsupported image format {image.format}")
-    return image, qemu_img.check(path, image.format)
+    chain = tuple(qemu_img.backing_chain(path, image))
+    summary = qemu_img.check(path, image.format)
+    for n, layer in enumerate(chain, 1):
+        try:
+            qemu_img.check(layer.path, layer.format)
+        except PhaseFailed as exc:
+            raise PhaseFailed("verify", f"layer {n} of the backing chain ({layer.path}): "
+                                        f"{exc}") from exc  # fmt: skip
+    if chain:
+        summary += f"; backing chain of {len(chain)} layer(s) checked"
+    return image, chain, summary
 
 
 class DiskImageSource:
-    """The backup file itself is the overlay's read-only backing file."""
+    """The backup file itself (and its backing chain) is the overlay's read-only backing."""
 
     def __init__(self, spec: BackupSpec, vm: VmSpec) -> None:
         assert spec.path is not None  # noqa: S101 - the loader requires it for this kind
@@ -43,7 +69,7 @@ class DiskImageSource:
     def verify(self) -> tuple[BackupEvidence, BootDisk]:
         path = self.path
         before = identity(path)
-        image, summary = inspect_image(path, self.spec.format)
+        image, chain, summary = inspect_image(path, self.spec.format)
         if self.spec.restore_point:
             restore_point, source = self.spec.restore_point, "scenario"
         else:
@@ -53,11 +79,26 @@ class DiskImageSource:
             virtual_size=image.virtual_size, restore_point=restore_point.isoformat(),
             restore_point_source=source, sha256_expected=self.spec.sha256,
             image_check=summary, identity_before=before,
+            chain=[LayerEvidence(n, str(layer.path), layer.format, identity(layer.path))
+                   for n, layer in enumerate(chain, 1)],
         )  # fmt: skip
-        return evidence, BootDisk(path, image)
+        return evidence, BootDisk(path, image, chain)
 
     def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
         hash_backup(evidence, self.path, stop)
+        for layer in evidence.chain:
+            layer.sha256 = sha256_path(Path(layer.path), stop)
 
     def confirm_unchanged(self, evidence: BackupEvidence, proof: Proof) -> None:
         confirm_unchanged(evidence, self.path, self.spec.verify_after, proof)
+        for layer in evidence.chain:
+            layer.identity_after = identity(Path(layer.path))
+            layer.unchanged = same_identity(layer.identity_before, layer.identity_after)
+            if evidence.unchanged_by == "hash" and layer.sha256:
+                try:
+                    layer.sha256_after = sha256_path(Path(layer.path), proof.stop)
+                except HashCancelled:
+                    continue  # a forced stop: this layer is proven by stat alone
+                layer.unchanged = layer.unchanged and layer.sha256_after == layer.sha256
+        if any(layer.unchanged is False for layer in evidence.chain):
+            evidence.unchanged = False

@@ -69,7 +69,8 @@ class FileLevelSource:
     def verify(self) -> tuple[BackupEvidence, BootDisk]:
         location = self.spec.location
         before = identity(location) if location else None
-        image, image_check = inspect_image(self.image_path, self.vm.image_format, "base image")
+        image, chain, image_check = inspect_image(self.image_path, self.vm.image_format,
+                                                  "base image")  # fmt: skip
         facts = self.inspect()
         if self.spec.restore_point:
             restore_point, source = self.spec.restore_point, "scenario"
@@ -87,7 +88,7 @@ class FileLevelSource:
             identity_before=before, base_image=str(self.image_path),
             details={**facts.details, "restored into": self.target},
         )  # fmt: skip
-        return evidence, BootDisk(self.image_path, image)
+        return evidence, BootDisk(self.image_path, image, chain)
 
     def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
         if self.spec.location is not None:

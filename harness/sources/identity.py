@@ -113,6 +113,11 @@ def hash_backup(evidence: BackupEvidence, path: Path, stop: threading.Event) -> 
         )
 
 
+def same_identity(before: FileIdentity | None, after: FileIdentity | None) -> bool:
+    """Same file in every respect stat can see (content size, mode, owner, inode, times)."""
+    return before is not None and before == after
+
+
 def confirm_unchanged(
     evidence: BackupEvidence, path: Path, verify_after: str, proof: Proof | None = None
 ) -> None:
@@ -120,7 +125,7 @@ def confirm_unchanged(
     and compare. A re-hash cut short by ``proof.stop`` falls back to stat and says so."""
     proof = proof or Proof()
     evidence.identity_after = identity(path)
-    same_stat = evidence.identity_after == evidence.identity_before
+    same_stat = same_identity(evidence.identity_before, evidence.identity_after)
     evidence.unchanged, evidence.unchanged_by = same_stat, "stat"
     if verify_after != "hash" or not evidence.sha256:
         return  # by choice, or because an aborted drill never finished the first hash

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from harness.lab.xml import (
     DNSMASQ_NS,
@@ -14,13 +17,14 @@ from harness.lab.xml import (
     domain_xml,
     network_xml,
 )
+from harness.qemu_img import Layer
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden"
 NET = NetworkPlan(name="rdrill-0badc0de", bridge="rd0badc0de", subnet=42)
 DOM = DomainPlan(
     name="rdrill-0badc0de-vm", lab_id="0badc0de", scenario="demo-web", domain_type="qemu",
     memory_mib=1024, vcpus=2, overlay=Path("/var/lib/restore-drill/labs/0badc0de/overlay.qcow2"),
-    backing=Path("/backups/web.qcow2"), backing_format="qcow2", network="rdrill-0badc0de",
+    backing=(Layer(Path("/backups/web.qcow2"), "qcow2"),), network="rdrill-0badc0de",
     mac="52:54:00:12:34:56", console_log=Path("/var/lib/restore-drill/labs/0badc0de/console.log"),
 )  # fmt: skip
 
@@ -86,3 +90,34 @@ def test_kvm_domain_uses_host_cpu() -> None:
     root = ET.fromstring(domain_xml(replace(DOM, domain_type="kvm")))
     assert root.get("type") == "kvm"
     assert root.find("cpu").get("mode") == "host-passthrough"
+
+
+def test_an_incremental_boots_with_its_whole_chain_every_layer_kept_as_it_is() -> None:
+    """Seen in a trial: an incremental qcow2 booted with its chain cut (an empty
+    <backingStore/> right under it) and never found its root file system."""
+    chain = (Layer(Path("/backups/web-incr2.qcow2"), "qcow2"),
+             Layer(Path("/backups/web-incr1.qcow2"), "qcow2"),
+             Layer(Path("/backups/web.raw"), "raw"))  # fmt: skip
+    root = ET.fromstring(domain_xml(replace(DOM, backing=chain)))
+    store, found = root.find("devices/disk/backingStore"), []
+    while store is not None and store.find("source") is not None:
+        labels = store.findall("source/seclabel")
+        assert [(s.get("model"), s.get("relabel")) for s in labels] == [("dac", "no")]
+        found.append((store.find("source").get("file"), store.find("format").get("type")))
+        store = store.find("backingStore")
+    assert found == [(str(layer.path), layer.format) for layer in chain]
+    assert store is not None
+    assert len(store) == 0
+
+
+def test_on_an_selinux_host_every_layer_keeps_its_selinux_label_too() -> None:
+    from harness.errors import LabError
+    from harness.lab.lifecycle import kept_labels
+
+    root = ET.fromstring(domain_xml(replace(DOM, keep_labels=kept_labels("selinux"))))
+    labels = root.findall("devices/disk/backingStore/source/seclabel")
+    assert [(s.get("model"), s.get("relabel")) for s in labels] == [("dac", "no"),
+                                                                   ("selinux", "no")]
+    assert kept_labels("apparmor") == ("dac",)  # AppArmor writes a profile, labels no file
+    with pytest.raises(LabError, match="may relabel the backup"):
+        kept_labels("smack")

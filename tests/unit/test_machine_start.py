@@ -65,6 +65,7 @@ def make_run(scenario_dir: Path, failing: str = "") -> tuple[_Run, Recorder, lis
     events: list[Event] = []
     run = _Run(load_scenario(scenario_dir / "app.yaml"), DrillOptions(uri="test:///default"),
                events.append, Interrupts())  # fmt: skip
+    run._open()
     recorder = Recorder(run, failing)
     run._boot = recorder.boot  # type: ignore[method-assign]
     run._ready = recorder.ready  # type: ignore[method-assign]

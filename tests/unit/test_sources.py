@@ -18,7 +18,7 @@ import pytest
 from harness.errors import InfraError, PhaseFailed
 from harness.scenario.loader import load_scenario
 from harness.scenario.schema import SCHEMA
-from harness.sources import REGISTRY, open_source
+from harness.sources import REGISTRY, Proof, open_source
 from harness.sources.files import FileLevelSource
 
 PASSWORD = "correct horse battery staple"
@@ -98,7 +98,7 @@ def test_each_kind_streams_the_backed_up_files_and_leaves_the_backup_unchanged(
     files = members(src)
     assert files["index.html"] == PAGE
     assert files["assets/VERSION"] == b"2026.11\n"
-    src.confirm_unchanged(evidence)
+    src.confirm_unchanged(evidence, Proof())
     assert evidence.unchanged is True
     assert evidence.unchanged_by == "hash"
     assert evidence.sha256 == evidence.sha256_after
@@ -191,7 +191,7 @@ def test_a_repository_url_is_handed_to_the_tool_and_not_claimed_unchanged(
     assert evidence.identity_before is None  # nothing on this host to stat
     assert members(src)["index.html"] == PAGE
     src.hash(evidence, threading.Event())
-    src.confirm_unchanged(evidence)
+    src.confirm_unchanged(evidence, Proof())
     assert evidence.unchanged is None  # not claimed: it is not here to prove
     assert evidence.details["unchanged"] == "a remote repository: not provable from this host"
 

@@ -128,6 +128,9 @@ def leftovers() -> list[str]:
     """Every lab object or folder restore-drill has on this host."""
     with Hypervisor(URI) as hv:
         found = [f"{o.kind} {o.name}" for o in hv.lab_objects()]
+    guards = subprocess.run(["nft", "list", "tables", "inet"], capture_output=True, text=True,
+                            check=True).stdout.split()  # fmt: skip
+    found += [f"nft table {t}" for t in guards if t.startswith("rdrill_")]
     labs = state_root() / "labs"
     found += [f"folder {p}" for p in labs.iterdir()] if labs.exists() else []
     return found
@@ -162,6 +165,12 @@ def assert_backup_untouched(report: dict[str, Any]) -> None:
         assert sha256(path) == backup["sha256"] == backup["sha256_after"]
     else:  # an aborted drill may stop hashing: then stat (ctime included) is the proof
         assert backup["unchanged_by"] == "stat"
+    for layer in backup.get("chain", []):  # every backing file below it, likewise
+        assert layer["unchanged"] is True
+        assert asdict(identity(Path(layer["path"]))) == layer["identity_before"]
+        assert layer["identity_after"] == layer["identity_before"]
+        if backup["unchanged_by"] == "hash":
+            assert sha256(Path(layer["path"])) == layer["sha256"] == layer["sha256_after"]
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import xml.etree.ElementTree as ET
@@ -12,6 +13,7 @@ import pytest
 
 from harness.lab.lifecycle import state_root
 from tests.vm.conftest import (
+    DEMO,
     ROOT,
     Running,
     assert_backup_untouched,
@@ -54,6 +56,13 @@ def test_demo_web_drill_passes_with_evidence(reports: Path) -> None:
     ]  # fmt: skip
     assert report["isolation"]
     assert all(a["outcome"] == "blocked" for a in report["isolation"]), report["isolation"]
+    # The drill host itself, at the lab's gateway: a listener on 0.0.0.0 and known ports.
+    gateway = report["lab"]["gateway"]
+    host = [a for a in report["isolation"] if a["target"].startswith("drill host ")]
+    assert [a["target"].split()[2].split(":")[0] for a in host] == [gateway] * 4
+    assert "(a listener on 0.0.0.0)" in host[0]["target"]
+    assert all("No route to host" in a["detail"] for a in host), host
+    assert "reject with icmpx type admin-prohibited" in report["lab"]["host_guard"]
     assert all(p["status"] == "ok" for p in report["phases"])
     assert "<forward" not in report["lab"]["network_xml"]
     assert report["lab"]["host_key"]["fingerprint"].startswith("SHA256:")
@@ -201,3 +210,26 @@ def test_parallel_drills_of_a_folder_pass_and_export_metrics(reports: Path, tmp_
         assert f'restore_drill_verdict{{restore_drill_verdict="PASS",scenario="{name}"}} 1.0' in (
             metrics
         )
+
+
+def test_an_incremental_backup_boots_with_its_whole_chain(reports: Path, scratch: Path) -> None:
+    """Seen in a trial: an incremental (a qcow2 layer over a good full backup) booted with its
+    chain cut, waited out the boot limit and blamed the guest's network. Now the chain is
+    followed, every layer read-only and proven unchanged, and listed in the report."""
+    (scratch / "full").mkdir()
+    full = scratch / "full" / "web.qcow2"
+    shutil.copy2(DEMO / "web.qcow2", full)
+    incr = scratch / "web-incr.qcow2"  # names its full backup by a relative path
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "full/web.qcow2", "-F",
+                    "qcow2", str(incr)], cwd=scratch, check=True)  # fmt: skip
+    drill = run_cli(str(SCENARIOS / "demo-web.yaml"), "--var", f"backup={incr}",
+                    "--var", "name=demo-web-incr", reports=reports)  # fmt: skip
+    assert drill.exit_code == 0, drill.stderr
+    report = drill.report
+    assert report["verdict"] == "PASS"
+    [layer] = report["backup"]["chain"]
+    assert (layer["order"], layer["format"]) == (1, "qcow2")
+    assert Path(layer["path"]).resolve() == full
+    assert layer["sha256"] == layer["sha256_after"]
+    assert_backup_untouched(report)
+    assert f"{full.name}" in drill.file("report.html")

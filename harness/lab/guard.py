@@ -1,0 +1,90 @@
+"""Nothing from the lab reaches the drill host: an nftables table per lab that rejects every
+connection a guest opens toward the host (the gateway address, or any other address of the
+host) except DHCP, and the lab's own DNS when its machines have names.
+
+libvirt's isolated network stops forwarding only: a restored guest (ransomware included)
+could still connect to anything listening on the host, where the signing key and the
+evidence are. The rules match the lab's bridge by name, live in the network namespace that
+holds the bridge (where the harness runs), are created before any VM starts and removed
+with the lab; a table whose lab is gone is reaped like the lab's other objects. Rejected,
+not dropped: the guest is told at once, so the isolation probe sees "blocked", not a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from harness.errors import LabError
+
+TABLE_PREFIX = "rdrill_"
+NFT = "nft"
+TIMEOUT_S = 30.0
+
+
+def table_name(lab_id: str) -> str:
+    return f"{TABLE_PREFIX}{lab_id}"
+
+
+def ruleset(lab_id: str, bridge: str, dns: bool) -> str:
+    """The lab's table: what a guest may send to the host, and a reject for the rest."""
+    allowed = ['udp dport 67 accept comment "DHCP"']
+    if dns:
+        allowed += ['udp dport 53 accept comment "the lab\'s own DNS"', "tcp dport 53 accept"]
+    rules = "\n".join(f'    iifname "{bridge}" {rule}' for rule in allowed)
+    return (
+        f"table inet {table_name(lab_id)} {{\n"
+        "  chain guest_to_host {\n"
+        "    type filter hook input priority -10; policy accept;\n"
+        f'    iifname "{bridge}" ct state established,related accept comment "answers to '
+        'the harness"\n'
+        f"{rules}\n"
+        f'    iifname "{bridge}" reject with icmpx type admin-prohibited\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def block_guest_to_host(lab_id: str, bridge: str, dns: bool) -> str:
+    """Install the lab's table; the ruleset, for the evidence. The bridge must be visible
+    here: rules for an interface of another namespace would silently match nothing."""
+    if not Path("/sys/class/net", bridge).exists():
+        raise LabError(f"the lab bridge {bridge} is not in this network namespace, so guest "
+                       "traffic to this host cannot be blocked: run restore-drill in the "
+                       "namespace where libvirtd runs (scripts/lab-env.sh: in_lab)")  # fmt: skip
+    rules = ruleset(lab_id, bridge, dns)
+    _nft(["-f", "-"], rules, "block guest traffic to this host")
+    return rules
+
+
+def unblock(lab_id: str) -> bool:
+    """Remove the lab's table; False if it was not there."""
+    if table_name(lab_id) not in tables():
+        return False
+    _nft(["delete", "table", "inet", table_name(lab_id)], "", "remove the lab's host guard")
+    return True
+
+
+def tables() -> list[str]:
+    """Every lab table present (for reaping what a killed drill left)."""
+    out = _nft(["-j", "list", "tables", "inet"], "", "list nftables tables")
+    try:
+        items = json.loads(out or "{}").get("nftables", [])
+    except ValueError:
+        return []
+    names = [str(item["table"]["name"]) for item in items if "table" in item]
+    return [n for n in names if n.startswith(TABLE_PREFIX)]
+
+
+def _nft(args: list[str], stdin: str, what: str) -> str:
+    try:
+        done = subprocess.run([NFT, *args], input=stdin, capture_output=True, text=True,
+                              timeout=TIMEOUT_S, check=False)  # fmt: skip
+    except FileNotFoundError:
+        raise LabError(f"cannot {what}: nft is not installed (apt install nftables)") from None
+    except subprocess.TimeoutExpired:
+        raise LabError(f"cannot {what}: nft gave no answer within {TIMEOUT_S:g}s") from None
+    if done.returncode != 0:
+        raise LabError(f"cannot {what}: {done.stderr.strip() or f'nft exit {done.returncode}'}")
+    return done.stdout
