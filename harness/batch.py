@@ -9,24 +9,28 @@ its VM fits beside the running ones. One scenario's failure never stops the othe
 
 from __future__ import annotations
 
+import math
 import queue
 import random
 import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.drill import DrillOptions, DrillOutcome, run_drill
+from harness.durations import format_duration
 from harness.errors import Aborted, Busy, DrillError, ExitCode
 from harness.evidence.index import build_index
 from harness.evidence.ledger import LedgerDamaged
-from harness.evidence.model import Verdict
+from harness.evidence.model import RunResult, Verdict
 from harness.evidence.writer import write_evidence
 from harness.interrupts import Interrupts
 from harness.lab.lifecycle import state_root
@@ -174,7 +178,9 @@ class _Child:
 
     def __init__(self, scenario: Scenario, argv: list[str], lines: queue.Queue[_Line]) -> None:
         self.scenario = scenario
+        self.started_at = datetime.now(UTC).replace(microsecond=0)
         self.verdict: Event | None = None
+        self.killed = ""  # why the parent had to SIGKILL it
         self.last_words: list[str] = []
         # Own session: a terminal's Ctrl-C reaches the parent only, which forwards it once.
         self.proc = subprocess.Popen(
@@ -194,6 +200,8 @@ class _Child:
     def finished(self, code: int) -> Finished:
         name = self.scenario.name
         event = self.verdict
+        if event is None and self.killed:
+            return Finished(name, "ABORTED", ExitCode.ABORTED, self.killed)
         if event is None:
             said = "; ".join(self.last_words[-3:]) or "no output"
             return Finished(name, "ERROR", code if code in ExitCode.SEVERITY else ExitCode.INFRA,
@@ -207,27 +215,31 @@ class _Child:
 _Line = tuple[_Child, str | None]
 
 
+#: After a signal, how long drills in child processes get to tear down and write their reports
+#: before they are killed; after a second signal, how long at most.
+STOP_GRACE_S = 60.0
+FORCED_GRACE_S = 5.0
+
+
 def run_in_children(
     scenarios: Sequence[Scenario], child_argv: list[str], parallel: int, sink: Sink,
-    interrupts: Interrupts,
+    interrupts: Interrupts, plan: Plan | None = None, grace_s: float = STOP_GRACE_S,
 ) -> list[Finished]:  # fmt: skip
-    """Drill up to ``parallel`` scenarios at once, each by ``child_argv + [its file]``."""
+    """Drill up to ``parallel`` scenarios at once, each by ``child_argv + [its file]``.
+
+    A signal is passed on to every child (a second one too: the children then force their
+    teardown). A child still running ``grace_s`` after the first signal (at most
+    :data:`FORCED_GRACE_S` after the second) is killed; its lab is then reaped and, with a
+    ``plan``, a report saying so is written for it."""
     pending = list(scenarios)
     running: list[_Child] = []
     finished: list[Finished] = []
     lines: queue.Queue[_Line] = queue.Queue()
     budget = free_memory_mib() - HOST_RESERVE_MIB
-    forwarded = False
+    stopper = _Stopper(interrupts, grace_s, sink)
     held_back = ""
     while pending or running:
-        if interrupts.received and not forwarded:
-            forwarded = True
-            for child in running:
-                child.proc.send_signal(signal.SIGTERM)
-            if pending:
-                names = ", ".join(s.name for s in pending)
-                sink(Event("batch", "", f"not run, the run was interrupted: {names}"))
-                pending.clear()
+        stopper.poll(running, pending)
         used = sum(need_mib(c.scenario) for c in running)
         while pending and len(running) < parallel:
             nxt = pending[0]
@@ -256,9 +268,78 @@ def run_in_children(
         running.remove(child)
         done = child.finished(code)
         if child.verdict is None:
+            if plan is not None:
+                done = _write_for(child, done, plan, sink)
             _announce(done, sink)
         finished.append(done)
+    if stopper.killed:
+        _reap(plan, sink)
     return finished
+
+
+class _Stopper:
+    """Passes the run's signals on to its children, and kills a child that outstays the
+    grace after them."""
+
+    def __init__(self, interrupts: Interrupts, grace_s: float, sink: Sink) -> None:
+        self.interrupts, self.grace_s, self.sink = interrupts, grace_s, sink
+        self.signalled = 0
+        self.kill_at = math.inf
+        self.killed: list[_Child] = []
+
+    def poll(self, running: list[_Child], pending: list[Scenario]) -> None:
+        received, forced = self.interrupts.received, self.interrupts.forced.is_set()
+        if (received and not self.signalled) or (forced and self.signalled == 1):
+            self.signalled += 1
+            for child in running:
+                child.proc.send_signal(signal.SIGTERM)
+            limit = self.grace_s if self.signalled == 1 else min(self.grace_s, FORCED_GRACE_S)
+            self.kill_at = min(self.kill_at, time.monotonic() + limit)
+            if pending:
+                names = ", ".join(s.name for s in pending)
+                self.sink(Event("batch", "", f"not run, the run was interrupted: {names}"))
+                pending.clear()
+        if time.monotonic() <= self.kill_at:
+            return
+        for child in running:
+            if not child.killed and child.proc.poll() is None:
+                child.killed = (f"did not stop within {format_duration(self.grace_s)} of "
+                                f"{received}: killed (SIGKILL), its lab reaped")  # fmt: skip
+                self.sink(Event("batch", child.scenario.name, child.killed))
+                child.proc.kill()
+                self.killed.append(child)
+
+
+def _write_for(child: _Child, done: Finished, plan: Plan, sink: Sink) -> Finished:
+    """A report for a drill whose process ended without one (killed, or crashed): what is
+    known of it, so the evidence shows every scenario the run was asked to drill."""
+    scenario = child.scenario
+    result = RunResult(
+        run_id="", scenario=scenario.name, description=scenario.description,
+        scenario_file=str(scenario.source), started_at=child.started_at.isoformat(),
+        finished_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
+        verdict=done.verdict if done.verdict != "SKIPPED" else Verdict.ERROR,
+        reason=done.reason, exit_code=done.exit_code,
+    )  # fmt: skip
+    result.tracebacks = ["the drill process's last lines:\n" + "\n".join(child.last_words[-20:])]
+    outcome = DrillOutcome(result, b"")
+    written = _write(scenario, outcome, plan, sink)
+    return Finished(done.scenario, done.verdict, done.exit_code, done.reason, written.report)
+
+
+def _reap(plan: Plan | None, sink: Sink) -> None:
+    """Remove the labs of killed drills (their owner is gone, so reaping takes them)."""
+    from harness.lab.hypervisor import Hypervisor
+    from harness.lab.lifecycle import reap
+
+    uri = plan.options.uri if plan is not None else "qemu:///system"
+    try:
+        with Hypervisor(uri) as hv:
+            for removed in reap(hv, include_kept=False):
+                sink(Event("batch", "", f"cleanup: removed {removed} left by a killed drill"))
+    except DrillError as exc:
+        sink(Event("batch", "", f"cleanup after killed drills failed: {exc} "
+                                "(run restore-drill cleanup)"))  # fmt: skip
 
 
 def child_command(options: dict[str, object]) -> list[str]:

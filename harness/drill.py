@@ -51,6 +51,7 @@ from harness.sources import BootDisk, HashCancelled, Proof, Source, open_source
 from harness.sources.files import FileLevelSource
 
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
+START_JOIN_S = 30.0  # how long a cancelled machine start may take to notice
 
 
 class _Cancelled(Exception):
@@ -179,7 +180,7 @@ class _Run:
         self.hv: Hypervisor | None = None
         self.lab: Lab | None = None
         self.powered_on = 0  # VMs started: none means nothing ever ran on the backup
-        self.stop_hashing = threading.Event()
+        self.stop_hashing = _Stop()
         self.hash_errors: list[BaseException] = []
         self.failure: BaseException | None = None
         self.verified_at: float | None = None
@@ -339,10 +340,21 @@ class _Run:
                 _join(thread, self.interrupts)
         finally:  # also on Ctrl-C: every start stops at its next (bounded) wait
             cancel.set()
-            for thread in threads:
-                thread.join()
+            self._join_starts(threads)
         if failures:
             raise failures[0]
+
+    def _join_starts(self, threads: list[threading.Thread]) -> None:
+        """Wait for cancelled starts, bounded: a start stuck where it cannot poll (a hung
+        library call) is left behind, said in the log, and teardown goes on without it."""
+        deadline = time.monotonic() + START_JOIN_S
+        for thread in threads:
+            while thread.is_alive() and time.monotonic() < deadline:
+                if self.interrupts.forced.is_set():
+                    break
+                thread.join(0.2)
+            if thread.is_alive():
+                self.clock.say("note", f"{thread.name}: did not stop; teardown goes on")
 
     def _boot(self, guest: _Guest, check: Callable[[], None]) -> None:
         assert self.lab is not None  # noqa: S101 - provisioned before any boot
@@ -481,13 +493,15 @@ class _Run:
         spent (nor the rest of the first). A second signal cuts a hash short."""
         aborted = isinstance(self.failure, Aborted) or self.interrupts.received
         skip = "" if self.powered_on else "by stat: the drill ended before any VM ran"
-        if aborted or skip:
-            self.stop_hashing.set()  # no waiting for a long hash; stat still proves it
+        if skip:
+            self.stop_hashing.stop("not needed: the drill ended before any VM ran")
+        elif aborted:  # no waiting for a long hash; stat still proves it
+            self.stop_hashing.stop("not finished: the drill was aborted")
         forced = self.interrupts.forced
         for guest in self.guests:
             while guest.hasher is not None and guest.hasher.is_alive():
                 if forced.is_set():
-                    self.stop_hashing.set()
+                    self.stop_hashing.stop("not finished: a second signal forced the stop")
                 guest.hasher.join(0.2)
             evidence = guest.evidence
             if evidence is not None and (evidence.identity_before is not None
@@ -498,9 +512,20 @@ class _Run:
                     self.failure = self.failure or exc
 
 
+class _Stop(threading.Event):
+    """An event that says why it was set (for the hash phase's line in the report)."""
+
+    reason = ""
+
+    def stop(self, reason: str) -> None:
+        if not self.is_set():
+            self.reason = reason
+            self.set()
+
+
 def _start_hashing(
     source: Source, evidence: BackupEvidence, result: RunResult, clock: _Clock,
-    errors: list[BaseException], stop: threading.Event, name: str = "hash",
+    errors: list[BaseException], stop: _Stop, name: str = "hash",
 ) -> threading.Thread:  # fmt: skip
     record = PhaseResult(name, round(clock.elapsed(), 3), 0.0, "ok", concurrent=True)
     result.phases.append(record)
@@ -510,7 +535,7 @@ def _start_hashing(
             source.hash(evidence, stop)
             record.detail = "sha256 of the backup"
         except HashCancelled:
-            record.status, record.detail = "aborted", "not finished: the drill was aborted"
+            record.status, record.detail = "aborted", stop.reason
         except DrillError as exc:
             record.status, record.detail = "failed", str(exc)
             errors.append(exc)

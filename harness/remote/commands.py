@@ -64,45 +64,74 @@ def stream_into(
     client: paramiko.SSHClient, target: str, data: IO[bytes], timeout_s: float,
     cancelled: Callable[[], None],
 ) -> int:  # fmt: skip
-    """Pipe the tar stream ``data`` into ``tar -x -C target`` in the guest; bytes sent."""
+    """Pipe the tar stream ``data`` into ``tar -x -C target`` in the guest; bytes sent.
+
+    Every wait is bounded by ``timeout_s`` and polls ``cancelled``: nothing blocks on a guest
+    that stops reading (a full SSH window), and what the guest prints meanwhile (megabytes of
+    tar warnings) is drained as it comes, so it can never stall the stream either."""
     channel = _session(client, "restore")
     quoted = shlex.quote(target)
     # B601: a fixed command; the target path is quoted
     channel.exec_command(f"mkdir -p {quoted} && tar -x -C {quoted} -f -")  # nosec B601
+    said = bytearray()  # the guest's output, tail only
     deadline = time.monotonic() + timeout_s
-    sent = 0
-    fd = data.fileno()
-    while True:
-        cancelled()
-        if time.monotonic() > deadline:
-            channel.close()
-            raise PhaseTimeout("restore", f"the data restore took longer than {timeout_s:g}s "
-                                          f"({sent} bytes restored)")  # fmt: skip
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
-            continue
-        chunk = os.read(fd, CHUNK)
-        if not chunk:
-            break
-        try:
-            channel.sendall(chunk)
-        except (OSError, paramiko.SSHException) as exc:
-            raise PhaseFailed("restore", f"the guest stopped reading: "
-                                         f"{_guest_error(channel) or exc}") from exc  # fmt: skip
-        sent += len(chunk)
-    channel.shutdown_write()
-    while not channel.exit_status_ready():
-        cancelled()
-        if time.monotonic() > deadline:
-            channel.close()
-            raise PhaseTimeout("restore", f"tar in the guest did not finish within {timeout_s:g}s")
-        time.sleep(0.05)
-    status = channel.recv_exit_status()
-    error = _guest_error(channel)
-    channel.close()
+    sent, pending, fd = 0, b"", data.fileno()
+    try:
+        while True:
+            cancelled()
+            _drain(channel, said)
+            if time.monotonic() > deadline:
+                raise PhaseTimeout("restore", f"the data restore took longer than {timeout_s:g}s "
+                                              f"({sent} bytes restored)")  # fmt: skip
+            if channel.exit_status_ready():  # tar in the guest ended before the stream did
+                break
+            if not pending:
+                if not select.select([fd], [], [], 0.05)[0]:
+                    continue
+                pending = os.read(fd, CHUNK)
+                if not pending:
+                    break  # the whole stream is sent
+            if not channel.send_ready():
+                time.sleep(0.02)  # the guest has not taken the last chunk yet
+                continue
+            n = channel.send(pending)
+            sent, pending = sent + n, pending[n:]
+        channel.shutdown_write()
+        while not channel.exit_status_ready():
+            cancelled()
+            _drain(channel, said)
+            if time.monotonic() > deadline:
+                raise PhaseTimeout("restore", f"tar in the guest did not finish within "
+                                              f"{timeout_s:g}s")  # fmt: skip
+            time.sleep(0.05)
+        _drain(channel, said)
+        status = channel.recv_exit_status()
+    except (OSError, paramiko.SSHException) as exc:
+        raise PhaseFailed("restore", f"the guest stopped reading: "
+                                     f"{_last_lines(said) or exc}") from exc  # fmt: skip
+    finally:
+        channel.close()
     if status != 0:
-        raise PhaseFailed("restore", f"tar -x in the guest exited {status}: {error}")
+        raise PhaseFailed("restore", f"tar -x in the guest exited {status}: {_last_lines(said)}")
+    if pending or not _at_end(fd):
+        raise PhaseFailed("restore", f"tar in the guest ended before the whole stream was sent "
+                                     f"({sent} bytes): {_last_lines(said)}")  # fmt: skip
     return sent
+
+
+def _at_end(fd: int) -> bool:
+    """Whether the stream has nothing left (checked once the guest's tar has ended)."""
+    ready = select.select([fd], [], [], 0)[0]
+    return bool(ready) and not os.read(fd, 1)
+
+
+def _drain(channel: paramiko.Channel, said: bytearray) -> None:
+    """Take whatever the guest printed (stdout and stderr), keeping the tail."""
+    while channel.recv_stderr_ready():
+        said += channel.recv_stderr(CHUNK)
+    while channel.recv_ready():
+        said += channel.recv(CHUNK)
+    del said[:-OUTPUT_KEEP]
 
 
 def _session(client: paramiko.SSHClient, phase: str) -> paramiko.Channel:
@@ -115,11 +144,8 @@ def _session(client: paramiko.SSHClient, phase: str) -> paramiko.Channel:
         raise PhaseFailed(phase, f"cannot open an SSH session: {exc}") from exc
 
 
-def _guest_error(channel: paramiko.Channel) -> str:
-    data = b""
-    while channel.recv_stderr_ready():
-        data += channel.recv_stderr(CHUNK)
-    return " | ".join(data.decode(errors="replace").strip().splitlines()[-5:])
+def _last_lines(said: bytearray) -> str:
+    return " | ".join(said.decode(errors="replace").strip().splitlines()[-5:])
 
 
 def _last_line(output: str) -> str:

@@ -127,11 +127,11 @@ def confirm_unchanged(
     evidence.identity_after = identity(path)
     same_stat = same_identity(evidence.identity_before, evidence.identity_after)
     evidence.unchanged, evidence.unchanged_by = same_stat, "stat"
-    if verify_after != "hash" or not evidence.sha256:
-        return  # by choice, or because an aborted drill never finished the first hash
     if proof.skip_rehash:
         evidence.details["unchanged proof"] = proof.skip_rehash
         return
+    if verify_after != "hash" or not evidence.sha256:
+        return  # by choice, or because an aborted drill never finished the first hash
     try:
         evidence.sha256_after = sha256_path(path, proof.stop)
     except HashCancelled:

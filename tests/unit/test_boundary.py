@@ -128,3 +128,32 @@ def test_report_index_of_a_missing_folder_is_a_clear_error(tmp_path: Path) -> No
     assert proc.returncode == 2
     assert "no such reports folder" in proc.stderr
     assert "internal error" not in proc.stderr
+
+
+def test_a_drill_that_ends_before_any_vm_ran_spends_no_second_read_of_the_backup(
+    scenario_dir: Path, tmp_path: Path
+) -> None:
+    """libvirt down at prepare: nothing ever ran on the backup, so stat proves it unchanged;
+    neither the rest of the first hash nor a second full read of a large backup is spent."""
+    backup = scenario_dir / "big.raw"
+    with backup.open("wb") as fh:
+        fh.truncate(24 * 1024**3)  # 24 GiB, sparse: a full read takes minutes
+    scenario = scenario_dir / "scenario.yaml"
+    scenario.write_text(scenario.read_text().replace("backup.qcow2", "big.raw"))
+    reports = tmp_path / "reports"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--reports", str(reports), "--connect",
+         "qemu+unix:///system?socket=/nonexistent/libvirt-sock", str(scenario)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert time.monotonic() - started < 30
+    report = reports_of(reports)["unit-web"]
+    assert str(report["reason"]).startswith("infrastructure: prepare: cannot connect to libvirt")
+    backup_evidence = report["backup"]
+    assert isinstance(backup_evidence, dict)
+    assert (backup_evidence["unchanged"], backup_evidence["unchanged_by"]) == (True, "stat")
+    assert backup_evidence["details"]["unchanged proof"] == (
+        "by stat: the drill ended before any VM ran")
+    assert backup_evidence["sha256_after"] is None

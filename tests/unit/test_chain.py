@@ -96,3 +96,37 @@ def test_a_broken_chain_fails_verify_naming_the_layer(tmp_path: Path, broken: st
         source(tmp_path, top).verify()
     assert caught.value.phase == "verify"
     assert expected in str(caught.value)
+
+
+def test_a_forced_stop_cuts_the_re_hash_short_and_stat_proves_it(tmp_path: Path) -> None:
+    """A second Ctrl-C during teardown: the backup's second full read stops at once, and the
+    evidence says the proof is by stat (ctime included), not by a hash that never ended."""
+    qcow2(tmp_path / "full.qcow2")
+    src = source(tmp_path, qcow2(tmp_path / "incr.qcow2", "full.qcow2"))
+    evidence, _ = src.verify()
+    src.hash(evidence, threading.Event())
+    forced = threading.Event()
+    forced.set()
+    src.confirm_unchanged(evidence, Proof(stop=forced))
+    assert (evidence.unchanged, evidence.unchanged_by) == (True, "stat")
+    assert evidence.details["unchanged proof"] == "by stat: the re-hash was cut short (forced stop)"
+    assert evidence.sha256_after is None
+
+
+def test_a_second_signal_forces() -> None:
+    import signal
+
+    from harness.errors import Aborted
+    from harness.interrupts import Interrupts
+
+    interrupts = Interrupts().install()
+    try:
+        with pytest.raises(Aborted), interrupts.armed():
+            os.kill(os.getpid(), signal.SIGTERM)
+            threading.Event().wait(5)
+        assert not interrupts.forced.is_set()  # the first signal aborts; teardown runs in full
+        os.kill(os.getpid(), signal.SIGINT)  # during teardown: remembered, and forces
+        assert interrupts.forced.is_set()
+        assert interrupts.received == "SIGTERM"
+    finally:
+        interrupts.restore()

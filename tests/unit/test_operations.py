@@ -232,6 +232,59 @@ def test_sigterm_to_a_parallel_run_aborts_every_drill_cleanly(
     assert not labs.exists() or not any(labs.iterdir())  # every lab torn down
 
 
+def _child_of(parent: int, marker: str) -> int:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and marker.encode() in cmdline:
+            return int(stat.parent.name)
+    raise AssertionError(f"no child of {parent} runs {marker}")
+
+
+def test_a_child_that_does_not_stop_is_killed_after_the_grace_and_its_lab_reaped(
+    scenario_dir: Path, tmp_path: Path
+) -> None:
+    """A drill stuck where a signal cannot reach it (here: a stopped process; in life a hung
+    libvirtd or NFS) must not hold the run forever: SIGKILL after --stop-grace, its lab
+    reaped, and a report saying so."""
+    import signal
+
+    paths = [str(scenario(scenario_dir, f"stuck-{n}", login_timeout="2m")) for n in (1, 2)]
+    reports = tmp_path / "r"
+    proc = subprocess.Popen(
+        harness("run", "--connect", "test:///default", "--reports", str(reports),
+                "--parallel", "2", "--stop-grace", "3s", *paths),
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    waiting: set[str] = set()
+    for line in proc.stderr:
+        if "ssh: started" in line:
+            waiting.add(line.split("[", 1)[1].split("]", 1)[0])
+        if waiting == {"stuck-1", "stuck-2"}:
+            break
+    stuck = _child_of(proc.pid, "stuck-1.yaml")
+    os.kill(stuck, signal.SIGSTOP)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 130, rest
+    assert time.monotonic() - started < 20
+    assert "[stuck-1] did not stop within 3.0s of SIGTERM: killed (SIGKILL), its lab reaped" in rest
+    assert "[stuck-2] ABORTED: the drill was interrupted by SIGTERM" in rest
+    found = {json.loads((f / "report.json").read_text())["scenario"]:
+             json.loads((f / "report.json").read_text()) for f in reports.iterdir() if f.is_dir()}
+    assert found["stuck-1"]["verdict"] == "ABORTED"
+    assert "killed (SIGKILL)" in found["stuck-1"]["reason"]
+    assert found["stuck-2"]["verdict"] == "ABORTED"
+    labs = Path(os.environ["RESTORE_DRILL_STATE_DIR"]) / "labs"
+    assert not labs.exists() or not any(labs.iterdir())  # the killed drill's lab reaped too
+
+
 def test_parallel_drills_wait_for_memory_instead_of_overcommitting(
     scenario_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,167 @@
+"""The restore stream into the guest, against a real SSH server on loopback (paramiko's own
+server side, standing in for the guest's sshd): every wait bounded, a guest that stops
+reading or prints megabytes can neither hang nor deadlock the drill, and an abort is prompt."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from harness.errors import Aborted, PhaseFailed, PhaseTimeout
+from harness.remote.commands import stream_into
+
+MIB = 1024 * 1024
+
+
+class Guest(paramiko.ServerInterface):
+    """A guest whose ``tar -x`` behaves as told: reads all, never reads, or chatters."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour, self.received, self.done = behaviour, 0, threading.Event()
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        if kind == "session":
+            return paramiko.OPEN_SUCCEEDED
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        return paramiko.AUTH_SUCCESSFUL
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        threading.Thread(target=self.tar, args=(channel,), daemon=True).start()
+        return True
+
+    def tar(self, channel: paramiko.Channel) -> None:
+        if self.behaviour == "stalls":  # never reads: the SSH window fills up
+            self.done.wait(60)
+            return
+        if self.behaviour == "chatters":  # megabytes of warnings before it reads anything
+            for _ in range(8):
+                channel.sendall_stderr(b"tar: warning: a long line of complaint\n" * 27000)
+        while data := channel.recv(256 * 1024):
+            self.received += len(data)
+        if self.behaviour == "fails":
+            channel.sendall_stderr(b"tar: Cannot open: Read-only file system\n")
+        channel.send_exit_status(2 if self.behaviour == "fails" else 0)
+        channel.close()
+
+
+@pytest.fixture
+def guest(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Guest, paramiko.SSHClient]]:
+    server = Guest(request.param)
+    host_key = paramiko.Ed25519Key.from_private_key_file(str(_key(tmp_path)))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    transports: list[paramiko.Transport] = []
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        transport = paramiko.Transport(conn)
+        transports.append(transport)
+        transport.add_server_key(host_key)
+        transport.start_server(server=server)
+
+    threading.Thread(target=accept, daemon=True).start()
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - a test server
+    client.connect("127.0.0.1", port=port, username="root", key_filename=str(_key(tmp_path)),
+                   allow_agent=False, look_for_keys=False, timeout=10)  # fmt: skip
+    yield server, client
+    server.done.set()
+    client.close()
+    for transport in transports:
+        transport.close()
+    listener.close()
+
+
+def _key(folder: Path) -> Path:
+    path = folder / "key"
+    if not path.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+                       check=True)  # fmt: skip
+    return path
+
+
+def stream(tmp_path: Path, client: paramiko.SSHClient, size: int, limit: float,
+           cancelled: Callable[[], None] = lambda: None) -> tuple[float, object]:  # fmt: skip
+    """Run stream_into in a thread that must end by itself: a hang is a failure, not a stuck
+    test run. Its result (bytes sent, or the exception) and how long it took."""
+    data = tmp_path / "stream.tar"
+    data.write_bytes(b"\0" * size)
+    box: list[object] = []
+
+    def work() -> None:
+        with data.open("rb") as fh:
+            try:
+                box.append(stream_into(client, "/srv", fh, limit, cancelled))
+            except BaseException as exc:
+                box.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(limit + 15)
+    assert box, f"the stream hung past its {limit:g}s limit"
+    return time.monotonic() - started, box[0]
+
+
+@pytest.mark.parametrize("guest", ["reads"], indirect=True)
+def test_a_stream_is_sent_whole(guest: tuple[Guest, paramiko.SSHClient], tmp_path: Path) -> None:
+    server, client = guest
+    _, sent = stream(tmp_path, client, 6 * MIB, 60)
+    assert sent == 6 * MIB == server.received
+
+
+@pytest.mark.parametrize("guest", ["stalls"], indirect=True)
+def test_a_guest_that_stops_reading_is_bounded_by_the_restore_timeout(
+    guest: tuple[Guest, paramiko.SSHClient], tmp_path: Path
+) -> None:
+    took, outcome = stream(tmp_path, guest[1], 16 * MIB, 3)
+    assert isinstance(outcome, PhaseTimeout)
+    assert "took longer than 3s" in str(outcome)
+    assert took < 10
+
+
+@pytest.mark.parametrize("guest", ["chatters"], indirect=True)
+def test_megabytes_of_guest_warnings_do_not_deadlock_the_stream(
+    guest: tuple[Guest, paramiko.SSHClient], tmp_path: Path
+) -> None:
+    server, client = guest
+    _, sent = stream(tmp_path, client, 6 * MIB, 60)
+    assert sent == 6 * MIB == server.received
+
+
+@pytest.mark.parametrize("guest", ["fails"], indirect=True)
+def test_the_guests_own_error_is_the_reason(
+    guest: tuple[Guest, paramiko.SSHClient], tmp_path: Path
+) -> None:
+    _, outcome = stream(tmp_path, guest[1], MIB, 60)
+    assert isinstance(outcome, PhaseFailed)
+    assert "exited 2: tar: Cannot open: Read-only file system" in str(outcome)
+
+
+@pytest.mark.parametrize("guest", ["stalls"], indirect=True)
+def test_an_abort_stops_a_stalled_stream_at_once(
+    guest: tuple[Guest, paramiko.SSHClient], tmp_path: Path
+) -> None:
+    deadline = time.monotonic() + 1.0
+
+    def cancelled() -> None:
+        if time.monotonic() > deadline:
+            raise Aborted("SIGTERM")
+
+    took, outcome = stream(tmp_path, guest[1], 16 * MIB, 600, cancelled)
+    assert isinstance(outcome, Aborted)
+    assert took < 5
