@@ -121,7 +121,7 @@ def test_a_second_signal_forces() -> None:
 
     interrupts = Interrupts().install()
     try:
-        with pytest.raises(Aborted), interrupts.armed():
+        with pytest.raises(Aborted), interrupts.armed():  # noqa: PT012 - the signal's moment
             os.kill(os.getpid(), signal.SIGTERM)
             threading.Event().wait(5)
         assert not interrupts.forced.is_set()  # the first signal aborts; teardown runs in full
