@@ -149,6 +149,9 @@ def schema() -> None:
 @click.option("--wait-lock", type=DURATION, default="0s", show_default=True,
               help="How long to wait for a scenario another run is drilling; then skip it "
                    "(exit 75).")  # fmt: skip
+@click.option("--libvirt-timeout", type=DURATION, default="60s", show_default=True,
+              help="A libvirt call unanswered this long means libvirtd is hung: the drill "
+                   "ends as an infrastructure error.")  # fmt: skip
 @click.option("--stop-grace", type=DURATION, default=f"{60}s", show_default=True,
               help="After Ctrl-C/SIGTERM, how long parallel drills get to clean up and write "
                    "their reports before they are killed (a second signal: 5s).")  # fmt: skip
@@ -163,8 +166,8 @@ def schema() -> None:
 def run(
     scenarios: tuple[Path, ...], var: tuple[str, ...], uri: str, reports: Path, keep: bool,
     signing_key: Path | None, accelerator: str | None, parallel: int, sample: int | None,
-    seed: int | None, wait_lock: float, stop_grace: float, log_format: str,
-    notify_file: Path | None,
+    seed: int | None, wait_lock: float, libvirt_timeout: float, stop_grace: float,
+    log_format: str, notify_file: Path | None,
 ) -> None:  # fmt: skip
     """Run drills; write evidence for each, passed or not.
 
@@ -192,13 +195,14 @@ def run(
             sink(Event("batch", "", f"sampled {len(chosen)} of {len(loaded)} scenarios "
                                     f"(--seed {seed}): {names}"))  # fmt: skip
         interrupts.install()
-        plan = batch.Plan(reports, DrillOptions(uri, keep, accelerator), key, wait_lock)
+        options = DrillOptions(uri, keep, accelerator, libvirt_timeout)
+        plan = batch.Plan(reports, options, key, wait_lock)
         try:
             if parallel > 1 and len(chosen) > 1:
                 argv = batch.child_command({
                     "--var": var, "--connect": uri, "--reports": reports, "--keep": keep,
                     "--signing-key": signing_key, "--accelerator": accelerator,
-                    "--wait-lock": f"{wait_lock}s",
+                    "--wait-lock": f"{wait_lock}s", "--libvirt-timeout": f"{libvirt_timeout}s",
                 })  # fmt: skip
                 finished = batch.run_in_children(chosen, argv, parallel, sink, interrupts,
                                                  plan, stop_grace)  # fmt: skip

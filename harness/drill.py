@@ -40,7 +40,7 @@ from harness.evidence.model import (
 )
 from harness.interrupts import Interrupts
 from harness.lab import accel
-from harness.lab.hypervisor import Hypervisor
+from harness.lab.hypervisor import CALL_TIMEOUT_S, Hypervisor
 from harness.lab.lifecycle import KeptVm, Lab, LabVm, VmDisk, reap, state_root
 from harness.output.events import Event, Sink
 from harness.remote.commands import run_polled, run_step, stream_into
@@ -65,6 +65,7 @@ class DrillOptions:
     uri: str = "qemu:///system"
     keep: bool = False
     accelerator: str | None = None  # overrides the scenario's
+    libvirt_timeout_s: float = CALL_TIMEOUT_S  # one libvirt call longer than this: hung
 
 
 @dataclass
@@ -260,7 +261,7 @@ class _Run:
                                           self.hash_errors, self.stop_hashing,
                                           f"hash{guest.label}")  # fmt: skip
         with clock.phase("prepare") as phase:
-            self.hv = hv = Hypervisor(self.options.uri)
+            self.hv = hv = Hypervisor(self.options.uri, self.options.libvirt_timeout_s)
             result.environment.update(libvirt=hv.version(), qemu=accel.qemu_version())
             for removed in reap(hv, include_kept=False):
                 clock.say("note", f"cleanup: removed {removed} left by an earlier drill")

@@ -3,12 +3,13 @@ compared by named error codes, never by message text."""
 
 from __future__ import annotations
 
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import libvirt
 
@@ -35,19 +36,89 @@ class LabObject:
     lab_id: str
 
 
-class Hypervisor:
-    """A libvirt connection with the few operations a lab needs."""
+#: How long one libvirt call may take before libvirtd is taken to be hung. Starting a VM under
+#: load takes seconds; a minute of silence is no longer load.
+CALL_TIMEOUT_S = 60.0
 
-    def __init__(self, uri: str) -> None:
+T = TypeVar("T")
+
+
+class _Watchdog:
+    """Runs each libvirt call in a thread of its own and waits for it at most ``timeout_s``:
+    a libvirtd that hangs (stopped, deadlocked, its socket frozen) becomes a clear error
+    naming the call instead of a drill that never ends. After one hang, no further call is
+    tried: each would hang as well."""
+
+    def __init__(self, uri: str, timeout_s: float) -> None:
+        self.uri, self.timeout_s, self.hung = uri, timeout_s, ""
+
+    def run(self, what: str, call: Callable[[], T]) -> T:
+        if self.hung:
+            raise InfraError(f"libvirtd at {self.uri} stopped answering ({self.hung}); "
+                             f"not asking it again")  # fmt: skip
+        box: list[tuple[bool, Any]] = []
+
+        def work() -> None:
+            try:
+                box.append((True, call()))
+            except BaseException as exc:  # handed to the caller's thread below
+                box.append((False, exc))
+
+        worker = threading.Thread(target=work, name=f"libvirt {what}", daemon=True)
+        worker.start()
+        worker.join(self.timeout_s)
+        if not box:
+            self.hung = f"{what} got no answer within {self.timeout_s:g}s"
+            raise InfraError(f"libvirtd at {self.uri} did not answer {what} within "
+                             f"{self.timeout_s:g}s: it is hung or overloaded")  # fmt: skip
+        ok, value = box[0]
+        if ok:
+            return cast(T, value)
+        raise value
+
+
+class _Bounded:
+    """A libvirt object (connection, domain, network) whose every method call goes through
+    the watchdog; the objects it returns are bounded likewise."""
+
+    def __init__(self, target: Any, watchdog: _Watchdog) -> None:
+        self._target, self._watchdog = target, watchdog
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._wrap(self._watchdog.run(name, lambda: attr(*args, **kwargs)))
+
+        return call
+
+    def _wrap(self, value: Any) -> Any:
+        if isinstance(value, libvirt.virConnect | libvirt.virDomain | libvirt.virNetwork):
+            return _Bounded(value, self._watchdog)
+        if isinstance(value, list):
+            return [self._wrap(v) for v in value]
+        return value
+
+
+class Hypervisor:
+    """A libvirt connection with the few operations a lab needs; every call bounded."""
+
+    def __init__(self, uri: str, timeout_s: float = CALL_TIMEOUT_S) -> None:
         self.uri = uri
+        self._watchdog = _Watchdog(uri, timeout_s)
         try:
-            self._conn = libvirt.open(uri)
+            self._conn: Any = _Bounded(self._watchdog.run("open", lambda: libvirt.open(uri)),
+                                       self._watchdog)  # fmt: skip
         except libvirt.libvirtError as exc:
             raise InfraError(
                 f"cannot connect to libvirt at {uri}: {_msg(exc)}; {START_HINT}"
             ) from exc
 
     def close(self) -> None:
+        if self._watchdog.hung:
+            return  # closing would wait on the hung daemon too
         with suppress(libvirt.libvirtError):
             self._conn.close()
 
