@@ -394,7 +394,7 @@ class _Run:
                 phase.output = run_step(guest.client, phase.name, as_user(step.run, step.user),
                                         step.timeout_s, check)  # fmt: skip
                 phase.detail = "exit 0"
-        guest.host = testinfra_host(guest.client, guest.target.user, guest.ip, guest.target.port)
+        guest.host = testinfra_host(guest.client, guest.target, key)
 
     def _checks(self) -> None:
         """The scenario's checks, each on its machine; then the user's testinfra files."""

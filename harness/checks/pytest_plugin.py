@@ -23,8 +23,9 @@ def host() -> Iterator[Any]:
     """The restored VM as a testinfra host."""
     spec = json.loads(os.environ[TARGET_ENV])
     target = Target(spec["ip"], spec["port"], spec["user"], Path(spec["key_file"]))
-    client = connect_pinned(target, HostKey(spec["host_key_type"], spec["host_key"]), 30.0)
+    host_key = HostKey(spec["host_key_type"], spec["host_key"])
+    client = connect_pinned(target, host_key, 30.0)
     try:
-        yield testinfra_host(client, target.user, target.ip, target.port)
+        yield testinfra_host(client, target, host_key)
     finally:
         client.close()

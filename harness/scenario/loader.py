@@ -182,7 +182,7 @@ def _machine_views(p: _Problems, data: dict[str, Any]) -> list[tuple[Where, dict
                 p.add([key], f"with machines:, each machine has its own (machines[].{key})")
         _dependency_problems(p, data["machines"])
     else:
-        for key in ("backup", "login", "vm"):
+        for key in ("backup", "login"):  # vm: every field has a default
             if key not in data:
                 p.add([], f"'{key}' is a required property (or use machines: for several VMs)")
     views = []

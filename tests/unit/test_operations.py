@@ -196,18 +196,13 @@ def test_ssh_without_a_kept_lab_says_how_to_keep_one() -> None:
     assert "run with --keep" in proc.stderr
 
 
-def test_sigterm_to_a_parallel_run_aborts_every_drill_cleanly(
-    scenario_dir: Path, tmp_path: Path
-) -> None:
-    """systemd stops the service, or an admin kills the parent: each child drill aborts,
-    tears its lab down and writes its ABORTED report; the run exits 130."""
-    import signal
-
-    paths = [str(scenario(scenario_dir, f"term-{n}", login_timeout="2m")) for n in (1, 2)]
-    reports = tmp_path / "r"
+def parallel_pair(folder: Path, prefix: str, reports: Path, *options: str) -> subprocess.Popen[str]:
+    """Two drills run in parallel, each waiting for an SSH login that never comes (2 min):
+    returned once both are waiting."""
+    paths = [str(scenario(folder, f"{prefix}-{n}", login_timeout="2m")) for n in (1, 2)]
     proc = subprocess.Popen(
         harness("run", "--connect", "test:///default", "--reports", str(reports),
-                "--parallel", "2", *paths),
+                "--parallel", "2", *options, *paths),
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
@@ -215,8 +210,21 @@ def test_sigterm_to_a_parallel_run_aborts_every_drill_cleanly(
     for line in proc.stderr:
         if "ssh: started" in line:
             waiting.add(line.split("[", 1)[1].split("]", 1)[0])
-        if waiting == {"term-1", "term-2"}:
+        if waiting == {f"{prefix}-1", f"{prefix}-2"}:
             break
+    return proc
+
+
+def test_sigterm_to_a_parallel_run_aborts_every_drill_cleanly(
+    scenario_dir: Path, tmp_path: Path
+) -> None:
+    """systemd stops the service, or an admin kills the parent: each child drill aborts,
+    tears its lab down and writes its ABORTED report; the run exits 130."""
+    import signal
+
+    reports = tmp_path / "r"
+    proc = parallel_pair(scenario_dir, "term", reports)
+    assert proc.stderr is not None
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     rest = proc.stderr.read()
@@ -252,20 +260,9 @@ def test_a_child_that_does_not_stop_is_killed_after_the_grace_and_its_lab_reaped
     reaped, and a report saying so."""
     import signal
 
-    paths = [str(scenario(scenario_dir, f"stuck-{n}", login_timeout="2m")) for n in (1, 2)]
     reports = tmp_path / "r"
-    proc = subprocess.Popen(
-        harness("run", "--connect", "test:///default", "--reports", str(reports),
-                "--parallel", "2", "--stop-grace", "3s", *paths),
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = parallel_pair(scenario_dir, "stuck", reports, "--stop-grace", "3s")
     assert proc.stderr is not None
-    waiting: set[str] = set()
-    for line in proc.stderr:
-        if "ssh: started" in line:
-            waiting.add(line.split("[", 1)[1].split("]", 1)[0])
-        if waiting == {"stuck-1", "stuck-2"}:
-            break
     stuck = _child_of(proc.pid, "stuck-1.yaml")
     os.kill(stuck, signal.SIGSTOP)
     started = time.monotonic()

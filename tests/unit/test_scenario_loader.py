@@ -260,3 +260,10 @@ def test_a_variants_own_error_is_not_called_an_unknown_key(scenario_dir: Path) -
     found = problems(write(scenario_dir, VALID + "  - {name: p, http: /, status: ok}\n"))
     assert any("checks[2].status: must be a whole number, not a string" in p for p in found)
     assert not any("unknown key" in p for p in found), found
+
+
+def test_vm_may_be_left_out_when_its_defaults_do(scenario_dir: Path) -> None:
+    text = VALID.replace("vm:\n  memory: 512MiB\n  vcpus: 1\n", "")
+    assert "vm:" not in text
+    scenario = load_scenario(write(scenario_dir, text))
+    assert (scenario.primary.vm.memory_mib, scenario.primary.vm.vcpus) == (1024, 2)

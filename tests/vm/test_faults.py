@@ -123,3 +123,19 @@ def test_bad_input_creates_no_libvirt_object(tmp_path: Path) -> None:
         assert not reports.exists(), file.name
     assert inventory() == before
     assert leftovers() == []
+
+
+def test_a_reconnect_accepts_the_pinned_host_key_only(reports: Path) -> None:
+    """testinfra reconnects by itself after a dropped connection, with a policy that accepts
+    any host key; ours reconnects pinned, so a guest whose host key changed fails the check."""
+    drill = run_cli(str(FAULTS / "web-hostkey.yaml"), reports=reports)
+    assert drill.exit_code == 1, drill.stderr
+    report = drill.report
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["new host keys, then the connection drops"]["passed"]
+    after = checks["after the drop, testinfra reconnects"]
+    assert not after["passed"]
+    fingerprint = report["lab"]["host_key"]["fingerprint"]
+    assert "cannot reconnect" in after["observed"]
+    assert f"changed: expected {fingerprint}" in after["observed"]
+    assert_backup_untouched(report)
