@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.drill import DrillOptions, _Guest, _Run
+from harness.drill import DrillOptions
+from harness.drill.machines import Guest as _Guest
+from harness.drill.pipeline import Run as _Run
 from harness.errors import PhaseFailed
 from harness.interrupts import Interrupts
 from harness.output.events import Event

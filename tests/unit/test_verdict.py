@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.drill import _Clock, _judge
+from harness.drill.clock import Clock as _Clock
+from harness.drill.verdict import judge as _judge
 from harness.errors import Aborted, DrillError, InfraError, PhaseFailed, PhaseTimeout
 from harness.evidence.model import BackupEvidence, CheckResult, RunResult
 from harness.scenario.loader import load_scenario
