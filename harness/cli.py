@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import traceback
@@ -120,6 +121,37 @@ def validate(scenarios: tuple[Path, ...], var: tuple[str, ...]) -> None:
             f"{scenario.source}: ok: {scenario.name}, {len(scenario.checks)} checks, "
             f"RTO {format_duration(targets.rto_s)}, RPO {format_duration(targets.rpo_s)}"
         )
+
+
+@cli.command()
+@click.argument("backup", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="The drill's SSH key (created if missing; default "
+              "~/.config/restore-drill/drill_ed25519).")  # fmt: skip
+@click.option("--name", default=None, help="Scenario name (default: from the backup).")
+@click.option("--accelerator", type=click.Choice(["auto", "kvm", "tcg"]), default="auto",
+              show_default=True, help="For the inspection's own small VM (libguestfs).")
+def init(backup: Path, key_file: Path | None, name: str | None, accelerator: str) -> None:
+    """Inspect a disk-image BACKUP (read-only) and print a first scenario that runs as it is.
+
+    restore-drill init /backups/web.qcow2 > web.yaml && restore-drill run web.yaml"""
+    from harness.guest.init import ensure_key, inspect_backup, scenario_text
+    from harness.lab import accel
+    from harness.lab.lifecycle import state_root
+
+    chosen, _ = accel.choose(accelerator, state_root())
+    inspection = inspect_backup(backup, tcg=chosen != "kvm")
+    key_file = key_file or Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"),
+                                "restore-drill", "drill_ed25519")  # fmt: skip
+    if ensure_key(key_file):
+        click.echo(f"init: created the drill key {key_file} (keep it readable by root only)",
+                   err=True)  # fmt: skip
+    stem = re.sub(r"[^a-z0-9-]+", "-", (name or inspection.system.get("hostname") or
+                                        backup.stem).lower()).strip("-")[:40] or "drill"
+    click.echo(scenario_text(backup, inspection, key_file, stem), nl=False)
+    found = ", ".join(k.unit for k in inspection.known) or "no service restore-drill knows"
+    click.echo(f"init: {backup}: {inspection.system.get('distro')} "
+               f"{inspection.system.get('version')}; checks for {found}", err=True)
 
 
 @cli.command()

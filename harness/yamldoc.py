@@ -160,6 +160,8 @@ _PATTERNS = {
     "^/[^\\0]*$": "must be an absolute path (starting with /)",
     "^[0-9a-f]{64}$": "must be a SHA-256: 64 lower-case hexadecimal digits",
     "^[A-Z_][A-Z0-9_]*$": "must be an environment variable name: A-Z, 0-9 and _",
+    "^[a-z0-9][a-z0-9-]{0,39}$": "must be a name of lower-case letters, digits and '-' "
+    "(at most 40, not starting with '-')",
 }
 
 

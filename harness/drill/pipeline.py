@@ -31,6 +31,7 @@ from harness.drill.verdict import bug_reason, judge, tally
 from harness.durations import format_duration
 from harness.errors import Aborted, DrillError, ExitCode
 from harness.evidence.model import CheckResult, RunResult, Verdict
+from harness.guest.inject import inject_key
 from harness.interrupts import Interrupts
 from harness.lab import accel
 from harness.lab.hypervisor import CALL_TIMEOUT_S, Hypervisor
@@ -38,7 +39,7 @@ from harness.lab.lifecycle import KeptVm, Lab, VmDisk, reap, state_root
 from harness.output.events import Sink
 from harness.remote.commands import run_polled, run_step, stream_into
 from harness.remote.shell import as_user
-from harness.remote.ssh import Target, wait_for_ssh, wait_until_settled
+from harness.remote.ssh import Target, public_key_line, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Scenario
 from harness.sources import open_source
 from harness.sources.files import FileLevelSource
@@ -65,13 +66,11 @@ class DrillOutcome:
     kept_hint: str = ""
 
 
-
 def run_drill(
     scenario: Scenario, options: DrillOptions, sink: Sink, interrupts: Interrupts
 ) -> DrillOutcome:
     """Run one drill. Never raises for a failed drill: the verdict is in the result."""
     return Run(scenario, options, sink, interrupts).execute()
-
 
 
 class Run:
@@ -206,6 +205,7 @@ class Run:
                 "security_driver": hv.security_model(),
             }  # fmt: skip
             phase.detail = f"lab {lab.lab_id}, {len(made.vms)} VM(s), {chosen}"
+        self._prepare_guests(tcg=chosen != "kvm")
         self._start_machines()
         self._checks()
         self.verified_at = clock.elapsed()
@@ -214,6 +214,28 @@ class Run:
             self._isolation(guest)
         for guest in self.guests:
             join_polling(guest.hasher, self.interrupts)
+
+    def _prepare_guests(self, tcg: bool) -> None:
+        """The drill's key into each lab copy that asks for it (``login.inject_key``). Timed
+        as a phase of its own and left out of the measured recovery time: it is work the
+        drill does to reach the restored system, not work of the recovery."""
+        guests = [g for g in self.guests if g.machine.login.inject_key and g.vm is not None]
+        if not guests:
+            return
+        with self.clock.phase("prepare guest") as phase:
+            for guest in guests:
+                assert guest.vm is not None  # noqa: S101 - filtered above
+                login = guest.machine.login
+                changes, notes, _ = inject_key(
+                    guest.machine.name, guest.vm.overlay, login.user,
+                    public_key_line(login.key_file), create_user=login.create_user, tcg=tcg,
+                )  # fmt: skip
+                self.result.guest_changes += changes
+                guest.facts["guest_notes"] = notes
+            phase.detail = (f"{len(self.result.guest_changes)} file(s) added or changed in the "
+                            "lab copy; the backup itself is unchanged (proof below); not "
+                            "counted in the RTO")  # fmt: skip
+        self.result.preparation_s = phase.duration_s
 
     def _start_machines(self) -> None:
         """Power on each machine once the machines it depends on are ready (see
@@ -382,7 +404,6 @@ def _kept_hint(lab: Lab, uri: str) -> str:
         f"  console: virsh -c {uri} console {lab.record.domains[0]}\n"
         f"  remove:  restore-drill cleanup"
     )
-
 
 
 def _environment(options: DrillOptions) -> dict[str, str]:

@@ -110,6 +110,20 @@ class BackupEvidence:
 
 
 @dataclass
+class GuestChange:
+    """A file the drill added or changed in the lab's copy of a restored system (its overlay;
+    the backup is never written), with why and its state before and after (``mode``,
+    ``uid``, ``gid``, ``size``, ``sha256``; None: it did not exist)."""
+
+    machine: str
+    path: str
+    action: str  # added | modified
+    reason: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+@dataclass
 class TargetResult:
     """A target against what was measured; ``passed`` is None when never measured."""
 
@@ -143,4 +157,6 @@ class RunResult:
     environment: dict[str, Any] = field(default_factory=dict)
     console_tail: str = ""
     tracebacks: list[str] = field(default_factory=list)  # unexpected errors (bugs of ours)
+    guest_changes: list[GuestChange] = field(default_factory=list)  # in the lab copy only
+    preparation_s: float = 0.0  # drill preparation (key injection): not counted in the RTO
     schema_version: int = SCHEMA_VERSION

@@ -67,6 +67,12 @@ def check_key(key_file: Path) -> str:
     return str(key.fingerprint)
 
 
+def public_key_line(key_file: Path) -> str:
+    """The ``authorized_keys`` line of the drill's key (derived from the private key)."""
+    key = paramiko.PKey.from_path(key_file)
+    return f"{key.get_name()} {key.get_base64()} restore-drill"
+
+
 class _Record(paramiko.MissingHostKeyPolicy):
     def __init__(self) -> None:
         self.key: paramiko.PKey | None = None

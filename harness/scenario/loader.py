@@ -238,6 +238,9 @@ def _machine_problems(p: _Problems, where: Where, machine: dict[str, Any]) -> No
     for key in ("boot_timeout", "settle_timeout"):
         p.duration([*where, "vm", key], vm.get(key), MAX_WAIT_S)
     p.duration([*where, "login", "timeout"], login.get("timeout"), MAX_WAIT_S)
+    if login.get("create_user") and not login.get("inject_key"):
+        p.add([*where, "login", "create_user"], "needs inject_key: true (the user is created "
+                                                "in the lab copy, for the injected key)")
     memory = vm.get("memory")
     if memory is not None and not 64 <= parse_size_mib(memory) <= 256 * 1024:
         p.add([*where, "vm", "memory"], f"{memory!r} is out of range (64MiB to 256GiB)")
@@ -377,6 +380,8 @@ def _machine(machine: dict[str, Any], base: Path) -> model.Machine:
             key_file=(base / login["key_file"]).resolve(),
             port=login.get("port", 22),
             timeout_s=parse_duration(login.get("timeout", model.DEFAULT_SSH_TIMEOUT_S)),
+            inject_key=login.get("inject_key", False),
+            create_user=login.get("create_user", False),
         ),
         restore_steps=tuple(
             model.StepSpec(

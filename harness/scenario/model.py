@@ -87,6 +87,8 @@ class LoginSpec:
     key_file: Path
     port: int
     timeout_s: float
+    inject_key: bool = False  # the drill's key put into the lab copy before boot
+    create_user: bool = False  # ... and the user created there if missing
 
 
 @dataclass(frozen=True)

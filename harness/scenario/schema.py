@@ -224,6 +224,16 @@ SCHEMA: dict[str, Any] = {
                 "key_file": {"description": "private key, relative to the scenario", **_path},
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 22},
                 "timeout": {**_duration, "description": "DHCP lease to SSH login"},
+                "inject_key": {
+                    "description": "before boot, let the drill's key log in as user, in the "
+                    "lab's copy only (the backup is never written)",
+                    "type": "boolean", "default": False,
+                },
+                "create_user": {
+                    "description": "with inject_key: create user in the lab copy if the "
+                    "restored system has none (with a sudo rule)",
+                    "type": "boolean", "default": False,
+                },
             },
         },
         "checks": {"type": "array", "maxItems": 1000, "items": _check_schema()},

@@ -1,0 +1,167 @@
+"""``restore-drill init BACKUP``: a first scenario written for you, from the backup as it is.
+
+The disk image is inspected read-only (libguestfs, through :mod:`.guestfs`): which system it
+holds and which services start at boot. Each service we know how to check gets checks that
+prove it came back (it runs, it listens, a database answers), each with a comment saying
+what it proves. The drill's key is injected into the lab copy (``inject_key: true``), so
+production needs no preparation. The result validates and runs as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import qemu_img
+from harness.errors import ConfigError, PhaseFailed
+from harness.guest import appliance
+
+
+@dataclass(frozen=True)
+class Known:
+    """A service we know how to check: its unit, ports, and a command proving it answers."""
+
+    unit: str
+    what: str
+    ports: tuple[int, ...] = ()
+    command: str = ""
+    command_user: str = ""
+    command_proves: str = ""
+
+
+KNOWN = {
+    "ssh.service": Known("ssh", "OpenSSH server", (22,)),
+    "sshd.service": Known("sshd", "OpenSSH server", (22,)),
+    "nginx.service": Known("nginx", "nginx web server", (80,)),
+    "apache2.service": Known("apache2", "Apache web server", (80,)),
+    "httpd.service": Known("httpd", "Apache web server", (80,)),
+    "postgresql.service": Known(
+        "postgresql", "PostgreSQL", (5432,), "psql -lqt", "postgres",
+        "PostgreSQL accepts a connection and lists its databases"),
+    "mariadb.service": Known(
+        "mariadb", "MariaDB", (3306,), "mysql -e 'show databases'", "",
+        "MariaDB accepts a connection and lists its databases"),
+    "mysql.service": Known(
+        "mysql", "MySQL", (3306,), "mysql -e 'show databases'", "",
+        "MySQL accepts a connection and lists its databases"),
+    "redis-server.service": Known(
+        "redis-server", "Redis", (6379,), "redis-cli ping", "", "Redis answers PONG"),
+    "docker.service": Known(
+        "docker", "Docker", (), "docker info --format '{{.ServerVersion}}'", "",
+        "the Docker daemon answers"),
+}  # fmt: skip
+
+
+@dataclass
+class Inspection:
+    """What the backup holds, as libguestfs saw it."""
+
+    system: dict[str, Any]
+    image: qemu_img.ImageInfo
+    known: list[Known] = field(default_factory=list)
+
+
+def inspect_backup(backup: Path, tcg: bool) -> Inspection:
+    """Read the disk image (read-only); a path that is no disk image is bad input (exit 2)."""
+    if not backup.is_file():
+        raise ConfigError(f"{backup}: no such file")
+    try:
+        with backup.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{backup}: cannot read it ({exc.strerror})") from None
+    try:
+        image = qemu_img.info(backup)
+    except PhaseFailed as exc:
+        raise ConfigError(f"{backup}: not a disk image qemu-img can read ({exc})") from None
+    if image.format == "raw" and image.virtual_size < 1024 * 1024:
+        raise ConfigError(f"{backup}: not a disk image ({image.virtual_size} bytes, no "
+                          "image format: too small to hold a system)")  # fmt: skip
+    if image.format not in qemu_img.BOOTABLE_FORMATS:
+        raise ConfigError(f"{backup}: {image.format} is not a disk image format a lab boots "
+                          f"({', '.join(qemu_img.BOOTABLE_FORMATS)}); for a tar, restic or "
+                          "borg backup write the scenario by hand (README, 'Kinds of backup')")
+    try:
+        answer = appliance.call({"op": "inspect", "disks": [{"path": str(backup),
+                               "format": image.format}], "tcg": tcg}, "init")  # fmt: skip
+    except PhaseFailed as exc:
+        raise ConfigError(f"{backup}: {exc}") from None
+    system: dict[str, Any] = answer["system"]
+    known = [KNOWN[s] for s in system.get("enabled_services", []) if s in KNOWN]
+    return Inspection(system, image, known)
+
+
+def scenario_text(backup: Path, inspection: Inspection, key_file: Path, name: str) -> str:
+    """The starter scenario, commented: what it restores and what each check proves."""
+    system = inspection.system
+    product = f"{system.get('distro', 'Linux')} {system.get('version', '')}".strip()
+    lines = [
+        f"# A first drill of {backup.name}, written by `restore-drill init`.",
+        f"# Found in the backup: {product} "
+        f"(host name {system.get('hostname') or 'unknown'}); services enabled at boot that "
+        "restore-drill knows: " + (", ".join(k.unit for k in inspection.known) or "none") + ".",
+        "# Run it:   restore-drill run THIS_FILE",
+        "# The backup is never changed: the lab boots a copy-on-write overlay of it, and the",
+        "# report proves the backup's hash, mode, owner and ctime unchanged.",
+        "version: 1",
+        f"name: {name}",
+        f"description: restore drill of {backup.name} ({product})",
+        "backup:",
+        f"  path: {json.dumps(str(backup.resolve()))}",
+        f"  format: {inspection.image.format}",
+        "  # restore_point: 2026-01-01T02:00:00Z   # default: the file's modification time",
+        "targets:",
+        "  # Placeholders: set them to what your business agreed.",
+        "  rto: 1h      # recovery time objective: drill start to service verified",
+        "  rpo: 26h     # recovery point objective: the backup's age at drill start",
+        "vm:",
+        "  memory: 1GiB",
+        "  vcpus: 2",
+        "  boot_timeout: 10m",
+        "login:",
+        "  user: root",
+        f"  key_file: {json.dumps(str(key_file.resolve()))}",
+        "  # The drill's key is added to the lab's copy before boot (never to the backup),",
+        "  # so production needs no preparation. The report lists every file it changed.",
+        "  inject_key: true",
+        "  timeout: 5m",
+        "checks:",
+    ]
+    for known in inspection.known:
+        lines += [
+            f"  # {known.what}: the unit {known.unit} is running after the restore.",
+            f"  - name: {known.unit} is running",
+            f"    service: {known.unit}",
+        ]
+        for port in known.ports:
+            lines += [
+                f"  # ... and something listens on port {port} (any address).",
+                f"  - name: {known.unit} listens on {port}",
+                f"    port: {port}",
+            ]
+        if known.command:
+            lines += [f"  # {known.command_proves}.",
+                      f"  - name: {known.unit} answers",
+                      f"    command: {json.dumps(known.command)}"]  # fmt: skip
+            if known.command_user:
+                lines.append(f"    user: {known.command_user}")
+    if not inspection.known:
+        lines += ["  # No service we know was enabled: this only proves the system boots and",
+                  "  # takes a login. Add checks for what this server is for.",
+                  "  - name: the system booted",
+                  "    command: systemctl is-system-running --wait || true"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def ensure_key(path: Path) -> bool:
+    """Create an unencrypted ed25519 drill key at ``path`` (0600) unless it exists; True
+    if created."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "restore-drill",
+                    "-f", str(path)], check=True, timeout=30)  # fmt: skip
+    return True

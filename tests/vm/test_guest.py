@@ -1,0 +1,97 @@
+"""Drilling a backup as it is: production never had the drill's key, and its sshd forbids
+root logins. Key injection into the lab copy (never the backup) lets the drill in; `init`
+writes a first scenario that runs as it is. Real VMs, real libvirt, real libguestfs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.vm.conftest import DEMO, ROOT, assert_backup_untouched, command, run_cli
+
+SCENARIOS = ROOT / "scenarios"
+GUESTFS_ENV = {**os.environ, "LIBGUESTFS_BACKEND": "direct",
+               "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hardened_db() -> Iterator[Path]:
+    """A copy of the demo db backup as a hardened production server has it: root has no
+    authorized key, and a drop-in forbids root logins."""
+    folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
+    folder.chmod(0o755)
+    backup = folder / "db-hardened.qcow2"
+    shutil.copy2(DEMO / "db.qcow2", backup)
+    subprocess.run(
+        ["guestfish", "--rw", "-a", str(backup), "-i"],
+        input="rm-f /root/.ssh/authorized_keys\n"
+              'write /etc/ssh/sshd_config.d/50-hardening.conf "PermitRootLogin no\\n"\n',
+        text=True, env=GUESTFS_ENV, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    yield backup
+    shutil.rmtree(folder)
+
+
+def test_without_injection_the_drill_fails_clearly_at_ssh(
+    reports: Path, hardened_db: Path
+) -> None:
+    drill = run_cli(str(SCENARIOS / "demo-db.yaml"), "--var", f"backup={hardened_db}",
+                    "--var", "name=db-hardened", reports=reports)  # fmt: skip
+    assert drill.exit_code == 1, drill.stderr
+    assert drill.report["reason"].startswith("ssh: root@")
+    assert "refused the key" in drill.report["reason"]
+    assert_backup_untouched(drill.report)
+
+
+def test_injection_lets_the_drill_in_and_lists_every_change(
+    reports: Path, hardened_db: Path
+) -> None:
+    drill = run_cli(str(SCENARIOS / "demo-db.yaml"), "--var", f"backup={hardened_db}",
+                    "--var", "name=db-hardened", "--var", "inject_key=true",
+                    reports=reports)  # fmt: skip
+    assert drill.exit_code == 0, drill.stderr
+    report = drill.report
+    assert report["verdict"] == "PASS"
+    changes = {c["path"]: c for c in report["guest_changes"]}
+    assert set(changes) == {"/etc/ssh/restore-drill", "/etc/ssh/restore-drill/authorized_keys",
+                            "/etc/ssh/sshd_config.d/00-restore-drill.conf"}  # fmt: skip
+    assert all(c["action"] == "added" and c["before"] is None for c in changes.values())
+    assert changes["/etc/ssh/restore-drill/authorized_keys"]["after"]["mode"] == "0o644"
+    assert len(changes["/etc/ssh/sshd_config.d/00-restore-drill.conf"]["after"]["sha256"]) == 64
+    [prep] = [p for p in report["phases"] if p["name"] == "prepare guest"]
+    assert "the backup itself is unchanged" in prep["detail"]
+    assert report["preparation_s"] == prep["duration_s"] > 0
+    verified = next(p for p in report["phases"] if p["name"] == "checks")
+    end = verified["start_s"] + verified["duration_s"]
+    assert report["rto"]["measured_s"] == pytest.approx(end - prep["duration_s"], abs=0.2)
+    assert "not recovery" in report["rto"]["detail"]
+    html = drill.file("report.html")
+    assert "What the drill changed in the lab copy" in html
+    assert "the backup itself is unchanged (proof below)" in html
+    assert_backup_untouched(report)
+
+
+@pytest.mark.parametrize("image", ["web", "db"])
+def test_init_writes_a_first_scenario_that_passes_unedited(
+    reports: Path, scratch: Path, image: str
+) -> None:
+    init = subprocess.run(command("init", str(DEMO / f"{image}.qcow2"), "--key",
+                                  str(scratch / "drill_ed25519")),
+                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    assert "inject_key: true" in init.stdout
+    scenario = scratch / f"{image}.yaml"
+    scenario.write_text(init.stdout)
+    drill = run_cli(str(scenario), reports=reports)
+    assert drill.exit_code == 0, drill.stderr
+    checks = {c["name"] for c in drill.report["checks"]}
+    expected = {"web": {"nginx is running", "nginx listens on 80", "ssh listens on 22"},
+                "db": {"postgresql answers", "postgresql listens on 5432"}}[image]
+    assert expected <= checks
+    assert_backup_untouched(drill.report)
