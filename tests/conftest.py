@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# tests/data holds inputs (scenarios, testinfra files for guests), not tests of this project.
+collect_ignore = ["data"]
+
 VALID = """\
 version: 1
 name: unit-web

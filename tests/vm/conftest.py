@@ -130,7 +130,7 @@ def leftovers() -> list[str]:
         found = [f"{o.kind} {o.name}" for o in hv.lab_objects()]
     guards = subprocess.run(["nft", "list", "tables", "inet"], capture_output=True, text=True,
                             check=True).stdout.split()  # fmt: skip
-    found += [f"nft table {t}" for t in guards if t.startswith("rdrill_")]
+    found += [f"host guard {t}" for t in guards if t.startswith("rdrill_")]
     labs = state_root() / "labs"
     found += [f"folder {p}" for p in labs.iterdir()] if labs.exists() else []
     return found
