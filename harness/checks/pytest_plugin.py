@@ -22,7 +22,8 @@ from harness.remote.ssh import HostKey, Target, connect_pinned
 def host() -> Iterator[Any]:
     """The restored VM as a testinfra host."""
     spec = json.loads(os.environ[TARGET_ENV])
-    target = Target(spec["ip"], spec["port"], spec["user"], Path(spec["key_file"]))
+    target = Target(spec["ip"], spec["port"], spec["user"], Path(spec["key_file"]),
+                    spec.get("password"))
     host_key = HostKey(spec["host_key_type"], spec["host_key"])
     client = connect_pinned(target, host_key, 30.0)
     try:

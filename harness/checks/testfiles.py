@@ -37,6 +37,7 @@ def run_testfiles(
                     "port": target.port,
                     "user": target.user,
                     "key_file": str(target.key_file),
+                    "password": target.password,
                     "host_key_type": host_key.type,
                     "host_key": host_key.base64,
                 }

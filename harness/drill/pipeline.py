@@ -261,7 +261,8 @@ class Run:
         clock, label, machine = self.clock, guest.label, guest.machine
         with clock.phase(f"ssh{label}") as phase:
             login = machine.login
-            guest.target = Target(guest.ip, login.port, login.user, login.key_file)
+            guest.target = Target(guest.ip, login.port, login.user, login.key_file,
+                                  login.password)  # fmt: skip
             guest.client, key = wait_for_ssh(guest.target, login.timeout_s, check)
             guest.host_key = key
             guest.facts["host_key"] = {"type": key.type, "fingerprint": key.fingerprint}

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
@@ -51,6 +51,7 @@ class Target:
     port: int
     user: str
     key_file: Path
+    password: str | None = field(default=None, repr=False)  # tried after the key
 
 
 def check_key(key_file: Path) -> str:
@@ -105,6 +106,7 @@ def _client(policy: paramiko.MissingHostKeyPolicy) -> paramiko.SSHClient:
 def _connect(client: paramiko.SSHClient, target: Target, timeout_s: float) -> None:
     client.connect(
         target.ip, port=target.port, username=target.user, key_filename=str(target.key_file),
+        password=target.password,
         timeout=timeout_s, banner_timeout=timeout_s, auth_timeout=timeout_s,
         allow_agent=False, look_for_keys=False,
     )  # fmt: skip
@@ -135,6 +137,7 @@ def wait_for_ssh(
             if auth_failures >= 3:  # sshd answers and says no: waiting will not help
                 raise PhaseFailed(
                     "ssh", f"{target.user}@{target.ip} refused the key {target.key_file}"
+                    + (" and the password" if target.password else "")
                 ) from exc
         except (TimeoutError, OSError, paramiko.SSHException, EOFError) as exc:
             client.close()

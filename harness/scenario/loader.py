@@ -380,6 +380,7 @@ def _machine(machine: dict[str, Any], base: Path) -> model.Machine:
             key_file=(base / login["key_file"]).resolve(),
             port=login.get("port", 22),
             timeout_s=parse_duration(login.get("timeout", model.DEFAULT_SSH_TIMEOUT_S)),
+            password=login.get("password"),
             inject_key=login.get("inject_key", False),
             create_user=login.get("create_user", False),
         ),

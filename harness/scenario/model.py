@@ -87,6 +87,7 @@ class LoginSpec:
     key_file: Path
     port: int
     timeout_s: float
+    password: str | None = field(default=None, repr=False)  # tried after the key
     inject_key: bool = False  # the drill's key put into the lab copy before boot
     create_user: bool = False  # ... and the user created there if missing
 

@@ -224,6 +224,11 @@ SCHEMA: dict[str, Any] = {
                 "key_file": {"description": "private key, relative to the scenario", **_path},
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 22},
                 "timeout": {**_duration, "description": "DHCP lease to SSH login"},
+                "password": {
+                    "description": "for servers that allow password login: tried after the "
+                    "key; write it as {{ secret(\"NAME\") }}",
+                    **_text,
+                },
                 "inject_key": {
                     "description": "before boot, let the drill's key log in as user, in the "
                     "lab's copy only (the backup is never written)",

@@ -145,3 +145,35 @@ def test_hashing_stops_promptly_when_asked(tmp_path: Path) -> None:
     with pytest.raises(HashCancelled):
         sha256_file(big, stop)
     assert time.monotonic() - started < 1
+
+
+def test_every_new_section_renders_in_the_full_page(tmp_path: Path) -> None:
+    """Guest changes, a backing chain, the attempts to leave the lab, the host guard and a
+    skipped test all render (a template error would leave only the plain fallback page)."""
+    from harness.evidence.model import GuestChange, LayerEvidence
+
+    run = result("PASS")
+    run.checks.append(CheckResult("t::test_db", "testinfra", "test passes", "skipped: no db",
+                                  False, 0.0, skipped=True))  # fmt: skip
+    run.guest_changes = [
+        GuestChange("main", "/etc/ssh/restore-drill", "added", "holds the key", None,
+                    {"mode": "0o755", "uid": 0, "gid": 0, "size": 4096}),
+        GuestChange("main", "/etc/ssh/sshd_config", "modified", "settings first",
+                    {"mode": "0o644", "uid": 0, "gid": 0, "size": 10, "sha256": "aa" * 32},
+                    {"mode": "0o644", "uid": 0, "gid": 0, "size": 99, "sha256": "bb" * 32}),
+    ]  # fmt: skip
+    run.preparation_s = 19.7
+    assert run.backup is not None
+    run.backup.chain = [LayerEvidence(1, "/b/full.qcow2", "qcow2", sha256="cc" * 32,
+                                      sha256_after="cc" * 32, unchanged=True)]  # fmt: skip
+    run.isolation = [{"target": "drill host 10.213.1.1:22", "outcome": "blocked",
+                      "detail": "No route to host after 0.0s"}]  # fmt: skip
+    run.lab.update(gateway="10.213.1.1", host_guard="table inet rdrill_0badc0de {}",
+                   security_driver="none")  # fmt: skip
+    html = (write(tmp_path, run) / "report.html").read_text()
+    assert 'class="banner PASS"' in html  # the full page, not the fallback
+    for text in ("What the drill changed in the lab copy", "/etc/ssh/sshd_config",
+                 "the backup itself is unchanged (proof below)", "/b/full.qcow2",
+                 "drill host 10.213.1.1:22", "Attempts to leave the lab (1 of 1 blocked)",
+                 "1 skipped (not run: proves nothing)", "host guard rules"):  # fmt: skip
+        assert text in html, text

@@ -95,3 +95,43 @@ def test_init_writes_a_first_scenario_that_passes_unedited(
                 "db": {"postgresql answers", "postgresql listens on 5432"}}[image]
     assert expected <= checks
     assert_backup_untouched(drill.report)
+
+
+@pytest.fixture(scope="module")
+def password_only_web() -> Iterator[Path]:
+    """A copy of the demo web backup whose root has no authorized key but a password, and
+    whose sshd allows root to log in with it."""
+    folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
+    folder.chmod(0o755)
+    backup = folder / "web-password.qcow2"
+    shutil.copy2(DEMO / "web.qcow2", backup)
+    subprocess.run(
+        ["guestfish", "--rw", "-a", str(backup), "-i"],
+        input="rm-f /root/.ssh/authorized_keys\n"
+              f'sh "echo root:{PASSWORD} | chpasswd && passwd -u root"\n'
+              'write /etc/ssh/sshd_config.d/50-password.conf '
+              '"PermitRootLogin yes\\nPasswordAuthentication yes\\n"\n',
+        text=True, env=GUESTFS_ENV, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    yield backup
+    shutil.rmtree(folder)
+
+
+PASSWORD = "drill-pw-7Qz"
+
+
+def test_a_server_that_allows_password_login_is_drilled_with_a_secret_password(
+    reports: Path, password_only_web: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEB_ROOT_PASSWORD", PASSWORD)
+    text = (SCENARIOS / "demo-web.yaml").read_text().replace(
+        "  timeout: 3m\n", '  timeout: 3m\n  password: {{ secret("WEB_ROOT_PASSWORD") }}\n', 1)
+    scenario = scratch / "web-password.yaml"
+    scenario.write_text(text.split("testinfra:")[0])  # its test wants key-only root logins
+    drill = run_cli(str(scenario), "--var", f"backup={password_only_web}",
+                    "--var", "name=web-password", reports=reports)  # fmt: skip
+    assert drill.exit_code == 0, drill.stderr
+    assert drill.report["verdict"] == "PASS"
+    assert PASSWORD not in drill.stderr
+    for file in drill.folders[0].iterdir():
+        assert PASSWORD not in file.read_text(errors="replace"), file.name
