@@ -124,34 +124,66 @@ def validate(scenarios: tuple[Path, ...], var: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("backup", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("backup")
 @click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="The drill's SSH key (created if missing; default "
               "~/.config/restore-drill/drill_ed25519).")  # fmt: skip
 @click.option("--name", default=None, help="Scenario name (default: from the backup).")
+@click.option("--kind", type=click.Choice(["disk-image", "tar", "file", "restic", "borg"]),
+              default="disk-image", show_default=True,
+              help="For restic and borg, BACKUP is the repository.")  # fmt: skip
+@click.option("--base-image", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="File-level kinds: the VM image the files are restored into.")
+@click.option("--target", default="/", show_default=True,
+              help="File-level kinds: where the files land in the restored VM.")
+@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="restic/borg: the repository's password, in a file.")
 @click.option("--accelerator", type=click.Choice(["auto", "kvm", "tcg"]), default="auto",
               show_default=True, help="For the inspection's own small VM (libguestfs).")
-def init(backup: Path, key_file: Path | None, name: str | None, accelerator: str) -> None:
-    """Inspect a disk-image BACKUP (read-only) and print a first scenario that runs as it is.
+def init(
+    backup: str, key_file: Path | None, name: str | None, kind: str, base_image: Path | None,
+    target: str, password_file: Path | None, accelerator: str,
+) -> None:  # fmt: skip
+    """Inspect BACKUP (read-only) and print a first scenario that runs as it is.
 
-    restore-drill init /backups/web.qcow2 > web.yaml && restore-drill run web.yaml"""
-    from harness.guest.init import ensure_key, inspect_backup, scenario_text
+    restore-drill init /backups/web.qcow2 > web.yaml && restore-drill run web.yaml
+
+    restore-drill init --kind restic /srv/restic-repo --password-file pw --base-image base.qcow2
+    """
+    from harness.guest.init import (
+        disk_image_draft,
+        ensure_key,
+        file_level_draft,
+        inspect_backup,
+        scenario_text,
+    )
     from harness.lab import accel
     from harness.lab.lifecycle import state_root
 
+    if kind != "disk-image" and base_image is None:
+        raise ConfigError(f"--kind {kind}: the files are restored into a VM: give its image "
+                          "with --base-image")  # fmt: skip
+    if not target.startswith("/"):
+        raise ConfigError(f"--target {target}: must be an absolute path in the guest")
     chosen, _ = accel.choose(accelerator, state_root())
-    inspection = inspect_backup(backup, tcg=chosen != "kvm")
+    tcg = chosen != "kvm"
+    stem = Path(backup.rstrip("/")).stem
+    if kind == "disk-image":
+        inspection = inspect_backup(Path(backup), tcg)
+        stem = name or inspection.system.get("hostname") or stem
+        draft = disk_image_draft(Path(backup), inspection, "")
+    else:
+        assert base_image is not None  # noqa: S101 - checked above
+        draft = file_level_draft(kind, backup, password_file, target, base_image, tcg, "")
+    draft.name = re.sub(r"[^a-z0-9-]+", "-", (name or stem).lower()).strip("-")[:40] or "drill"
     key_file = key_file or Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"),
                                 "restore-drill", "drill_ed25519")  # fmt: skip
     if ensure_key(key_file):
         click.echo(f"init: created the drill key {key_file} (keep it readable by root only)",
                    err=True)  # fmt: skip
-    stem = re.sub(r"[^a-z0-9-]+", "-", (name or inspection.system.get("hostname") or
-                                        backup.stem).lower()).strip("-")[:40] or "drill"
-    click.echo(scenario_text(backup, inspection, key_file, stem), nl=False)
-    found = ", ".join(k.unit for k in inspection.known) or "no service restore-drill knows"
-    click.echo(f"init: {backup}: {inspection.system.get('distro')} "
-               f"{inspection.system.get('version')}; checks for {found}", err=True)
+    click.echo(scenario_text(draft, key_file), nl=False)
+    found = ", ".join(k.unit for k in draft.known) or "no service restore-drill knows"
+    click.echo(f"init: {backup}: {draft.found}; checks for {found}", err=True)
 
 
 @cli.command()

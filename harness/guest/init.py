@@ -9,6 +9,7 @@ production needs no preparation. The result validates and runs as it is.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from dataclasses import dataclass, field
@@ -94,30 +95,100 @@ def inspect_backup(backup: Path, tcg: bool) -> Inspection:
     return Inspection(system, image, known)
 
 
-def scenario_text(backup: Path, inspection: Inspection, key_file: Path, name: str) -> str:
-    """The starter scenario, commented: what it restores and what each check proves."""
+@dataclass
+class Draft:
+    """What a first scenario says: the backup, the VM, and what to check."""
+
+    name: str
+    found: str  # what inspection found, for the header comment
+    backup: list[str]  # the backup: section's lines
+    vm: list[str]  # the vm: section's lines
+    known: list[Known]
+    files: list[tuple[str, str]] = field(default_factory=list)  # restored (path, sha256)
+
+
+def disk_image_draft(backup: Path, inspection: Inspection, name: str) -> Draft:
     system = inspection.system
-    product = f"{system.get('distro', 'Linux')} {system.get('version', '')}".strip()
+    return Draft(
+        name, f"{_system_name(system)} (host name {system.get('hostname') or 'unknown'})",
+        [f"  path: {json.dumps(str(backup.resolve()))}",
+         f"  format: {inspection.image.format}",
+         "  # restore_point: 2026-01-01T02:00:00Z   # default: the file's modification time"],
+        [], inspection.known,
+    )  # fmt: skip
+
+
+def file_level_draft(
+    kind: str, location: str, password_file: Path | None, target: str, base_image: Path,
+    tcg: bool, name: str,
+) -> Draft:  # fmt: skip
+    """A tar/file/restic/borg backup restored into ``base_image``: the backup's own
+    metadata says what it holds (its newest snapshot or archive), the base image which
+    services run."""
+    from harness.scenario.loader import is_remote
+    from harness.scenario.model import BackupSpec, VmSpec
+    from harness.sources import open_source
+    from harness.sources.files import FileLevelSource
+
+    local = None if is_remote(location) else Path(location)
+    if local is not None and not local.exists():
+        raise ConfigError(f"{location}: no such file or repository folder")
+    is_file = kind in ("tar", "file")
+    spec = BackupSpec(
+        kind=kind, path=local.resolve() if is_file and local else None, format="auto",
+        restore_point=None, sha256=None, verify_after="hash",
+        repository=None if is_file else (str(local.resolve()) if local else location),
+        local_repository=None if is_file or local is None else local.resolve(),
+        password_file=password_file.resolve() if password_file else None, target=target,
+    )  # fmt: skip
+    vm = VmSpec(memory_mib=1024, vcpus=2, accelerator="auto", boot_timeout_s=600,
+                settle_timeout_s=300, image=base_image.resolve())  # fmt: skip
+    source = open_source(spec, vm)
+    assert isinstance(source, FileLevelSource)  # noqa: S101 - every kind but disk-image is
+    try:
+        facts = source.inspect()
+        files = [(f, hashlib.sha256(source.file_content(f)).hexdigest())
+                 for f in source.sample_files(3)]  # fmt: skip
+    except PhaseFailed as exc:
+        raise ConfigError(f"{location}: {exc}") from None
+    base = inspect_backup(base_image, tcg)
+    where = "path" if is_file else "repository"
+    lines = [f"  kind: {kind}", f"  {where}: {json.dumps(str(spec.path or spec.repository))}"]
+    if password_file:
+        lines.append(f"  password_file: {json.dumps(str(password_file.resolve()))}")
+    lines += [f"  target: {json.dumps(target)}   # where its files land in the restored VM"]
+    guest_paths = [(f"{target.rstrip('/')}/{f}", sha) for f, sha in files]
+    return Draft(
+        name, f"{facts.summary}; restored into {_system_name(base.system)}",
+        lines, [f"  image: {json.dumps(str(base_image.resolve()))}   # booted, never changed"],
+        base.known, guest_paths,
+    )  # fmt: skip
+
+
+def _system_name(system: dict[str, Any]) -> str:
+    return f"{system.get('distro', 'Linux')} {system.get('version', '')}".strip()
+
+
+def scenario_text(draft: Draft, key_file: Path) -> str:
+    """The starter scenario, commented: what it restores and what each check proves."""
     lines = [
-        f"# A first drill of {backup.name}, written by `restore-drill init`.",
-        f"# Found in the backup: {product} "
-        f"(host name {system.get('hostname') or 'unknown'}); services enabled at boot that "
-        "restore-drill knows: " + (", ".join(k.unit for k in inspection.known) or "none") + ".",
+        "# A first drill, written by `restore-drill init`.",
+        f"# Found: {draft.found}; services enabled at boot that restore-drill knows: "
+        + (", ".join(k.unit for k in draft.known) or "none") + ".",
         "# Run it:   restore-drill run THIS_FILE",
-        "# The backup is never changed: the lab boots a copy-on-write overlay of it, and the",
-        "# report proves the backup's hash, mode, owner and ctime unchanged.",
+        "# The backup is never changed: the lab boots a copy-on-write overlay, and the report",
+        "# proves the backup's hash, mode, owner and ctime unchanged.",
         "version: 1",
-        f"name: {name}",
-        f"description: restore drill of {backup.name} ({product})",
+        f"name: {draft.name}",
+        f"description: restore drill ({draft.found})",
         "backup:",
-        f"  path: {json.dumps(str(backup.resolve()))}",
-        f"  format: {inspection.image.format}",
-        "  # restore_point: 2026-01-01T02:00:00Z   # default: the file's modification time",
+        *draft.backup,
         "targets:",
         "  # Placeholders: set them to what your business agreed.",
         "  rto: 1h      # recovery time objective: drill start to service verified",
         "  rpo: 26h     # recovery point objective: the backup's age at drill start",
         "vm:",
+        *draft.vm,
         "  memory: 1GiB",
         "  vcpus: 2",
         "  boot_timeout: 10m",
@@ -130,7 +201,13 @@ def scenario_text(backup: Path, inspection: Inspection, key_file: Path, name: st
         "  timeout: 5m",
         "checks:",
     ]
-    for known in inspection.known:
+    for n, (path, sha) in enumerate(draft.files, 1):
+        lines += ["  # A file of the backup came back where the system expects it, with the",
+                  "  # content the backup holds (its SHA-256, read from the backup by init).",
+                  f"  - name: restored file {n} is intact",
+                  f"    file: {json.dumps(path)}",
+                  f"    sha256: {sha}"]  # fmt: skip
+    for known in draft.known:
         lines += [
             f"  # {known.what}: the unit {known.unit} is running after the restore.",
             f"  - name: {known.unit} is running",
@@ -148,7 +225,7 @@ def scenario_text(backup: Path, inspection: Inspection, key_file: Path, name: st
                       f"    command: {json.dumps(known.command)}"]  # fmt: skip
             if known.command_user:
                 lines.append(f"    user: {known.command_user}")
-    if not inspection.known:
+    if not draft.known and not draft.files:
         lines += ["  # No service we know was enabled: this only proves the system boots and",
                   "  # takes a login. Add checks for what this server is for.",
                   "  - name: the system booted",

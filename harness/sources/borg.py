@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 
 from harness.errors import PhaseFailed
-from harness.sources.files import FileLevelSource, Inspected, newest, parse_time, password_env
+from harness.sources.files import (
+    SAMPLE_MAX_BYTES,
+    FileLevelSource,
+    Inspected,
+    newest,
+    parse_time,
+    password_env,
+)
 
 
 class BorgSource(FileLevelSource):
@@ -38,6 +45,27 @@ class BorgSource(FileLevelSource):
             {"tool": "borg", "archive": chosen["name"], "archive id": chosen.get("id", ""),
              "archives in repository": str(len(archives))},
         )  # fmt: skip
+
+    def sample_files(self, limit: int) -> list[str]:
+        assert self.spec.repository is not None  # noqa: S101 - the loader requires it
+        found = []
+        out = self.run_tool(["borg", "--bypass-lock", "list", "--json-lines",
+                             f"{self.spec.repository}::{self.archive}"])  # fmt: skip
+        for line in out.splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if item.get("type") == "-" and int(item.get("size", 0)) <= SAMPLE_MAX_BYTES:
+                found.append(str(item["path"]).lstrip("/"))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def file_content(self, path: str) -> bytes:
+        assert self.spec.repository is not None  # noqa: S101 - the loader requires it
+        return self.tool_bytes(["borg", "--bypass-lock", "extract", "--stdout",
+                                f"{self.spec.repository}::{self.archive}", path])  # fmt: skip
 
     def stream_command(self) -> list[str]:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it

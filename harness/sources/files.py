@@ -31,6 +31,7 @@ from harness.sources.disk_image import inspect_image
 from harness.sources.identity import Proof, confirm_unchanged, hash_backup, identity
 
 TOOL_TIMEOUT_S = 300.0
+SAMPLE_MAX_BYTES = 1024 * 1024  # init's sample files: small ones, read whole
 STDERR_KEEP = 4000
 APT_PACKAGE = {"restic": "restic", "borg": "borgbackup", "zstd": "zstd", "tar": "tar"}
 
@@ -60,6 +61,15 @@ class FileLevelSource:
         raise NotImplementedError
 
     def stream_command(self) -> list[str]:
+        raise NotImplementedError
+
+    def sample_files(self, limit: int) -> list[str]:
+        """Up to ``limit`` small regular files of the backup (after :meth:`inspect`), as
+        paths inside the restored tree: for ``init``'s checks that the files came back."""
+        raise NotImplementedError
+
+    def file_content(self, path: str) -> bytes:
+        """One file of the backup (a path from :meth:`sample_files`), read by its tool."""
         raise NotImplementedError
 
     def environment(self) -> dict[str, str]:
@@ -132,6 +142,10 @@ class FileLevelSource:
 
     def run_tool(self, argv: list[str], phase: str = "verify") -> str:
         """Run the tool to completion (bounded); its output. A failure fails ``phase``."""
+        return self.tool_bytes(argv, phase).decode(errors="replace")
+
+    def tool_bytes(self, argv: list[str], phase: str = "verify") -> bytes:
+        """:meth:`run_tool`'s output as the tool wrote it (a file's content)."""
         with self._tool_env() as env:
             try:
                 done = subprocess.run(
@@ -146,7 +160,7 @@ class FileLevelSource:
         if done.returncode != 0:
             raise PhaseFailed(phase, f"{argv[0]} failed (exit {done.returncode}): "
                                      f"{_tail(done.stderr or done.stdout)}")  # fmt: skip
-        return done.stdout.decode(errors="replace")
+        return done.stdout
 
     @contextmanager
     def _tool_env(self) -> Iterator[dict[str, str]]:

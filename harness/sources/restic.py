@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 
 from harness.errors import PhaseFailed
-from harness.sources.files import FileLevelSource, Inspected, newest, parse_time, password_env
+from harness.sources.files import (
+    SAMPLE_MAX_BYTES,
+    FileLevelSource,
+    Inspected,
+    newest,
+    parse_time,
+    password_env,
+)
 
 
 class ResticSource(FileLevelSource):
@@ -42,6 +49,23 @@ class ResticSource(FileLevelSource):
              "hostname": chosen.get("hostname", ""),
              "snapshots in repository": str(len(snapshots))},
         )  # fmt: skip
+
+    def sample_files(self, limit: int) -> list[str]:
+        found = []
+        for line in self.run_tool(self._restic("ls", "--json", self.snapshot_id)).splitlines():
+            try:
+                node = json.loads(line)
+            except ValueError:
+                continue
+            small = int(node.get("size", 0)) <= SAMPLE_MAX_BYTES
+            if node.get("struct_type") == "node" and node.get("type") == "file" and small:
+                found.append(str(node["path"]).lstrip("/"))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def file_content(self, path: str) -> bytes:
+        return self.tool_bytes(self._restic("dump", self.snapshot_id, f"/{path}"))
 
     def stream_command(self) -> list[str]:
         return self._restic("dump", "--archive", "tar", self.snapshot_id, "/")

@@ -3,7 +3,7 @@ restored into the base VM at ``backup.target``."""
 
 from __future__ import annotations
 
-from harness.sources.files import FileLevelSource, Inspected
+from harness.sources.files import SAMPLE_MAX_BYTES, FileLevelSource, Inspected
 
 # Magic bytes → the command that decompresses to stdout.
 _DECOMPRESS = [
@@ -34,6 +34,17 @@ class TarSource(FileLevelSource):
         return Inspected(f"tar archive ({name}), {entries} entries read",
                          details={"tool": "tar", "entries": str(entries)})  # fmt: skip
 
+    def sample_files(self, limit: int) -> list[str]:
+        listing = self.run_tool(["tar", "-tvf", str(self.spec.path)]).splitlines()
+        files = [parts[5] for line in listing if line.startswith("-")
+                 and len(parts := line.split(None, 5)) == 6
+                 and int(parts[2]) <= SAMPLE_MAX_BYTES]  # fmt: skip
+        self._members = {f.removeprefix("./").lstrip("/"): f for f in files[:limit]}
+        return list(self._members)
+
+    def file_content(self, path: str) -> bytes:
+        return self.tool_bytes(["tar", "-xOf", str(self.spec.path), self._members[path]])
+
     def stream_command(self) -> list[str]:
         command, _ = self._compression()
         return [*command, str(self.spec.path)]
@@ -47,6 +58,14 @@ class SingleFileSource(FileLevelSource):
         size = self.spec.path.stat().st_size
         return Inspected(f"a single file of {size} bytes",
                          details={"file": self.spec.path.name, "bytes": str(size)})  # fmt: skip
+
+    def sample_files(self, limit: int) -> list[str]:
+        assert self.spec.path is not None  # noqa: S101 - the loader requires it
+        return [self.spec.path.name][:limit]
+
+    def file_content(self, path: str) -> bytes:
+        assert self.spec.path is not None  # noqa: S101 - the loader requires it
+        return self.spec.path.read_bytes()
 
     def stream_command(self) -> list[str]:
         assert self.spec.path is not None  # noqa: S101 - the loader requires it

@@ -253,3 +253,14 @@ def test_borg_latest_compares_parsed_times() -> None:
                 {"name": "b", "start": "2026-10-24T22:00:00+00:00"}]  # fmt: skip
     assert newest(archives, "start") == archives[1]
     assert newest([], "start") is None
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_kind_names_sample_files_and_reads_their_content(backups: Path, kind: str) -> None:
+    """What `init` writes its file checks from: paths as they land under the target, and
+    the content the backup holds."""
+    src = source(backups, KINDS[kind])
+    src.verify()
+    files = src.sample_files(5)
+    assert sorted(files) == ["assets/VERSION", "index.html"]
+    assert src.file_content("index.html") == PAGE

@@ -77,23 +77,34 @@ def test_injection_lets_the_drill_in_and_lists_every_change(
     assert_backup_untouched(report)
 
 
-@pytest.mark.parametrize("image", ["web", "db"])
+INITS = {
+    "web": ([str(DEMO / "web.qcow2")], {"nginx is running", "nginx listens on 80",
+                                        "ssh listens on 22"}),
+    "db": ([str(DEMO / "db.qcow2")], {"postgresql answers", "postgresql listens on 5432"}),
+    "restic": (["--kind", "restic", str(DEMO / "restic-site"), "--password-file",
+                str(DEMO / "restic.pass"), "--base-image", str(DEMO / "web.qcow2"),
+                "--target", "/var/www/html"],
+               {"restored file 1 is intact", "restored file 2 is intact", "nginx is running"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("backup", sorted(INITS))
 def test_init_writes_a_first_scenario_that_passes_unedited(
-    reports: Path, scratch: Path, image: str
+    reports: Path, scratch: Path, backup: str
 ) -> None:
-    init = subprocess.run(command("init", str(DEMO / f"{image}.qcow2"), "--key",
-                                  str(scratch / "drill_ed25519")),
+    args, expected = INITS[backup]
+    init = subprocess.run(command("init", *args, "--key", str(scratch / "drill_ed25519")),
                           capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert init.returncode == 0, init.stderr
     assert "inject_key: true" in init.stdout
-    scenario = scratch / f"{image}.yaml"
+    scenario = scratch / f"{backup}.yaml"
     scenario.write_text(init.stdout)
     drill = run_cli(str(scenario), reports=reports)
     assert drill.exit_code == 0, drill.stderr
-    checks = {c["name"] for c in drill.report["checks"]}
-    expected = {"web": {"nginx is running", "nginx listens on 80", "ssh listens on 22"},
-                "db": {"postgresql answers", "postgresql listens on 5432"}}[image]
-    assert expected <= checks
+    checks = {c["name"]: c for c in drill.report["checks"]}
+    assert expected <= set(checks)
+    if backup == "restic":  # the restored files carry the backup's own content
+        assert "sha256" in checks["restored file 1 is intact"]["expectation"]
     assert_backup_untouched(drill.report)
 
 
