@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.vm.conftest import DEMO, ROOT, assert_backup_untouched, command, run_cli
+from tests.vm.images import variant
 
 SCENARIOS = ROOT / "scenarios"
 GUESTFS_ENV = {**os.environ, "LIBGUESTFS_BACKEND": "direct",
@@ -146,3 +147,26 @@ def test_a_server_that_allows_password_login_is_drilled_with_a_secret_password(
     assert PASSWORD not in drill.stderr
     for file in drill.folders[0].iterdir():
         assert PASSWORD not in file.read_text(errors="replace"), file.name
+
+
+@pytest.mark.parametrize("root", ["xfs"])
+def test_injection_works_on_real_server_layouts(reports: Path, root: str) -> None:
+    """Root on XFS beside a separate /boot (and, below, LVM): libguestfs mounts what the
+    restored system's fstab says, and the drill's key gets in."""
+    backup = variant(root)
+    scenario = (SCENARIOS / "demo-web.yaml").read_text().replace(
+        "checks:\n", f"checks:\n  - name: root is {root}\n    command: findmnt -no FSTYPE /\n"
+        f"    stdout_matches: '^{FSTYPES[root]}$'\n", 1)
+    path = reports.parent / f"web-{root}.yaml"
+    path.write_text(scenario.replace("tests/test_web_extra.py",
+                                     str(SCENARIOS / "tests" / "test_web_extra.py")))
+    drill = run_cli(str(path), "--var", f"backup={backup}", "--var", f"name=web-{root}",
+                    "--var", "inject_key=true", reports=reports)  # fmt: skip
+    assert drill.exit_code == 0, drill.stderr
+    checks = {c["name"]: c for c in drill.report["checks"]}
+    assert checks[f"root is {root}"]["passed"]
+    assert drill.report["guest_changes"]
+    assert_backup_untouched(drill.report)
+
+
+FSTYPES = {"xfs": "xfs", "lvm": "ext4"}

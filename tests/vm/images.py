@@ -1,0 +1,76 @@
+"""Variants of the demo web backup as real servers have them (an XFS root beside a separate
+/boot, an LVM root), built with libguestfs from the demo image and cached until the demo image
+or the recipe changes. Root has no authorized key in them: only injection lets a drill in."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from tests.vm.conftest import DEMO
+
+CACHE = Path(os.environ.get("RESTORE_DRILL_TEST_IMAGES", "/var/cache/restore-drill/test-images"))
+ENV = {**os.environ, "LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
+
+_COMMON_HEAD = """add-ro {source}
+disk-create {out} qcow2 3221225472
+add {out} format:qcow2
+run
+part-init /dev/sdb mbr
+part-add /dev/sdb p 2048 526335
+part-add /dev/sdb p 526336 -1
+part-set-bootable /dev/sdb 1 true
+mkfs ext2 /dev/sdb1 label:boot
+"""
+_COMMON_TAIL = """mkdir /boot
+mount /dev/sdb1 /boot
+mkdir /src
+mount-ro /dev/sda1 /src
+glob cp-a /src/* /
+umount /src
+rmdir /src
+rm-f /root/.ssh/authorized_keys
+write /etc/fstab "{root_device} / {fstype} defaults 0 1\\nLABEL=boot /boot ext2 defaults 0 2\\n"
+write /boot/extlinux/extlinux.conf "DEFAULT debian\\nPROMPT 0\\nTIMEOUT 0\\nLABEL debian\\n  LINUX /vmlinuz-{kver}\\n  INITRD /initrd.img-{kver}\\n  APPEND root={root_device} rw console=ttyS0 net.ifnames=0 quiet\\n"
+{extra}extlinux /boot/extlinux
+upload /usr/lib/syslinux/mbr/mbr.bin /boot/mbr.bin
+copy-file-to-device /boot/mbr.bin /dev/sdb size:440
+rm /boot/mbr.bin
+"""  # noqa: E501
+ROOTS = {
+    "xfs": ("mkfs xfs /dev/sdb2 label:root\nmount /dev/sdb2 /\n", "LABEL=root", "xfs", ""),
+}
+
+
+def kernel_version() -> str:
+    listing = subprocess.run(["guestfish", "--ro", "-a", str(DEMO / "web.qcow2"), "-i", "ls",
+                              "/boot"], capture_output=True, text=True, env=ENV, check=True,
+                             timeout=600).stdout.split()  # fmt: skip
+    [kernel] = [n for n in listing if n.startswith("vmlinuz-")]
+    return kernel.removeprefix("vmlinuz-")
+
+
+def variant(kind: str) -> Path:
+    """The demo web backup with its root on ``kind``, built once per demo image."""
+    make_root, root_device, fstype, extra = ROOTS[kind]
+    recipe = _COMMON_HEAD + make_root + _COMMON_TAIL
+    stamp_text = (DEMO / "web.recipe").read_text() + recipe
+    key = hashlib.sha256(stamp_text.encode()).hexdigest()[:16]
+    out = CACHE / f"web-{kind}.qcow2"
+    stamp = CACHE / f"web-{kind}.recipe"
+    if out.exists() and stamp.exists() and stamp.read_text() == key:
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
+    CACHE.chmod(0o755)
+    partial = CACHE / f".web-{kind}.partial.qcow2"
+    partial.unlink(missing_ok=True)
+    script = recipe.format(source=DEMO / "web.qcow2", out=partial, root_device=root_device,
+                           fstype=fstype, kver=kernel_version(), extra=extra)  # fmt: skip
+    subprocess.run(["guestfish"], input=script, text=True, env=ENV, check=True,
+                   capture_output=True, timeout=1200)  # fmt: skip
+    partial.chmod(0o644)
+    partial.rename(out)
+    stamp.write_text(key)
+    return out
