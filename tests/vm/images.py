@@ -39,8 +39,24 @@ upload /usr/lib/syslinux/mbr/mbr.bin /boot/mbr.bin
 copy-file-to-device /boot/mbr.bin /dev/sdb size:440
 rm /boot/mbr.bin
 """  # noqa: E501
+#: lvm2 and what it needs beyond the demo image, fetched by scripts/setup (the tests run
+#: where there is no network): the restored system activates its root LV from the initramfs.
+DEBS = Path(os.environ.get("RESTORE_DRILL_DEBS", "/var/cache/restore-drill/debs"))
+_LVM = """pvcreate /dev/sdb2
+vgcreate vgroot /dev/sdb2
+lvcreate-free root vgroot 100
+mkfs ext4 /dev/vgroot/root label:root
+mount /dev/vgroot/root /
+"""
+_LVM_EXTRA = """mkdir /debs
+copy-in {debs} /debs
+sh "dpkg -i /debs/*.deb >/dev/null"
+sh "update-initramfs -u -k all >/dev/null 2>&1"
+rm-rf /debs
+"""
 ROOTS = {
     "xfs": ("mkfs xfs /dev/sdb2 label:root\nmount /dev/sdb2 /\n", "LABEL=root", "xfs", ""),
+    "lvm": (_LVM, "/dev/mapper/vgroot-root", "ext4", _LVM_EXTRA),
 }
 
 
@@ -55,6 +71,9 @@ def kernel_version() -> str:
 def variant(kind: str) -> Path:
     """The demo web backup with its root on ``kind``, built once per demo image."""
     make_root, root_device, fstype, extra = ROOTS[kind]
+    debs = " ".join(str(d) for d in sorted(DEBS.glob("*.deb")))
+    if extra and not debs:
+        raise AssertionError(f"no .deb files in {DEBS}: run scripts/setup (it fetches them)")
     recipe = _COMMON_HEAD + make_root + _COMMON_TAIL
     stamp_text = (DEMO / "web.recipe").read_text() + recipe
     key = hashlib.sha256(stamp_text.encode()).hexdigest()[:16]
@@ -67,7 +86,8 @@ def variant(kind: str) -> Path:
     partial = CACHE / f".web-{kind}.partial.qcow2"
     partial.unlink(missing_ok=True)
     script = recipe.format(source=DEMO / "web.qcow2", out=partial, root_device=root_device,
-                           fstype=fstype, kver=kernel_version(), extra=extra)  # fmt: skip
+                           fstype=fstype, kver=kernel_version(),
+                           extra=extra.format(debs=debs))  # fmt: skip
     subprocess.run(["guestfish"], input=script, text=True, env=ENV, check=True,
                    capture_output=True, timeout=1200)  # fmt: skip
     partial.chmod(0o644)

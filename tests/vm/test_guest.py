@@ -149,7 +149,7 @@ def test_a_server_that_allows_password_login_is_drilled_with_a_secret_password(
         assert PASSWORD not in file.read_text(errors="replace"), file.name
 
 
-@pytest.mark.parametrize("root", ["xfs"])
+@pytest.mark.parametrize("root", ["xfs", "lvm"])
 def test_injection_works_on_real_server_layouts(reports: Path, root: str) -> None:
     """Root on XFS beside a separate /boot (and, below, LVM): libguestfs mounts what the
     restored system's fstab says, and the drill's key gets in."""
