@@ -223,6 +223,7 @@ class Run:
         if not guests:
             return
         with self.clock.phase("prepare guest") as phase:
+            said: list[str] = []
             for guest in guests:
                 assert guest.vm is not None  # noqa: S101 - filtered above
                 login = guest.machine.login
@@ -231,10 +232,10 @@ class Run:
                     public_key_line(login.key_file), create_user=login.create_user, tcg=tcg,
                 )  # fmt: skip
                 self.result.guest_changes += changes
-                guest.facts["guest_notes"] = notes
-            phase.detail = (f"{len(self.result.guest_changes)} file(s) added or changed in the "
-                            "lab copy; the backup itself is unchanged (proof below); not "
-                            "counted in the RTO")  # fmt: skip
+                said += [f"{guest.machine.name}: {n}" if guest.label else n for n in notes]
+            phase.detail = "; ".join([
+                f"{len(self.result.guest_changes)} file(s) added or changed in the lab copy; "
+                "the backup itself is unchanged (proof below); not counted in the RTO", *said])
         self.result.preparation_s = phase.duration_s
 
     def _start_machines(self) -> None:

@@ -170,3 +170,23 @@ def test_injection_works_on_real_server_layouts(reports: Path, root: str) -> Non
 
 
 FSTYPES = {"xfs": "xfs", "lvm": "ext4"}
+
+
+def test_a_user_the_backup_does_not_have_is_created_in_the_lab_copy(
+    reports: Path, scratch: Path
+) -> None:
+    text = (SCENARIOS / "demo-web.yaml").read_text().split("checks:\n")[0]
+    text = text.replace("  user: root\n", "  user: drill\n  create_user: true\n", 1)
+    text += ("checks:\n  - {name: logged in as drill, command: id -un, stdout_matches: '^drill$'}\n"
+             "  - {name: port 80 listens, port: 80}\n"
+             "  - {name: order page, http: /, contains: 'order service'}\n")  # fmt: skip
+    scenario = scratch / "web-new-user.yaml"
+    scenario.write_text(text)
+    drill = run_cli(str(scenario), "--var", "inject_key=true", "--var", "name=web-new-user",
+                    reports=reports)  # fmt: skip
+    assert drill.exit_code == 0, drill.stderr
+    changed = {c["path"]: c["action"] for c in drill.report["guest_changes"]}
+    assert changed["/etc/passwd"] == "modified"
+    assert not any(path.startswith("/etc/sudoers") for path in changed)  # no sudo to rule
+    assert "user drill created; sudo is not installed" in drill.file("report.json")
+    assert_backup_untouched(drill.report)
