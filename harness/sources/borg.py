@@ -6,14 +6,7 @@ from __future__ import annotations
 import json
 
 from harness.errors import PhaseFailed
-from harness.sources.files import (
-    SAMPLE_MAX_BYTES,
-    FileLevelSource,
-    Inspected,
-    newest,
-    parse_time,
-    password_env,
-)
+from harness.sources.files import FileLevelSource, Inspected, newest, parse_time, password_env
 
 
 class BorgSource(FileLevelSource):
@@ -56,7 +49,7 @@ class BorgSource(FileLevelSource):
                 item = json.loads(line)
             except ValueError:
                 continue
-            if item.get("type") == "-" and int(item.get("size", 0)) <= SAMPLE_MAX_BYTES:
+            if item.get("type") == "-" and int(item.get("size", 0)) <= self.sample_max_bytes:
                 found.append(str(item["path"]).lstrip("/"))
                 if len(found) >= limit:
                     break

@@ -50,6 +50,7 @@ class FileLevelSource:
     """Shared by every file-level kind; a kind says how to inspect and how to stream."""
 
     tool = ""
+    sample_max_bytes = SAMPLE_MAX_BYTES
 
     def __init__(self, spec: BackupSpec, vm: VmSpec) -> None:
         assert vm.image is not None  # noqa: S101 - the loader ensures it

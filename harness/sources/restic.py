@@ -6,14 +6,7 @@ from __future__ import annotations
 import json
 
 from harness.errors import PhaseFailed
-from harness.sources.files import (
-    SAMPLE_MAX_BYTES,
-    FileLevelSource,
-    Inspected,
-    newest,
-    parse_time,
-    password_env,
-)
+from harness.sources.files import FileLevelSource, Inspected, newest, parse_time, password_env
 
 
 class ResticSource(FileLevelSource):
@@ -57,7 +50,7 @@ class ResticSource(FileLevelSource):
                 node = json.loads(line)
             except ValueError:
                 continue
-            small = int(node.get("size", 0)) <= SAMPLE_MAX_BYTES
+            small = int(node.get("size", 0)) <= self.sample_max_bytes
             if node.get("struct_type") == "node" and node.get("type") == "file" and small:
                 found.append(str(node["path"]).lstrip("/"))
                 if len(found) >= limit:

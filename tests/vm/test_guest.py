@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,22 +22,29 @@ GUESTFS_ENV = {**os.environ, "LIBGUESTFS_BACKEND": "direct",
                "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}  # fmt: skip
 
 
+@contextmanager
+def edited_copy(image: str, script: str) -> Iterator[Path]:
+    """A copy of a demo backup changed by a guestfish ``script``, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
+    try:
+        folder.chmod(0o755)
+        backup = folder / f"{image}-edited.qcow2"
+        shutil.copy2(DEMO / f"{image}.qcow2", backup)
+        subprocess.run(["guestfish", "--rw", "-a", str(backup), "-i"], input=script, text=True,
+                       env=GUESTFS_ENV, check=True, capture_output=True, timeout=600)  # fmt: skip
+        yield backup
+    finally:
+        shutil.rmtree(folder)
+
+
 @pytest.fixture(scope="module")
 def hardened_db() -> Iterator[Path]:
     """A copy of the demo db backup as a hardened production server has it: root has no
     authorized key, and a drop-in forbids root logins."""
-    folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
-    folder.chmod(0o755)
-    backup = folder / "db-hardened.qcow2"
-    shutil.copy2(DEMO / "db.qcow2", backup)
-    subprocess.run(
-        ["guestfish", "--rw", "-a", str(backup), "-i"],
-        input="rm-f /root/.ssh/authorized_keys\n"
-              'write /etc/ssh/sshd_config.d/50-hardening.conf "PermitRootLogin no\\n"\n',
-        text=True, env=GUESTFS_ENV, check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
-    yield backup
-    shutil.rmtree(folder)
+    with edited_copy("db", "rm-f /root/.ssh/authorized_keys\n"
+                     'write /etc/ssh/sshd_config.d/50-hardening.conf "PermitRootLogin no\\n"\n'
+                     ) as backup:  # fmt: skip
+        yield backup
 
 
 def test_without_injection_the_drill_fails_clearly_at_ssh(
@@ -113,20 +121,11 @@ def test_init_writes_a_first_scenario_that_passes_unedited(
 def password_only_web() -> Iterator[Path]:
     """A copy of the demo web backup whose root has no authorized key but a password, and
     whose sshd allows root to log in with it."""
-    folder = Path(tempfile.mkdtemp(prefix="rdrill-test-", dir="/var/tmp"))
-    folder.chmod(0o755)
-    backup = folder / "web-password.qcow2"
-    shutil.copy2(DEMO / "web.qcow2", backup)
-    subprocess.run(
-        ["guestfish", "--rw", "-a", str(backup), "-i"],
-        input="rm-f /root/.ssh/authorized_keys\n"
-              f'sh "echo root:{PASSWORD} | chpasswd && passwd -u root"\n'
-              'write /etc/ssh/sshd_config.d/50-password.conf '
-              '"PermitRootLogin yes\\nPasswordAuthentication yes\\n"\n',
-        text=True, env=GUESTFS_ENV, check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
-    yield backup
-    shutil.rmtree(folder)
+    with edited_copy("web", "rm-f /root/.ssh/authorized_keys\n"
+                     f'sh "echo root:{PASSWORD} | chpasswd && passwd -u root"\n'
+                     "write /etc/ssh/sshd_config.d/50-password.conf "
+                     '"PermitRootLogin yes\\nPasswordAuthentication yes\\n"\n') as backup:
+        yield backup
 
 
 PASSWORD = "drill-pw-7Qz"
