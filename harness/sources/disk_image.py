@@ -18,12 +18,11 @@ from harness.evidence.model import BackupEvidence, LayerEvidence
 from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources import BootDisk
 from harness.sources.identity import (
-    HashCancelled,
     Proof,
     confirm_unchanged,
     hash_backup,
     identity,
-    same_identity,
+    prove_again,
     sha256_path,
 )
 
@@ -91,14 +90,9 @@ class DiskImageSource:
 
     def confirm_unchanged(self, evidence: BackupEvidence, proof: Proof) -> None:
         confirm_unchanged(evidence, self.path, self.spec.verify_after, proof)
-        for layer in evidence.chain:
-            layer.identity_after = identity(Path(layer.path))
-            layer.unchanged = same_identity(layer.identity_before, layer.identity_after)
-            if evidence.unchanged_by == "hash" and layer.sha256:
-                try:
-                    layer.sha256_after = sha256_path(Path(layer.path), proof.stop)
-                except HashCancelled:
-                    continue  # a forced stop: this layer is proven by stat alone
-                layer.unchanged = layer.unchanged and layer.sha256_after == layer.sha256
+        for layer in evidence.chain:  # each layer by the same proof as the top image
+            sha256 = layer.sha256 if evidence.unchanged_by == "hash" else ""
+            layer.identity_after, layer.sha256_after, layer.unchanged = prove_again(
+                Path(layer.path), layer.identity_before, sha256, proof.stop)
         if any(layer.unchanged is False for layer in evidence.chain):
             evidence.unchanged = False

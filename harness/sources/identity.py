@@ -113,32 +113,38 @@ def hash_backup(evidence: BackupEvidence, path: Path, stop: threading.Event) -> 
         )
 
 
-def same_identity(before: FileIdentity | None, after: FileIdentity | None) -> bool:
-    """Same file in every respect stat can see (content size, mode, owner, inode, times)."""
-    return before is not None and before == after
+def prove_again(
+    path: Path, before: FileIdentity | None, sha256: str, stop: threading.Event | None
+) -> tuple[FileIdentity, str | None, bool]:
+    """One file (or folder) after the drill: its identity now, its SHA-256 now (None when
+    ``sha256`` is empty, i.e. no re-hash, or the re-hash was cut short by ``stop``) and
+    whether it is unchanged by every proof that ran."""
+    after = identity(path)
+    same = before is not None and before == after
+    if not sha256:
+        return after, None, same
+    try:
+        again = sha256_path(path, stop)
+    except HashCancelled:
+        return after, None, same
+    return after, again, same and again == sha256
 
 
 def confirm_unchanged(
     evidence: BackupEvidence, path: Path, verify_after: str, proof: Proof | None = None
 ) -> None:
     """After the drill: stat (and hash, unless told not to or ``proof`` says not to) again
-    and compare. A re-hash cut short by ``proof.stop`` falls back to stat and says so."""
+    and compare. A re-hash cut short by ``proof.stop`` falls back to stat and says so.
+    (No first hash means the drill was aborted before it ended: stat then proves it.)"""
     proof = proof or Proof()
-    evidence.identity_after = identity(path)
-    same_stat = same_identity(evidence.identity_before, evidence.identity_after)
-    evidence.unchanged, evidence.unchanged_by = same_stat, "stat"
+    rehash = verify_after == "hash" and bool(evidence.sha256) and not proof.skip_rehash
+    evidence.identity_after, evidence.sha256_after, evidence.unchanged = prove_again(
+        path, evidence.identity_before, evidence.sha256 if rehash else "", proof.stop)
+    evidence.unchanged_by = "hash" if evidence.sha256_after else "stat"
     if proof.skip_rehash:
         evidence.details["unchanged proof"] = proof.skip_rehash
-        return
-    if verify_after != "hash" or not evidence.sha256:
-        return  # by choice, or because an aborted drill never finished the first hash
-    try:
-        evidence.sha256_after = sha256_path(path, proof.stop)
-    except HashCancelled:
+    elif rehash and evidence.sha256_after is None:
         evidence.details["unchanged proof"] = "by stat: the re-hash was cut short (forced stop)"
-        return
-    evidence.unchanged = same_stat and evidence.sha256_after == evidence.sha256
-    evidence.unchanged_by = "hash"
 
 
 @dataclass(frozen=True)
