@@ -202,7 +202,7 @@ class Run:
                 "network_xml_sha256": hashlib.sha256(made.network_xml.encode()).hexdigest(),
                 "domain": first.domain_name, "mac": first.mac, "accelerator": chosen,
                 "gateway": made.gateway, "host_guard": made.host_guard,
-                "security_driver": hv.security_model(),
+                "security_driver": made.security_driver,
             }  # fmt: skip
             phase.detail = f"lab {lab.lab_id}, {len(made.vms)} VM(s), {chosen}"
         self._prepare_guests(tcg=chosen != "kvm")
@@ -227,7 +227,7 @@ class Run:
             for guest in guests:
                 assert guest.vm is not None  # noqa: S101 - filtered above
                 login = guest.machine.login
-                changes, notes, _ = inject_key(
+                changes, notes = inject_key(
                     guest.machine.name, guest.vm.overlay, login.user,
                     public_key_line(login.key_file), create_user=login.create_user, tcg=tcg,
                 )  # fmt: skip

@@ -21,12 +21,12 @@ PHASE = "prepare guest"
 
 def inject_key(
     machine: str, overlay: Path, user: str, public_key: str, *, create_user: bool, tcg: bool
-) -> tuple[list[GuestChange], list[str], float]:
-    """Prepare ``overlay``; the files changed, notes (SELinux, a created user) and seconds."""
+) -> tuple[list[GuestChange], list[str]]:
+    """Prepare ``overlay``; the files changed, and notes (SELinux, a created user)."""
     answer = appliance.call({
         "op": "inject", "disks": [{"path": str(overlay), "format": "qcow2"}], "tcg": tcg,
         "user": user, "public_key": public_key, "create_user": create_user,
     }, PHASE)  # fmt: skip
     changes = [GuestChange(machine, str(c["path"]), str(c["action"]), str(c["reason"]),
                            c["before"], c["after"]) for c in answer.get("changes", [])]
-    return changes, [str(n) for n in answer.get("notes", [])], float(answer.get("seconds", 0))
+    return changes, [str(n) for n in answer.get("notes", [])]

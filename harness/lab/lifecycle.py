@@ -112,6 +112,7 @@ class Provisioned:
     vms: tuple[LabVm, ...]
     gateway: str = ""  # the host's address on the lab network
     host_guard: str = ""  # the nftables rules that block guest → host, or why there are none
+    security_driver: str = ""  # libvirt's, whose labels every backup layer keeps
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ class Lab:
         self.record.domains += domains
         self._save()  # before anything exists: a kill -9 from here on is reapable
 
-        keep_labels = kept_labels(self.hv.security_model())
+        security_driver = self.hv.security_model()
+        keep_labels = kept_labels(security_driver)
         macs = [_mac() for _ in disks]
         named = len(disks) > 1 or any(d.hostnames for d in disks)
         hosts = [(mac, (d.machine, *d.hostnames)) for mac, d in zip(macs, disks, strict=True)]
@@ -184,7 +186,8 @@ class Lab:
             )  # fmt: skip
             ip = plan.address(i) if named else None
             vms.append(LabVm(disk.machine, domain, dom_xml, overlay, console_log, mac, ip))
-        self.provisioned = Provisioned(name, net_xml, tuple(vms), plan.gateway, host_guard)
+        self.provisioned = Provisioned(name, net_xml, tuple(vms), plan.gateway, host_guard,
+                                       security_driver)  # fmt: skip
         return self.provisioned
 
     def _guard(self, bridge: str, dns: bool) -> str:
@@ -240,7 +243,8 @@ class Lab:
 
     def teardown(self) -> list[str]:
         """Remove domains, network, host guard and folder; what was removed, for the log."""
-        return _remove(self.hv, self.record, self.dir)
+        return _remove(self.hv, self.record.domains, self.record.networks, self.dir,
+                       _guarded(self.record))  # fmt: skip
 
 
 def kept_labels(security_model: str) -> tuple[str, ...]:
@@ -267,14 +271,17 @@ def guard_applies(uri: str) -> bool:
     return uri.startswith("qemu:///")
 
 
-def _remove(hv: Hypervisor, record: LabRecord | None, folder: Path,
-            domains: Sequence[str] = (), networks: Sequence[str] = ()) -> list[str]:  # fmt: skip
-    if record is not None:
-        domains, networks = record.domains, record.networks
+def _guarded(record: LabRecord) -> str:
+    """The lab id whose host guard to remove, or "" if the lab never had one."""
+    return record.lab_id if record.guarded else ""
+
+
+def _remove(hv: Hypervisor, domains: Sequence[str], networks: Sequence[str], folder: Path,
+            guarded_lab: str = "") -> list[str]:  # fmt: skip
     removed = [f"domain {d}" for d in domains if hv.destroy_domain(d)]
     removed += [f"network {n}" for n in networks if hv.destroy_network(n)]
-    if record is not None and record.guarded and guard.unblock(record.lab_id):
-        removed.append(f"host guard {guard.table_name(record.lab_id)}")
+    if guarded_lab and guard.unblock(guarded_lab):
+        removed.append(f"host guard {guard.table_name(guarded_lab)}")
     if folder.exists():
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(f"folder {folder}")
@@ -324,14 +331,16 @@ def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[s
     removed: list[str] = []
     for lab_id, record in records.items():
         if lab_id not in spared:
-            removed += _remove(hv, record, labs_dir / lab_id)
+            removed += _remove(hv, record.domains, record.networks, labs_dir / lab_id,
+                               _guarded(record))  # fmt: skip
     # libvirt objects with no folder: from a lab whose folder was deleted by hand.
     stray: list[LabObject] = [o for o in objects if o.lab_id not in spared]
     removed += _remove(
-        hv, None, labs_dir / "__none__",
+        hv,
         [o.name for o in stray if o.kind == "domain"],
         [o.name for o in stray if o.kind == "network"],
-    )  # fmt: skip
+        labs_dir / "__none__",
+    )
     for table in tables:  # host guards whose lab is gone (its folder lost too)
         lab_id = table.removeprefix(guard.TABLE_PREFIX)
         if lab_id not in spared and guard.unblock(lab_id):
