@@ -234,8 +234,8 @@ class Run:
                 self.result.guest_changes += changes
                 said += [f"{guest.machine.name}: {n}" if guest.label else n for n in notes]
             phase.detail = "; ".join([
-                f"{len(self.result.guest_changes)} file(s) added or changed in the lab copy; "
-                "the backup itself is unchanged (proof below); not counted in the RTO", *said])
+                f"{len(self.result.guest_changes)} file(s) added or changed in the lab copy "
+                "(the overlay; the backup is opened read-only); not counted in the RTO", *said])
         self.result.preparation_s = phase.duration_s
 
     def _start_machines(self) -> None:

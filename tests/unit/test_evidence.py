@@ -172,8 +172,23 @@ def test_every_new_section_renders_in_the_full_page(tmp_path: Path) -> None:
                    security_driver="none")  # fmt: skip
     html = (write(tmp_path, run) / "report.html").read_text()
     assert 'class="banner PASS"' in html  # the full page, not the fallback
+    assert "the backup CHANGED" not in html
     for text in ("What the drill changed in the lab copy", "/etc/ssh/sshd_config",
                  "the backup itself is unchanged (proof below)", "/b/full.qcow2",
                  "drill host 10.213.1.1:22", "Attempts to leave the lab (1 of 1 blocked)",
                  "1 skipped (not run: proves nothing)", "host guard rules"):  # fmt: skip
         assert text in html, text
+
+
+def test_the_guest_changes_section_says_the_backup_changed_when_it_did(tmp_path: Path) -> None:
+    """Written after the proof: it must not repeat "unchanged" for a backup that changed."""
+    from harness.evidence.model import GuestChange
+
+    run = result()
+    run.guest_changes = [GuestChange("main", "/etc/ssh/restore-drill", "added", "key", None,
+                                     {"mode": "0o755", "uid": 0, "gid": 0, "size": 4096})]
+    assert run.backup is not None
+    run.backup.unchanged = False
+    html = (write(tmp_path, run) / "report.html").read_text()
+    assert "yet the backup CHANGED during the drill" in html
+    assert "the backup itself is unchanged" not in html

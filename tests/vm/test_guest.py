@@ -74,7 +74,7 @@ def test_injection_lets_the_drill_in_and_lists_every_change(
     assert changes["/etc/ssh/restore-drill/authorized_keys"]["after"]["mode"] == "0o644"
     assert len(changes["/etc/ssh/sshd_config.d/00-restore-drill.conf"]["after"]["sha256"]) == 64
     [prep] = [p for p in report["phases"] if p["name"] == "prepare guest"]
-    assert "the backup itself is unchanged" in prep["detail"]
+    assert "the backup is opened read-only" in prep["detail"]
     assert report["preparation_s"] == prep["duration_s"] > 0
     verified = next(p for p in report["phases"] if p["name"] == "checks")
     end = verified["start_s"] + verified["duration_s"]
