@@ -200,8 +200,6 @@ class _Child:
     def finished(self, code: int) -> Finished:
         name = self.scenario.name
         event = self.verdict
-        if event is None and self.killed:
-            return Finished(name, "ABORTED", ExitCode.ABORTED, self.killed)
         if event is None:
             said = "; ".join(self.last_words[-3:]) or "no output"
             return Finished(name, "ERROR", code if code in ExitCode.SEVERITY else ExitCode.INFRA,
@@ -266,6 +264,8 @@ def run_in_children(
             continue
         code = child.proc.wait()  # its stderr is closed: it has exited or is about to
         running.remove(child)
+        if child.killed:
+            continue  # reported below, once its lab has been reaped (or could not be)
         done = child.finished(code)
         if child.verdict is None:
             if plan is not None:
@@ -273,7 +273,14 @@ def run_in_children(
             _announce(done, sink)
         finished.append(done)
     if stopper.killed:
-        _reap(plan, sink)
+        reaped = _reap(plan, sink)
+        for child in stopper.killed:
+            done = Finished(child.scenario.name, "ABORTED", ExitCode.ABORTED,
+                            f"{child.killed}; {reaped}")  # fmt: skip
+            if plan is not None:
+                done = _write_for(child, done, plan, sink)
+            _announce(done, sink)
+            finished.append(done)
     return finished
 
 
@@ -285,6 +292,7 @@ class _Stopper:
         self.interrupts, self.grace_s, self.sink = interrupts, grace_s, sink
         self.signalled = 0
         self.kill_at = math.inf
+        self.why = ""  # the limit that kill_at stands for, in words
         self.killed: list[_Child] = []
 
     def poll(self, running: list[_Child], pending: list[Scenario]) -> None:
@@ -293,8 +301,12 @@ class _Stopper:
             self.signalled += 1
             for child in running:
                 child.proc.send_signal(signal.SIGTERM)
-            limit = self.grace_s if self.signalled == 1 else min(self.grace_s, FORCED_GRACE_S)
-            self.kill_at = min(self.kill_at, time.monotonic() + limit)
+            limit = self.grace_s if self.signalled == 1 else FORCED_GRACE_S
+            if time.monotonic() + limit < self.kill_at:
+                self.kill_at = time.monotonic() + limit
+                self.why = (f"within {format_duration(limit)} of {received}"
+                            if self.signalled == 1 else
+                            f"within {format_duration(limit)} of a second signal")  # fmt: skip
             if pending:
                 names = ", ".join(s.name for s in pending)
                 self.sink(Event("batch", "", f"not run, the run was interrupted: {names}"))
@@ -303,8 +315,7 @@ class _Stopper:
             return
         for child in running:
             if not child.killed and child.proc.poll() is None:
-                child.killed = (f"did not stop within {format_duration(self.grace_s)} of "
-                                f"{received}: killed (SIGKILL), its lab reaped")  # fmt: skip
+                child.killed = f"did not stop {self.why}: killed (SIGKILL)"
                 self.sink(Event("batch", child.scenario.name, child.killed))
                 child.proc.kill()
                 self.killed.append(child)
@@ -318,8 +329,7 @@ def _write_for(child: _Child, done: Finished, plan: Plan, sink: Sink) -> Finishe
         run_id="", scenario=scenario.name, description=scenario.description,
         scenario_file=str(scenario.source), started_at=child.started_at.isoformat(),
         finished_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
-        verdict=done.verdict if done.verdict != "SKIPPED" else Verdict.ERROR,
-        reason=done.reason, exit_code=done.exit_code,
+        verdict=done.verdict, reason=done.reason, exit_code=done.exit_code,
     )  # fmt: skip
     result.tracebacks = ["the drill process's last lines:\n" + "\n".join(child.last_words[-20:])]
     outcome = DrillOutcome(result, b"")
@@ -327,8 +337,9 @@ def _write_for(child: _Child, done: Finished, plan: Plan, sink: Sink) -> Finishe
     return Finished(done.scenario, done.verdict, done.exit_code, done.reason, written.report)
 
 
-def _reap(plan: Plan | None, sink: Sink) -> None:
-    """Remove the labs of killed drills (their owner is gone, so reaping takes them)."""
+def _reap(plan: Plan | None, sink: Sink) -> str:
+    """Remove the labs of killed drills (their owner is gone, so reaping takes them); what
+    happened, for their reports."""
     from harness.lab.hypervisor import Hypervisor
     from harness.lab.lifecycle import reap
 
@@ -340,6 +351,8 @@ def _reap(plan: Plan | None, sink: Sink) -> None:
     except DrillError as exc:
         sink(Event("batch", "", f"cleanup after killed drills failed: {exc} "
                                 "(run restore-drill cleanup)"))  # fmt: skip
+        return f"its lab could not be reaped ({exc}): run restore-drill cleanup"
+    return "its lab was reaped"
 
 
 def child_command(options: dict[str, object]) -> list[str]:
