@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import secrets
 import sys
@@ -134,15 +135,21 @@ def validate(scenarios: tuple[Path, ...], var: tuple[str, ...]) -> None:
               help="For restic and borg, BACKUP is the repository.")  # fmt: skip
 @click.option("--base-image", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="File-level kinds: the VM image the files are restored into.")
-@click.option("--target", default="/", show_default=True,
-              help="File-level kinds: where the files land in the restored VM.")
+@click.option("--target", default=None,
+              help="File-level kinds: where the files land in the restored VM (default: "
+              "--subpath, else /: where they were on the server).")
+@click.option("--subpath", default=None,
+              help="tar/restic/borg: restore only this folder of the backup (e.g. /var/www/html).")
+@click.option("--host", default=None,
+              help="restic/borg: the server whose newest snapshot is drilled (shared repository).")
 @click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="restic/borg: the repository's password, in a file.")
 @click.option("--accelerator", type=click.Choice(["auto", "kvm", "tcg"]), default="auto",
               show_default=True, help="For the inspection's own small VM (libguestfs).")
 def init(
     backup: str, key_file: Path | None, name: str | None, kind: str, base_image: Path | None,
-    target: str, password_file: Path | None, accelerator: str,
+    target: str | None, subpath: str | None, host: str | None, password_file: Path | None,
+    accelerator: str,
 ) -> None:  # fmt: skip
     """Inspect BACKUP (read-only) and print a first scenario that runs as it is.
 
@@ -163,8 +170,9 @@ def init(
     if kind != "disk-image" and base_image is None:
         raise ConfigError(f"--kind {kind}: the files are restored into a VM: give its image "
                           "with --base-image")  # fmt: skip
-    if not target.startswith("/"):
-        raise ConfigError(f"--target {target}: must be an absolute path in the guest")
+    for option, value in (("--target", target), ("--subpath", subpath)):
+        if value is not None and not value.startswith("/"):
+            raise ConfigError(f"{option} {value}: must be an absolute path")
     chosen, _ = accel.choose(accelerator, state_root())
     tcg = chosen != "kvm"
     stem = Path(backup.rstrip("/")).stem
@@ -174,7 +182,10 @@ def init(
         draft = disk_image_draft(Path(backup), inspection, "")
     else:
         assert base_image is not None  # noqa: S101 - checked above
-        draft = file_level_draft(kind, backup, password_file, target, base_image, tcg, "")
+        draft = file_level_draft(kind, backup, password_file, target, base_image, tcg, "",
+                                 host, subpath and posixpath.normpath(subpath))  # fmt: skip
+        for warning in draft.warnings:
+            click.echo(f"restore-drill init: warning: {warning}", err=True)
     draft.name = re.sub(r"[^a-z0-9-]+", "-", (name or stem).lower()).strip("-")[:40] or "drill"
     key_file = key_file or Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"),
                                 "restore-drill", "drill_ed25519")  # fmt: skip

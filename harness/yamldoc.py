@@ -105,12 +105,20 @@ def line_of(node: yaml.Node, path: Sequence[Any], key_node: bool = False) -> int
     return _node_at(node, path, key_node).start_mark.line + 1
 
 
+NOT_TEXT = "a key is text (an empty '?' or a list or mapping as a key is not)"
+
+
 def duplicate_keys(node: yaml.Node, name: str, path: tuple[Any, ...] = ()) -> list[Problem]:
-    """Keys given twice in one mapping (YAML silently keeps the last)."""
+    """Keys given twice in one mapping (YAML silently keeps the last), and keys that are not
+    text (``? [a]``, a lone ``?``): no field of a scenario can be one."""
     problems: list[Problem] = []
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode) or k.tag != "tag:yaml.org,2002:str":
+                problems.append(Problem(name, k.start_mark.line + 1, field_name(path),
+                                        NOT_TEXT))  # fmt: skip
+                continue
             if k.value in seen:
                 where = field_name((*path, k.value))
                 problems.append(Problem(name, k.start_mark.line + 1, where, "duplicate key"))
@@ -140,7 +148,7 @@ def schema_problem(
             return None
         hints = []
         for key in unknown:
-            close = difflib.get_close_matches(key, allowed, n=1)
+            close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             hints.append(f"unknown key '{key}'{hint}")
         line = line_of(node, [*path, unknown[0]], key_node=True) if unknown else line_of(node, path)

@@ -170,6 +170,10 @@ class Run:
             phase.detail = "; ".join(details)
         for guest in self.guests:
             assert guest.evidence is not None  # noqa: S101 - set just above
+            for warning in guest.evidence.warnings:
+                clock.say("note", f"warning{guest.label}: {warning}")
+        for guest in self.guests:
+            assert guest.evidence is not None  # noqa: S101 - set just above
             guest.hasher = start_hashing(guest.source, guest.evidence, result, clock,
                                           self.hash_errors, self.stop_hashing,
                                           f"hash{guest.label}")  # fmt: skip
@@ -275,8 +279,11 @@ class Run:
         if isinstance(source, FileLevelSource):
             with clock.phase(f"restore{label}") as phase, source.restore_stream() as tar:
                 limit = machine.backup.restore_timeout_s
-                sent = stream_into(guest.client, source.target, tar, limit, check)
-                phase.detail = f"{sent} bytes of tar restored into {source.target}"
+                sent = stream_into(guest.client, source.target, tar, limit, check,
+                                   source.extract_args())  # fmt: skip
+                sub = machine.backup.subpath
+                phase.detail = (f"{sent} bytes of tar restored into {source.target}"
+                                + (f" (the backup's {sub})" if sub else ""))  # fmt: skip
         for step in machine.restore_steps:
             with clock.phase(f"step{label}: {step.name}") as phase:
                 phase.output = run_step(guest.client, phase.name, as_user(step.run, step.user),

@@ -107,6 +107,7 @@ class BackupEvidence:
     base_image: str = ""  # file-level kinds: the VM image the files were restored into
     details: dict[str, str] = field(default_factory=dict)  # tool, snapshot, archive, target…
     chain: list[LayerEvidence] = field(default_factory=list)  # backing files, top down
+    warnings: list[str] = field(default_factory=list)  # said with the run and in the report
 
 
 @dataclass

@@ -105,6 +105,7 @@ class Draft:
     vm: list[str]  # the vm: section's lines
     known: list[Known]
     files: list[tuple[str, str]] = field(default_factory=list)  # restored (path, sha256)
+    warnings: list[str] = field(default_factory=list)  # e.g. a shared repository, no host
 
 
 def disk_image_draft(backup: Path, inspection: Inspection, name: str) -> Draft:
@@ -119,8 +120,8 @@ def disk_image_draft(backup: Path, inspection: Inspection, name: str) -> Draft:
 
 
 def file_level_draft(
-    kind: str, location: str, password_file: Path | None, target: str, base_image: Path,
-    tcg: bool, name: str,
+    kind: str, location: str, password_file: Path | None, target: str | None, base_image: Path,
+    tcg: bool, name: str, host: str | None = None, subpath: str | None = None,
 ) -> Draft:  # fmt: skip
     """A tar/file/restic/borg backup restored into ``base_image``: the backup's own
     metadata says what it holds (its newest snapshot or archive), the base image which
@@ -139,7 +140,8 @@ def file_level_draft(
         restore_point=None, sha256=None, verify_after="hash",
         repository=None if is_file else (str(local.resolve()) if local else location),
         local_repository=None if is_file or local is None else local.resolve(),
-        password_file=password_file.resolve() if password_file else None, target=target,
+        password_file=password_file.resolve() if password_file else None,
+        target=target or subpath or "/", host=host, subpath=subpath,
     )  # fmt: skip
     vm = VmSpec(memory_mib=1024, vcpus=2, accelerator="auto", boot_timeout_s=600,
                 settle_timeout_s=300, image=base_image.resolve())  # fmt: skip
@@ -156,12 +158,17 @@ def file_level_draft(
     lines = [f"  kind: {kind}", f"  {where}: {json.dumps(str(spec.path or spec.repository))}"]
     if password_file:
         lines.append(f"  password_file: {json.dumps(str(password_file.resolve()))}")
-    lines += [f"  target: {json.dumps(target)}   # where its files land in the restored VM"]
-    guest_paths = [(f"{target.rstrip('/')}/{f}", sha) for f, sha in files]
+    if host:
+        lines.append(f"  host: {json.dumps(host)}   # the newest snapshot of this server")
+    lines += [f"  # {w}" for w in facts.warnings]
+    if subpath:
+        lines.append(f"  subpath: {json.dumps(subpath)}   # this folder of the backup only")
+    lines.append(f"  target: {json.dumps(source.target)}   # where its files land in the VM")
+    guest_paths = [(source.restored_path(f), sha) for f, sha in files]
     return Draft(
         name, f"{facts.summary}; restored into {_system_name(base.system)}",
         lines, [f"  image: {json.dumps(str(base_image.resolve()))}   # booted, never changed"],
-        base.known, guest_paths,
+        base.known, guest_paths, list(facts.warnings),
     )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ import os
 import select
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO
 
 import paramiko
@@ -62,17 +62,18 @@ def run_polled(
 
 def stream_into(
     client: paramiko.SSHClient, target: str, data: IO[bytes], timeout_s: float,
-    cancelled: Callable[[], None],
+    cancelled: Callable[[], None], extract: Sequence[str] = (),
 ) -> int:  # fmt: skip
-    """Pipe the tar stream ``data`` into ``tar -x -C target`` in the guest; bytes sent.
+    """Pipe the tar stream ``data`` into ``tar -x -C target`` (plus ``extract``: what to take,
+    how many leading folders to cut) in the guest; bytes sent.
 
     Every wait is bounded by ``timeout_s`` and polls ``cancelled``: nothing blocks on a guest
     that stops reading (a full SSH window), and what the guest prints meanwhile (megabytes of
     tar warnings) is drained as it comes, so it can never stall the stream either."""
     channel = _session(client, "restore")
-    quoted = shlex.quote(target)
-    # B601: a fixed command; the target path is quoted
-    channel.exec_command(f"mkdir -p {quoted} && tar -x -C {quoted} -f -")  # nosec B601
+    quoted, more = shlex.quote(target), "".join(f" {shlex.quote(a)}" for a in extract)
+    # B601: a fixed command; the target path and the arguments are quoted
+    channel.exec_command(f"mkdir -p {quoted} && tar -x -C {quoted} -f -{more}")  # nosec B601
     said = bytearray()  # the guest's output, tail only
     deadline = time.monotonic() + timeout_s
     sent, pending, fd = 0, b"", data.fileno()

@@ -8,6 +8,7 @@ is touched outside the file system reads needed to check paths exist.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -26,6 +27,7 @@ from harness.scenario.schema import CHECK_KINDS, SCHEMA
 from harness.scenario.template import RESERVED, Rendered, render
 from harness.sources import DEFAULT_KIND, REGISTRY
 from harness.yamldoc import (
+    NOT_TEXT,
     duplicate_keys,
     field_name,
     line_of,
@@ -71,7 +73,9 @@ def load_scenario(path: Path, variables: Mapping[str, str] | None = None) -> mod
         raise ScenarioError([rendered])
     node, data = parse_document(rendered.text, name)
     problems = duplicate_keys(node, name)
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or any(p.message == NOT_TEXT for p in problems):
+        if isinstance(data, dict):  # the schema cannot judge keys that are not text
+            raise ScenarioError(problems)
         problems.append(Problem(name, 1, "", "a scenario is a YAML mapping (key: value)"))
         raise ScenarioError(problems)
     variant_keys = [k for props in CHECK_KINDS.values() for k in props]
@@ -274,8 +278,15 @@ def _backup_problems(
     for key in REGISTRY[kind].required:
         if key not in backup:
             p.add([*where, "backup"], f"a {kind} backup needs '{key}'")
-    if "path" in backup:
+    if "path" in backup and "repository" not in REGISTRY[kind].keys:
         p.existing_file([*where, "backup", "path"], backup["path"])
+    elif "path" in backup and not backup["path"].startswith("/"):
+        p.add([*where, "backup", "path"], "a snapshot path is absolute, as on the server")
+    if "glob_archives" in backup and "prefix" in backup:
+        p.add([*where, "backup", "prefix"], "give glob_archives or prefix, not both")
+    if "archive" in backup and ({"glob_archives", "prefix", "host"} & backup.keys()):
+        p.add([*where, "backup", "archive"], "a named archive takes no selector "
+                                             "(host, glob_archives, prefix)")  # fmt: skip
     if "repository" in backup and not is_remote(backup["repository"]):
         folder = (p.base / backup["repository"]).resolve()
         if not folder.is_dir():
@@ -401,9 +412,13 @@ def _machine(machine: dict[str, Any], base: Path) -> model.Machine:
 def _backup(backup: dict[str, Any], base: Path) -> model.BackupSpec:
     repository = backup.get("repository")
     local = None if repository is None or is_remote(repository) else (base / repository).resolve()
+    subpath = _clean_path(backup["subpath"]) if "subpath" in backup else None
+    kind = backup.get("kind", DEFAULT_KIND)
+    restored = REGISTRY[kind].restored
+    file_path = "path" in backup and repository is None
     return model.BackupSpec(
-        kind=backup.get("kind", DEFAULT_KIND),
-        path=(base / backup["path"]).resolve() if "path" in backup else None,
+        kind=kind,
+        path=(base / backup["path"]).resolve() if file_path else None,
         format=backup.get("format", "auto"),
         restore_point=_parse_time(backup["restore_point"]) if "restore_point" in backup else None,
         sha256=backup.get("sha256"),
@@ -412,13 +427,25 @@ def _backup(backup: dict[str, Any], base: Path) -> model.BackupSpec:
         local_repository=local,
         snapshot=backup.get("snapshot"),
         archive=backup.get("archive"),
+        host=backup.get("host"),
+        tags=tuple(backup.get("tags", ())),
+        snapshot_path=_clean_path(backup["path"]) if "path" in backup and not file_path else None,
+        glob_archives=backup["prefix"] + "*" if "prefix" in backup
+        else backup.get("glob_archives"),
+        subpath=None if subpath == "/" else subpath,
         password=backup.get("password"),
         password_file=(base / backup["password_file"]).resolve()
         if "password_file" in backup
         else None,
         environment=dict(backup.get("environment", {})),
-        target=backup.get("target"),
+        # Without a target, the files land where they were on the server.
+        target=backup.get("target", subpath or "/") if restored else None,
         restore_timeout_s=parse_duration(
             backup.get("restore_timeout", model.DEFAULT_RESTORE_TIMEOUT_S)
         ),
     )
+
+
+def _clean_path(path: str) -> str:
+    """An absolute path as written on the server, without ``//``, ``.`` or a trailing ``/``."""
+    return posixpath.normpath(path).replace("//", "/")

@@ -36,11 +36,26 @@ class BackupSpec:
     local_repository: Path | None = None
     snapshot: str | None = None
     archive: str | None = None
+    # Which snapshot "latest" means (restic: host, tags, path; borg: host, glob_archives).
+    host: str | None = None
+    tags: tuple[str, ...] = ()
+    snapshot_path: str | None = None  # restic ``path:``: snapshots that include this path
+    glob_archives: str | None = None  # borg: shell-style pattern (``prefix: p`` is ``p*``)
+    subpath: str | None = None  # restore only this subtree of the backup, into ``target``
     password: str | None = field(default=None, repr=False)
     password_file: Path | None = None
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
     target: str | None = None
     restore_timeout_s: float = DEFAULT_RESTORE_TIMEOUT_S
+
+    @property
+    def selector(self) -> str:
+        """The snapshot selector in words, for the evidence ("" when there is none)."""
+        parts = [f"host={self.host}" if self.host else "",
+                 f"tags={','.join(self.tags)}" if self.tags else "",
+                 f"path={self.snapshot_path}" if self.snapshot_path else "",
+                 f"glob_archives={self.glob_archives}" if self.glob_archives else ""]  # fmt: skip
+        return ", ".join(p for p in parts if p)
 
     @property
     def location(self) -> Path | None:

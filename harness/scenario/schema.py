@@ -121,7 +121,11 @@ SCHEMA: dict[str, Any] = {
                     "enum": list(REGISTRY),
                     "default": DEFAULT_KIND,
                 },
-                "path": {"description": "the backup file, relative to the scenario", **_path},
+                "path": {
+                    "description": "the backup file, relative to the scenario (disk-image, "
+                    "tar, file); restic: use only snapshots that include this absolute path",
+                    **_path,
+                },
                 "repository": {
                     "description": "restic/borg repository: a local path (relative to the "
                     "scenario) or a URL the tool understands (sftp:, s3:, rest:, ssh://)",
@@ -129,6 +133,27 @@ SCHEMA: dict[str, Any] = {
                 },
                 "snapshot": {"description": "restic snapshot id (default: latest)", **_text},
                 "archive": {"description": "borg archive name (default: the newest)", **_text},
+                "host": {
+                    "description": "restic/borg: use only snapshots or archives of this host "
+                    "(what 'latest' means in a repository several servers share)",
+                    **_text,
+                },
+                "tags": {
+                    "description": "restic: use only snapshots carrying all these tags",
+                    "type": "array", "minItems": 1, "maxItems": 20, "items": _text,
+                },
+                "glob_archives": {
+                    "description": "borg: use only archives whose name matches this "
+                    "shell-style pattern (as borg's --glob-archives)",
+                    **_text,
+                },
+                "prefix": {"description": "borg: use only archives whose name starts so", **_text},
+                "subpath": {
+                    "description": "tar/restic/borg: restore only this folder of the backup "
+                    "(as it was on the server, e.g. /var/www/html), its content into target "
+                    "(default: the same path)",
+                    "type": "string", "pattern": "^/[^\\0]*$", "maxLength": 4096,
+                },
                 "password": {"description": "repository password; use secret()", **_text},
                 "password_file": {"description": "file holding the repository password", **_path},
                 "environment": {
@@ -140,7 +165,9 @@ SCHEMA: dict[str, Any] = {
                     "additionalProperties": {"type": "string", "maxLength": 4096},
                 },
                 "target": {
-                    "description": "directory in the guest the files are restored into",
+                    "description": "directory in the guest the files are restored into "
+                    "(default: subpath, else / so files land where they were on the server; "
+                    "a file backup needs one)",
                     "type": "string",
                     "pattern": "^/[^\\0]*$",
                     "maxLength": 4096,

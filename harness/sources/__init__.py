@@ -33,19 +33,18 @@ class Kind:
 
 
 _FILES = frozenset({"path", "sha256", "target", "restore_timeout"})
-_REPOSITORY = frozenset(
-    {"repository", "password", "password_file", "environment", "target", "restore_timeout"}
-)
+_REPOSITORY = frozenset({"repository", "password", "password_file", "environment", "target",
+                         "restore_timeout", "subpath", "host"})  # fmt: skip
 DEFAULT_KIND = "disk-image"
 REGISTRY: dict[str, Kind] = {
     "disk-image": Kind("harness.sources.disk_image:DiskImageSource",
                        frozenset({"path", "format", "sha256"}), ("path",), restored=False),
-    "tar": Kind("harness.sources.tar:TarSource", _FILES, ("path", "target")),
+    "tar": Kind("harness.sources.tar:TarSource", _FILES | {"subpath"}, ("path",)),
     "file": Kind("harness.sources.tar:SingleFileSource", _FILES, ("path", "target")),
-    "restic": Kind("harness.sources.restic:ResticSource", _REPOSITORY | {"snapshot"},
-                   ("repository", "target")),
-    "borg": Kind("harness.sources.borg:BorgSource", _REPOSITORY | {"archive"},
-                 ("repository", "target")),
+    "restic": Kind("harness.sources.restic:ResticSource",
+                   _REPOSITORY | {"snapshot", "tags", "path"}, ("repository",)),
+    "borg": Kind("harness.sources.borg:BorgSource",
+                 _REPOSITORY | {"archive", "glob_archives", "prefix"}, ("repository",)),
 }  # fmt: skip
 
 __all__ = ["DEFAULT_KIND", "REGISTRY", "BootDisk", "HashCancelled", "Kind", "Proof", "Source",

@@ -1,12 +1,21 @@
 """A borg archive, from a local repository or ``ssh://`` / ``user@host:path``: the restore
-point is the archive's start time."""
+point is the archive's start time. Without ``archive``, the newest archive that borg's own
+selectors admit (``host``, ``glob_archives``/``prefix``)."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+from typing import Any
 
 from harness.errors import PhaseFailed
-from harness.sources.files import FileLevelSource, Inspected, newest, parse_time, password_env
+from harness.sources.files import (
+    FileLevelSource,
+    Inspected,
+    parse_time,
+    password_env,
+    pick_latest,
+)
 
 
 class BorgSource(FileLevelSource):
@@ -18,32 +27,50 @@ class BorgSource(FileLevelSource):
             **super().environment(), **password_env(self.spec, "BORG_PASSPHRASE"),
         }  # fmt: skip
 
+    def _selected(self, archive: dict[str, Any]) -> bool:
+        """borg's own semantics: the host, and the name matching ``--glob-archives``."""
+        spec = self.spec
+        return ((spec.host is None or archive.get("hostname") == spec.host)
+                and (spec.glob_archives is None
+                     or fnmatch.fnmatchcase(str(archive["name"]), spec.glob_archives)))  # fmt: skip
+
     def inspect(self) -> Inspected:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it
-        out = self.run_tool(["borg", "--bypass-lock", "list", "--json", self.spec.repository])
+        out = self.run_tool(["borg", "--bypass-lock", "list", "--json", "--format",
+                             "{hostname}", self.spec.repository])  # fmt: skip
         try:
             archives = json.loads(out).get("archives", [])
         except ValueError as exc:
             raise PhaseFailed("verify", f"borg list: unreadable answer ({exc})") from exc
+        warnings: tuple[str, ...] = ()
         if self.spec.archive:
-            chosen = next((a for a in archives if a["name"] == self.spec.archive), None)
+            found = next((a for a in archives if a["name"] == self.spec.archive), None)
+            if found is None:
+                raise PhaseFailed("verify", f"borg: no archive {self.spec.archive} in the "
+                                            f"repository ({len(archives)} archive(s))")  # fmt: skip
+            chosen = found
         else:
-            chosen = newest(archives, "start")
-        if chosen is None:
-            raise PhaseFailed("verify", f"borg: no archive {self.spec.archive or '(any)'} in "
-                                        f"the repository ({len(archives)} archive(s))")  # fmt: skip
+            chosen, warnings = pick_latest(archives, "start", "hostname", self.spec,
+                                           self._selected, "archive")  # fmt: skip
         self.archive = chosen["name"]
+        host = str(chosen.get("hostname", "?"))
         return Inspected(
-            f"borg archive {chosen['name']}", parse_time(chosen["start"]), "borg archive time",
+            f"borg archive {chosen['name']} on {host}", parse_time(chosen["start"]),
+            "borg archive time",
             {"tool": "borg", "archive": chosen["name"], "archive id": chosen.get("id", ""),
+             "hostname": host,
+             "selector": self.spec.selector or ("the archive named" if self.spec.archive
+                                                else "none: the newest archive of any host"),
              "archives in repository": str(len(archives))},
+            warnings=warnings,
         )  # fmt: skip
 
     def sample_files(self, limit: int) -> list[str]:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it
         found = []
+        under = [self.spec.subpath.lstrip("/")] if self.spec.subpath else []
         out = self.run_tool(["borg", "--bypass-lock", "list", "--json-lines",
-                             f"{self.spec.repository}::{self.archive}"])  # fmt: skip
+                             f"{self.spec.repository}::{self.archive}", *under])  # fmt: skip
         for line in out.splitlines():
             try:
                 item = json.loads(line)
@@ -62,5 +89,7 @@ class BorgSource(FileLevelSource):
 
     def stream_command(self) -> list[str]:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it
+        # borg stores paths without their leading "/": a subpath selects that folder.
+        sub = [self.spec.subpath.lstrip("/")] if self.spec.subpath else []
         return ["borg", "--bypass-lock", "export-tar", f"{self.spec.repository}::{self.archive}",
-                "-"]  # fmt: skip
+                "-", *sub]  # fmt: skip

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +44,7 @@ class Inspected:
     restore_point: datetime | None = None
     restore_point_source: str = ""
     details: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # e.g. a repository of several hosts and no host given
 
 
 class FileLevelSource:
@@ -65,9 +66,17 @@ class FileLevelSource:
         raise NotImplementedError
 
     def sample_files(self, limit: int) -> list[str]:
-        """Up to ``limit`` small regular files of the backup (after :meth:`inspect`), as
-        paths inside the restored tree: for ``init``'s checks that the files came back."""
+        """Up to ``limit`` small regular files of the backup (after :meth:`inspect`; under
+        ``subpath`` if set), as the backup names them without a leading ``/``: for ``init``'s
+        checks that the files came back (see :meth:`restored_path`)."""
         raise NotImplementedError
+
+    def restored_path(self, path: str) -> str:
+        """Where a file of :meth:`sample_files` lands in the guest."""
+        relative = path.removeprefix("./").lstrip("/")
+        if self.spec.subpath:
+            relative = relative.removeprefix(self.spec.subpath.lstrip("/")).lstrip("/")
+        return f"{self.target.rstrip('/')}/{relative}"
 
     def file_content(self, path: str) -> bytes:
         """One file of the backup (a path from :meth:`sample_files`), read by its tool."""
@@ -75,6 +84,13 @@ class FileLevelSource:
 
     def environment(self) -> dict[str, str]:
         return dict(self.spec.environment)
+
+    def extract_args(self) -> list[str]:
+        """What ``tar -x`` in the guest adds: a ``subpath``'s stream still holds the paths as
+        on the server (``var/www/html/…``); they are cut so its content lands in ``target``."""
+        if self.spec.subpath is None:
+            return []
+        return [f"--strip-components={len(self.spec.subpath.strip('/').split('/'))}"]
 
     # -- the Source interface -------------------------------------------------------------
     def verify(self) -> tuple[BackupEvidence, BootDisk]:
@@ -97,9 +113,14 @@ class FileLevelSource:
             restore_point_source=source, sha256_expected=self.spec.sha256,
             image_check=f"{facts.summary}; base image {image.format}: {image_check}",
             identity_before=before, base_image=str(self.image_path),
-            details={**facts.details, "restored into": self.target},
+            details={**facts.details, **self._where()}, warnings=list(facts.warnings),
         )  # fmt: skip
         return evidence, BootDisk(self.image_path, image, chain)
+
+    def _where(self) -> dict[str, str]:
+        if self.spec.subpath is None:
+            return {"restored into": self.target}
+        return {"subpath": self.spec.subpath, "restored into": self.target}
 
     def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
         if self.spec.location is not None:
@@ -209,3 +230,24 @@ def newest(items: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
     """The item whose ``key`` timestamp is latest, compared as times, never as text:
     ``2026-10-24T23:30:00+02:00`` is older than ``2026-10-24T22:00:00Z``."""
     return max(items, key=lambda item: parse_time(str(item[key])), default=None)
+
+
+def pick_latest(
+    items: list[dict[str, Any]], time_key: str, host_key: str, spec: BackupSpec,
+    selected: Callable[[dict[str, Any]], bool], what: str,
+) -> tuple[dict[str, Any], tuple[str, ...]]:  # fmt: skip
+    """The newest of ``items`` the scenario's selector admits, and the warning a shared
+    repository earns when the scenario names no host (the newest of *any* server's backups
+    would be drilled, and could PASS as the wrong server)."""
+    chosen = newest([i for i in items if selected(i)], time_key)
+    hosts = sorted({str(i.get(host_key, "")) for i in items})
+    if chosen is None:
+        raise PhaseFailed("verify", f"no {what} in the repository matches "
+                                    f"{spec.selector or 'any'} ({len(items)} {what}(s); "
+                                    f"hosts: {', '.join(hosts) or 'none'})")  # fmt: skip
+    if spec.host is None and len(hosts) > 1:
+        drilled = chosen.get(host_key, "?")
+        return chosen, (f"the repository holds backups of {len(hosts)} hosts "
+                        f"({', '.join(hosts)}) and the scenario names none: the newest of any "
+                        f"host was drilled ({drilled}); set backup.host",)  # fmt: skip
+    return chosen, ()

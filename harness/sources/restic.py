@@ -1,12 +1,22 @@
 """A restic snapshot, from a local repository or any URL restic understands (sftp:, s3:,
-rest:, …): the restore point is the snapshot's own time."""
+rest:, …): the restore point is the snapshot's own time. "latest" is the newest snapshot
+that restic's own selectors admit (``host``, ``tags``, ``path``), as ``restic restore
+latest --host …`` would choose it."""
 
 from __future__ import annotations
 
 import json
+import posixpath
+from typing import Any
 
 from harness.errors import PhaseFailed
-from harness.sources.files import FileLevelSource, Inspected, newest, parse_time, password_env
+from harness.sources.files import (
+    FileLevelSource,
+    Inspected,
+    parse_time,
+    password_env,
+    pick_latest,
+)
 
 
 class ResticSource(FileLevelSource):
@@ -19,33 +29,65 @@ class ResticSource(FileLevelSource):
             return {**super().environment(), "RESTIC_PASSWORD_FILE": str(self.spec.password_file)}
         return {**super().environment(), **password_env(self.spec, "RESTIC_PASSWORD")}
 
+    def _selected(self, snapshot: dict[str, Any]) -> bool:
+        """restic's own semantics: the host, every tag, and the path among the snapshot's."""
+        spec = self.spec
+        return ((spec.host is None or snapshot.get("hostname") == spec.host)
+                and set(spec.tags) <= set(snapshot.get("tags") or ())
+                and (spec.snapshot_path is None
+                     or spec.snapshot_path in (snapshot.get("paths") or ())))  # fmt: skip
+
     def inspect(self) -> Inspected:
         out = self.run_tool(self._restic("snapshots", "--json"))
         try:
             snapshots = json.loads(out) or []
         except ValueError as exc:
             raise PhaseFailed("verify", f"restic snapshots: unreadable answer ({exc})") from exc
-        wanted = self.spec.snapshot or "latest"
-        if wanted == "latest":
-            chosen = newest(snapshots, "time")
+        warnings: tuple[str, ...] = ()
+        if self.spec.snapshot is None:
+            chosen, warnings = pick_latest(snapshots, "time", "hostname", self.spec,
+                                           self._selected, "snapshot")  # fmt: skip
         else:
-            chosen = next((s for s in snapshots if s["id"].startswith(wanted)), None)
-        if chosen is None:
-            raise PhaseFailed("verify", f"restic: no snapshot {wanted!r} in the repository "
-                                        f"({len(snapshots)} snapshot(s))")  # fmt: skip
+            wanted = self.spec.snapshot
+            found = next((s for s in snapshots if s["id"].startswith(wanted)), None)
+            if found is None:
+                raise PhaseFailed("verify", f"restic: no snapshot {wanted!r} in the repository "
+                                            f"({len(snapshots)} snapshot(s))")  # fmt: skip
+            if not self._selected(found):
+                raise PhaseFailed("verify", f"restic snapshot {wanted} does not match "
+                                            f"{self.spec.selector}")  # fmt: skip
+            chosen = found
         self.snapshot_id = chosen["id"]
-        paths = ", ".join(chosen.get("paths", []))
+        paths = [str(p) for p in chosen.get("paths") or ()]
+        self._check_subpath(paths)
+        host = str(chosen.get("hostname", "?"))
         return Inspected(
-            f"restic snapshot {chosen['id'][:8]} of {paths} on {chosen.get('hostname', '?')}",
+            f"restic snapshot {chosen['id'][:8]} of {', '.join(paths)} on {host}",
             parse_time(chosen["time"]), "restic snapshot time",
-            {"tool": "restic", "snapshot": chosen["id"], "paths": paths,
-             "hostname": chosen.get("hostname", ""),
+            {"tool": "restic", "snapshot": chosen["id"], "paths": ", ".join(paths),
+             "hostname": host, "tags": ", ".join(chosen.get("tags") or ()),
+             "selector": self.spec.selector or "none: the newest snapshot of any host",
              "snapshots in repository": str(len(snapshots))},
+            warnings=warnings,
         )  # fmt: skip
+
+    def _check_subpath(self, paths: list[str]) -> None:
+        """A subpath outside what the snapshot backed up fails here, not at the restore."""
+        sub = self.spec.subpath
+        if sub is None or not paths:
+            return
+        inside = any(sub == p or sub.startswith(p.rstrip("/") + "/")
+                     for p in map(posixpath.normpath, paths))  # fmt: skip
+        if not inside:
+            held = ", ".join(paths)
+            raise PhaseFailed("verify", f"subpath {sub} is not in restic snapshot "
+                                        f"{self.snapshot_id[:8]} (it holds {held})")  # fmt: skip
 
     def sample_files(self, limit: int) -> list[str]:
         found = []
-        for line in self.run_tool(self._restic("ls", "--json", self.snapshot_id)).splitlines():
+        under = [self.spec.subpath] if self.spec.subpath else []
+        listing = self.run_tool(self._restic("ls", "--json", self.snapshot_id, *under))
+        for line in listing.splitlines():
             try:
                 node = json.loads(line)
             except ValueError:
@@ -61,4 +103,4 @@ class ResticSource(FileLevelSource):
         return self.tool_bytes(self._restic("dump", self.snapshot_id, f"/{path}"))
 
     def stream_command(self) -> list[str]:
-        return self._restic("dump", "--archive", "tar", self.snapshot_id, "/")
+        return self._restic("dump", "--archive", "tar", self.snapshot_id, self.spec.subpath or "/")

@@ -3,6 +3,7 @@ restored into the base VM at ``backup.target``."""
 
 from __future__ import annotations
 
+from harness.errors import PhaseFailed
 from harness.sources.files import SAMPLE_MAX_BYTES, FileLevelSource, Inspected
 
 # Magic bytes → the command that decompresses to stdout.
@@ -27,18 +28,23 @@ class TarSource(FileLevelSource):
                 return command, name
         return ["cat"], "uncompressed"
 
+    member = ""  # the subpath as the archive names it (``var/…``, ``./var/…`` or ``/var/…``)
+
     def inspect(self) -> Inspected:
         listing = self.run_tool(["tar", "-tf", str(self.spec.path)])
         _, name = self._compression()
         entries = len(listing.splitlines())
+        if self.spec.subpath is not None:
+            self.member = _member(listing.splitlines(), self.spec.subpath)
         return Inspected(f"tar archive ({name}), {entries} entries read",
                          details={"tool": "tar", "entries": str(entries)})  # fmt: skip
 
     def sample_files(self, limit: int) -> list[str]:
         listing = self.run_tool(["tar", "-tvf", str(self.spec.path)]).splitlines()
+        under = f"{self.member}/" if self.member else ""
         files = [parts[5] for line in listing if line.startswith("-")
                  and len(parts := line.split(None, 5)) == 6
-                 and int(parts[2]) <= SAMPLE_MAX_BYTES]  # fmt: skip
+                 and int(parts[2]) <= SAMPLE_MAX_BYTES and parts[5].startswith(under)]  # fmt: skip
         self._members = {f.removeprefix("./").lstrip("/"): f for f in files[:limit]}
         return list(self._members)
 
@@ -48,6 +54,23 @@ class TarSource(FileLevelSource):
     def stream_command(self) -> list[str]:
         command, _ = self._compression()
         return [*command, str(self.spec.path)]
+
+    def extract_args(self) -> list[str]:
+        """The whole archive is streamed; the guest's tar takes only the subpath's member."""
+        if not self.member:
+            return []
+        return [f"--strip-components={len(self.member.strip('/').split('/'))}", "--",
+                self.member]  # fmt: skip
+
+
+def _member(names: list[str], subpath: str) -> str:
+    """How the archive spells ``subpath``: ``tar -czf x /var/www/html`` stores
+    ``var/www/html/…``, ``tar -C / -czf x ./var/www/html`` ``./var/www/html/…``."""
+    relative = subpath.lstrip("/")
+    for form in (relative, f"./{relative}", f"/{relative}"):
+        if any(n.rstrip("/") == form or n.startswith(f"{form}/") for n in names):
+            return form
+    raise PhaseFailed("verify", f"the archive holds nothing under {subpath} (subpath)")
 
 
 class SingleFileSource(FileLevelSource):

@@ -170,13 +170,15 @@ def test_every_new_section_renders_in_the_full_page(tmp_path: Path) -> None:
                       "detail": "No route to host after 0.0s"}]  # fmt: skip
     run.lab.update(gateway="10.213.1.1", host_guard="table inet rdrill_0badc0de {}",
                    security_driver="none")  # fmt: skip
+    run.backup.warnings = ["the repository holds backups of 2 hosts (db, web)"]
     html = (write(tmp_path, run) / "report.html").read_text()
     assert 'class="banner PASS"' in html  # the full page, not the fallback
     assert "the backup CHANGED" not in html
     for text in ("What the drill changed in the lab copy", "/etc/ssh/sshd_config",
                  "the backup itself is unchanged (proof below)", "/b/full.qcow2",
                  "drill host 10.213.1.1:22", "Attempts to leave the lab (1 of 1 blocked)",
-                 "1 skipped (not run: proves nothing)", "host guard rules"):  # fmt: skip
+                 "1 skipped (not run: proves nothing)", "host guard rules",
+                 "Warning: the repository holds backups of 2 hosts (db, web)"):  # fmt: skip
         assert text in html, text
 
 

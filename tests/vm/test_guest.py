@@ -92,7 +92,7 @@ INITS = {
     "db": ([str(DEMO / "db.qcow2")], {"postgresql answers", "postgresql listens on 5432"}),
     "restic": (["--kind", "restic", str(DEMO / "restic-site"), "--password-file",
                 str(DEMO / "restic.pass"), "--base-image", str(DEMO / "web.qcow2"),
-                "--target", "/var/www/html"],
+                "--host", "web", "--subpath", "/var/www/html"],
                {"restored file 1 is intact", "restored file 2 is intact", "nginx is running"}),
 }  # fmt: skip
 
@@ -112,8 +112,12 @@ def test_init_writes_a_first_scenario_that_passes_unedited(
     assert drill.exit_code == 0, drill.stderr
     checks = {c["name"]: c for c in drill.report["checks"]}
     assert expected <= set(checks)
-    if backup == "restic":  # the restored files carry the backup's own content
+    if backup == "restic":  # the restored files carry the backup's own content, in place
         assert "sha256" in checks["restored file 1 is intact"]["expectation"]
+        for path in ("/var/www/html/index.html", "/var/www/html/assets/VERSION"):
+            assert f'file: "{path}"' in init.stdout  # the site's own place (subpath)
+        assert "host: \"web\"" in init.stdout
+        assert "warning" not in init.stderr
     assert_backup_untouched(drill.report)
 
 
