@@ -37,6 +37,7 @@ from harness.lab.lifecycle import state_root
 from harness.output.events import Event, Sink, from_json
 from harness.runlock import scenario_lock
 from harness.scenario.model import Scenario
+from harness.sources.busy import wait_until_idle
 
 QEMU_OVERHEAD_MIB = 256  # QEMU itself, beyond guest RAM (TCG's translation cache included)
 HOST_RESERVE_MIB = 1024  # left to the host and the harness
@@ -47,7 +48,7 @@ class Finished:
     """How one scenario's drill ended; ``report`` is its evidence folder, if one was written."""
 
     scenario: str
-    verdict: str  # PASS | FAIL | ERROR | ABORTED | SKIPPED (another run held it)
+    verdict: str  # PASS | FAIL | ERROR | ABORTED | SKIPPED (another run held it, or a backup ran)
     exit_code: int
     reason: str
     report: Path | None = None
@@ -61,6 +62,7 @@ class Plan:
     options: DrillOptions
     signing_key: Ed25519PrivateKey | None = None
     wait_lock_s: float = 0.0
+    wait_backup_s: float = 0.0  # for a repository a running backup holds locked
 
 
 def sample(scenarios: Sequence[Scenario], n: int | None, seed: int) -> list[Scenario]:
@@ -97,6 +99,7 @@ def drill_one(scenario: Scenario, plan: Plan, sink: Sink, interrupts: Interrupts
     kept_hint = ""
     try:
         with scenario_lock(state_root(), scenario.name, plan.wait_lock_s, interrupts.check):
+            wait_until_idle(scenario, plan.wait_backup_s, interrupts.check)
             outcome = run_drill(scenario, plan.options, sink, interrupts)
             kept_hint = outcome.kept_hint
             done = _write(scenario, outcome, plan, sink)

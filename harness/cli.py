@@ -224,6 +224,9 @@ def schema() -> None:
 @click.option("--wait-lock", type=DURATION, default="0s", show_default=True,
               help="How long to wait for a scenario another run is drilling; then skip it "
                    "(exit 75).")  # fmt: skip
+@click.option("--wait-backup", type=DURATION, default="0s", show_default=True,
+              help="How long to wait for a backup that holds a scenario's restic or borg "
+                   "repository locked; then skip the scenario (exit 75).")  # fmt: skip
 @click.option("--libvirt-timeout", type=DURATION, default="60s", show_default=True,
               help="A libvirt call unanswered this long means libvirtd is hung: the drill "
                    "ends as an infrastructure error.")  # fmt: skip
@@ -241,14 +244,14 @@ def schema() -> None:
 def run(
     scenarios: tuple[Path, ...], var: tuple[str, ...], uri: str, reports: Path, keep: bool,
     signing_key: Path | None, accelerator: str | None, parallel: int, sample: int | None,
-    seed: int | None, wait_lock: float, libvirt_timeout: float, stop_grace: float,
-    log_format: str, notify_file: Path | None,
+    seed: int | None, wait_lock: float, wait_backup: float, libvirt_timeout: float,
+    stop_grace: float, log_format: str, notify_file: Path | None,
 ) -> None:  # fmt: skip
     """Run drills; write evidence for each, passed or not.
 
     Exit code: the worst of all drills (0 all verified, 1 a drill failed, 2 bad input,
-    3 infrastructure error, 75 a scenario was skipped because another run held it,
-    130 interrupted)."""
+    3 infrastructure error, 75 a scenario was skipped because another run held it or a
+    backup was running on its repository, 130 interrupted)."""
     from harness import batch
     from harness.drill import DrillOptions
     from harness.evidence.signing import load_private
@@ -271,13 +274,14 @@ def run(
                                     f"(--seed {seed}): {names}"))  # fmt: skip
         interrupts.install()
         options = DrillOptions(uri, keep, accelerator, libvirt_timeout)
-        plan = batch.Plan(reports, options, key, wait_lock)
+        plan = batch.Plan(reports, options, key, wait_lock, wait_backup)
         try:
             if parallel > 1 and len(chosen) > 1:
                 argv = batch.child_command({
                     "--var": var, "--connect": uri, "--reports": reports, "--keep": keep,
                     "--signing-key": signing_key, "--accelerator": accelerator,
-                    "--wait-lock": f"{wait_lock}s", "--libvirt-timeout": f"{libvirt_timeout}s",
+                    "--wait-lock": f"{wait_lock}s", "--wait-backup": f"{wait_backup}s",
+                    "--libvirt-timeout": f"{libvirt_timeout}s",
                 })  # fmt: skip
                 finished = batch.run_in_children(chosen, argv, parallel, sink, interrupts,
                                                  plan, stop_grace)  # fmt: skip

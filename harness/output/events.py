@@ -25,8 +25,9 @@ class Event:
 
     ``kind``: ``drill`` (started; ``rto_s`` set), ``phase`` (``status`` is ``started`` or the
     phase's end status), ``check`` (``status`` pass/fail), ``note``, ``verdict`` (``status``
-    PASS/FAIL/ERROR/ABORTED, or SKIPPED when another run holds the scenario; ``report`` set)
-    and ``batch`` (about a whole multi-scenario run; ``scenario`` is empty).
+    PASS/FAIL/ERROR/ABORTED, or SKIPPED when another run holds the scenario or a backup its
+    repository; ``report`` set) and ``batch`` (about a whole multi-scenario run; ``scenario``
+    is empty).
     """
 
     kind: str

@@ -114,16 +114,35 @@ def stream_into(
         channel.close()
     if status != 0:
         raise PhaseFailed("restore", f"tar -x in the guest exited {status}: {_last_lines(said)}")
-    if pending or not _at_end(fd):
+    if not _only_padding(pending, fd, deadline, cancelled):
         raise PhaseFailed("restore", f"tar in the guest ended before the whole stream was sent "
                                      f"({sent} bytes): {_last_lines(said)}")  # fmt: skip
     return sent
 
 
-def _at_end(fd: int) -> bool:
-    """Whether the stream has nothing left (checked once the guest's tar has ended)."""
-    ready = select.select([fd], [], [], 0)[0]
-    return bool(ready) and not os.read(fd, 1)
+PADDING_MAX = 1024 * 1024
+
+
+def _only_padding(
+    pending: bytes, fd: int, deadline: float, cancelled: Callable[[], None]
+) -> bool:  # fmt: skip
+    """Whether what the guest's tar left unread (once it ended well) is only the zero
+    padding writers add after the end-of-archive blocks (to a 10 KiB record, or a larger
+    blocking factor): then nothing of the backup was left out. Read to the stream's end."""
+    left = len(pending)
+    if pending.strip(b"\0"):
+        return False
+    while time.monotonic() < deadline:
+        cancelled()
+        if not select.select([fd], [], [], 0.05)[0]:
+            continue
+        chunk = os.read(fd, CHUNK)
+        if not chunk:
+            return True
+        left += len(chunk)
+        if chunk.strip(b"\0") or left > PADDING_MAX:
+            return False
+    return False
 
 
 def _drain(channel: paramiko.Channel, said: bytearray) -> None:

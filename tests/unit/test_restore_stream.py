@@ -4,6 +4,7 @@ reading or prints megabytes can neither hang nor deadlock the drill, and an abor
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -18,6 +19,7 @@ from harness.errors import Aborted, PhaseFailed, PhaseTimeout
 from harness.remote.commands import stream_into
 
 MIB = 1024 * 1024
+RECORD = 10240  # tar's default record: an archive's end-of-archive blocks lie within it
 
 
 class Guest(paramiko.ServerInterface):
@@ -48,6 +50,12 @@ class Guest(paramiko.ServerInterface):
         if self.behaviour == "chatters":  # megabytes of warnings before it reads anything
             for _ in range(8):
                 channel.sendall_stderr(b"tar: warning: a long line of complaint\n" * 27000)
+        if self.behaviour == "ends at its marker":  # tar: done after the end-of-archive blocks
+            while self.received < RECORD:
+                self.received += len(channel.recv(RECORD - self.received))
+            channel.send_exit_status(0)
+            channel.close()
+            return
         while data := channel.recv(256 * 1024):
             self.received += len(data)
         if self.behaviour == "fails":
@@ -95,11 +103,25 @@ def _key(folder: Path) -> Path:
 
 
 def stream(tmp_path: Path, client: paramiko.SSHClient, size: int, limit: float,
-           cancelled: Callable[[], None] = lambda: None) -> tuple[float, object]:  # fmt: skip
+           cancelled: Callable[[], None] = lambda: None,
+           pieces: tuple[bytes, ...] = ()) -> tuple[float, object]:  # fmt: skip
     """Run stream_into in a thread that must end by itself: a hang is a failure, not a stuck
-    test run. Its result (bytes sent, or the exception) and how long it took."""
+    test run. Its result (bytes sent, or the exception) and how long it took. ``pieces``:
+    the stream comes from a tool writing them a second apart (else ``size`` zero bytes)."""
     data = tmp_path / "stream.tar"
     data.write_bytes(b"\0" * size)
+    if pieces:
+        data.unlink()
+        os.mkfifo(data)
+
+        def tool() -> None:
+            with data.open("wb") as out:
+                for n, piece in enumerate(pieces):
+                    time.sleep(1.0 if n else 0)
+                    out.write(piece)
+                    out.flush()
+
+        threading.Thread(target=tool, daemon=True).start()
     box: list[object] = []
 
     def work() -> None:
@@ -158,3 +180,24 @@ def test_an_abort_stops_a_stalled_stream_at_once(
     took, outcome = stream(tmp_path, guest[1], 16 * MIB, 600, cancelled)
     assert isinstance(outcome, Aborted)
     assert took < 5
+
+
+@pytest.mark.parametrize("guest", ["ends at its marker"], indirect=True)
+def test_zero_padding_after_the_archives_end_is_no_lost_data(
+    guest: tuple[Guest, paramiko.SSHClient], tmp_path: Path
+) -> None:
+    """borg export-tar pads its archive past the end marker: tar in the guest stops reading
+    there and exits 0. Nothing of the backup was left out."""
+    archive = (b"x" * (RECORD - 1024) + b"\0" * 1024, b"\0" * (3 * RECORD))
+    _, sent = stream(tmp_path, guest[1], 0, 60, pieces=archive)
+    assert sent == RECORD
+
+
+@pytest.mark.parametrize("guest", ["ends at its marker"], indirect=True)
+def test_data_after_where_the_guest_stopped_reading_fails_the_restore(
+    guest: tuple[Guest, paramiko.SSHClient], tmp_path: Path
+) -> None:
+    archive = (b"x" * RECORD, b"\0" * RECORD + b"more of the backup" + b"\0" * 100)
+    _, outcome = stream(tmp_path, guest[1], 0, 60, pieces=archive)
+    assert isinstance(outcome, PhaseFailed)
+    assert "tar in the guest ended before the whole stream was sent" in str(outcome)

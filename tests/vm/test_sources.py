@@ -58,6 +58,12 @@ def test_every_kind_restores_and_a_damaged_repository_fails_at_restore(
     assert [s["name"] for s in steps] == ["step: create the database", "step: pg_restore the dump"]
     assert drills["vmdk"].report["backup"]["format"] == "vmdk"
     assert drills["restic"].report["backup"]["restore_point_source"] == "restic snapshot time"
+    for kind in ("restic", "borg"):  # a repository the mail server shares, newer snapshots
+        backup = drills[kind].report["backup"]
+        assert backup["details"]["hostname"] == "web"
+        assert backup["details"]["selector"] == "host=web"
+        assert backup["details"]["subpath"] == "/var/www/html"
+        assert backup["warnings"] == []
     assert drills["borg"].report["backup"]["restore_point_source"] == "borg archive time"
     borg_pass = (DEMO / "borg.pass").read_text().strip()
     for file in drills["borg"].folders[0].iterdir():
