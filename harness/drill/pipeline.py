@@ -29,11 +29,12 @@ from harness.drill.machines import Guest, join_polling, start_machines
 from harness.drill.proof import Stop, prove_unchanged, start_hashing
 from harness.drill.verdict import bug_reason, judge, tally
 from harness.durations import format_duration
-from harness.errors import Aborted, DrillError, ExitCode
+from harness.errors import Aborted, DrillError, ExitCode, PhaseFailed
 from harness.evidence.model import CheckResult, RunResult, Verdict
 from harness.guest.inject import inject_key
 from harness.interrupts import Interrupts
 from harness.lab import accel
+from harness.lab.access import unreadable
 from harness.lab.hypervisor import CALL_TIMEOUT_S, Hypervisor
 from harness.lab.lifecycle import KeptVm, Lab, VmDisk, reap, state_root
 from harness.output.events import Sink
@@ -166,6 +167,11 @@ class Run:
                 if not isinstance(guest.source, FileLevelSource):
                     check = f"{guest.disk.image.format}, {check}"
                 details.append(f"{guest.machine.name}: {check}" if guest.label else check)
+                disk = guest.disk
+                closed = unreadable([disk.path, *(layer.path for layer in disk.chain)],
+                                    self.options.uri)  # fmt: skip
+                if closed:
+                    raise PhaseFailed("verify", "; ".join(closed))
             result.backup = self._primary().evidence
             phase.detail = "; ".join(details)
         for guest in self.guests:

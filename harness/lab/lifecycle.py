@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import random
-import re
 import secrets
 import shutil
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 from harness import qemu_img
 from harness.errors import LabError
 from harness.lab import guard
+from harness.lab.access import qemu_account
 from harness.lab.hypervisor import Hypervisor, LabObject
 from harness.lab.xml import (
     NAME_PREFIX,
@@ -33,8 +32,6 @@ from harness.lab.xml import (
     domain_xml,
     network_xml,
 )
-
-QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 
 
 def state_root() -> Path:
@@ -290,20 +287,9 @@ def _remove(hv: Hypervisor, domains: Sequence[str], networks: Sequence[str], fol
 
 def _give_to_qemu(overlay: Path, uri: str) -> None:
     """Under qemu:///system QEMU runs as an unprivileged user that must write the overlay."""
-    if os.geteuid() != 0 or not uri.startswith("qemu:///system"):
-        return
-    user = "libvirt-qemu"
-    try:
-        match = re.search(r'^\s*user\s*=\s*"([^"]+)"', QEMU_CONF.read_text(), re.M)
-        if match:
-            user = match.group(1)
-    except OSError:
-        pass
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        return  # qemu runs as root here (user = "root" or no such account)
-    os.chown(overlay, entry.pw_uid, entry.pw_gid)
+    entry = qemu_account(uri)
+    if os.geteuid() == 0 and entry is not None:
+        os.chown(overlay, entry.pw_uid, entry.pw_gid)
 
 
 def list_labs(root: Path | None = None) -> list[LabRecord]:

@@ -71,6 +71,7 @@ SCHEMA: dict[str, Any] = {
                 "when": _when,
                 "url": {"type": "string", "pattern": "^https?://"},
                 "url_env": _env,
+                "url_file": {"type": "string", "minLength": 1},
                 "token_env": _env,
                 "token_file": {"type": "string", "minLength": 1},
                 "timeout": _timeout,

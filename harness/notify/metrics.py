@@ -24,7 +24,8 @@ def write_textfile(reports: Path, target: Path) -> int:
         return Gauge(f"restore_drill_{name}", doc, labels, registry=registry)
 
     last_run = gauge("last_run_timestamp_seconds", "Start of the latest drill")
-    last_ok = gauge("last_verified_timestamp_seconds", "Start of the latest drill that passed")
+    last_ok = gauge("last_verified_timestamp_seconds",
+                    "Start of the latest drill that passed (0: never)")
     recovery = gauge("recovery_seconds", "Measured recovery time of the latest drill")
     rto = gauge("rto_target_seconds", "Recovery time objective")
     rto_met = gauge("rto_met", "1 if the latest drill met its RTO, 0 if not")
@@ -35,8 +36,9 @@ def write_textfile(reports: Path, target: Path) -> int:
                    states=VERDICTS, registry=registry)  # fmt: skip
     for name, run in latest.items():
         last_run.labels(name).set(_timestamp(str(run["time"])))
-        if name in verified:
-            last_ok.labels(name).set(_timestamp(str(verified[name]["time"])))
+        # Never verified: the epoch, so an alert on the time since then fires at once.
+        last_ok.labels(name).set(_timestamp(str(verified[name]["time"])) if name in verified
+                                 else 0)  # fmt: skip
         for metric, key in ((recovery, "rto_measured_s"), (rto, "rto_target_s"),
                             (rpo, "rpo_target_s"), (age, "rpo_age_s")):  # fmt: skip
             if isinstance(run.get(key), int | float):

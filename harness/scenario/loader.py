@@ -23,7 +23,7 @@ from harness.durations import parse_duration, parse_size_mib
 from harness.errors import ConfigError, Problem, ScenarioError
 from harness.redact import redact
 from harness.scenario import model
-from harness.scenario.schema import CHECK_KINDS, SCHEMA
+from harness.scenario.schema import CHECK_COMMON, CHECK_KINDS, SCHEMA, check_kinds
 from harness.scenario.template import RESERVED, Rendered, render
 from harness.sources import DEFAULT_KIND, REGISTRY
 from harness.yamldoc import (
@@ -80,8 +80,11 @@ def load_scenario(path: Path, variables: Mapping[str, str] | None = None) -> mod
         raise ScenarioError(problems)
     variant_keys = [k for props in CHECK_KINDS.values() for k in props]
     errors = list(_VALIDATOR.iter_errors(data))
-    problems += [p for e in errors if (p := schema_problem(e, node, name, variant_keys))]
-    if not errors:  # the semantic pass relies on the structure being right
+    said = [p for e in errors if (p := schema_problem(e, node, name, variant_keys))]
+    problems += said
+    # The semantic pass relies on the structure being right; an error left unsaid is an
+    # option of another check kind, which that pass names (see _check_problems).
+    if not said:
         problems += _semantic_problems(data, node, path)
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.field))
@@ -308,8 +311,15 @@ def _check_problems(p: _Problems, checks: list[dict[str, Any]], machines: list[s
     for i, check in enumerate(checks):
         if check.get("machine") not in (None, *machines):
             p.add(["checks", i, "machine"], f"no machine named {check['machine']!r}")
-        if len([k for k in CHECK_KINDS if k in check]) != 1:
+        kinds = check_kinds(check)
+        if len(kinds) != 1:
             p.add(["checks", i], f"a check needs exactly one of: {', '.join(CHECK_KINDS)}")
+            continue
+        options = CHECK_KINDS[kinds[0]]
+        listed = ", ".join(k for k in options if k != kinds[0])
+        for key in sorted(set(check) - set(options) - set(CHECK_COMMON)):
+            p.add(["checks", i, key], f"not an option of a {kinds[0]} check (its options: "
+                                      f"{listed})")  # fmt: skip
         p.duration(["checks", i, "timeout"], check.get("timeout"), MAX_WAIT_S)
         if "stdout_matches" in check:
             try:
@@ -330,7 +340,7 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
     first = machine_dicts(data)[0][1]["name"]
     checks = []
     for check in data.get("checks", []):
-        kind = next(k for k in CHECK_KINDS if k in check)
+        [kind] = check_kinds(check)
         options = {k: v for k, v in check.items() if k in CHECK_KINDS[kind] and k != kind}
         checks.append(
             model.CheckSpec(

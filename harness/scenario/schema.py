@@ -2,7 +2,8 @@
 
 ``restore-drill schema`` prints it so editors (YAML language server) can complete and lint
 scenario files. Checks the schema cannot express (durations in range, files that exist,
-regular expressions that compile, unique check names) live in ``harness.scenario.semantics``.
+regular expressions that compile, unique check names) live in the loader's semantic pass
+(:mod:`harness.scenario.loader`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ CHECK_KINDS: dict[str, dict[str, Any]] = {
     },
 }
 
-_check_common = {
+CHECK_COMMON = {
     "name": {"type": "string", "minLength": 1, "maxLength": 200},
     "description": {"type": "string", "maxLength": 4096},
     "timeout": {**_duration, "description": "bound on this check (default: checks_timeout)"},
@@ -86,15 +87,25 @@ _check_common = {
 }
 
 
+def check_kinds(check: dict[str, Any]) -> list[str]:
+    """The kinds a check names: ``port`` beside ``http`` is the http check's option, not a
+    second kind (a kind's key is an option of another kind there)."""
+    named = [k for k in CHECK_KINDS if k in check]
+    return [k for k in named if not any(k in CHECK_KINDS[o] for o in named if o != k)]
+
+
 def _check_schema() -> dict[str, Any]:
-    branches = [
-        {"if": {"required": [kind]}, "then": {"properties": props}}
-        for kind, props in CHECK_KINDS.items()
-    ]
+    branches = []
+    for kind, props in CHECK_KINDS.items():
+        hosts = [{"required": [o]} for o, p in CHECK_KINDS.items() if o != kind and kind in p]
+        when: dict[str, Any] = {"required": [kind]}
+        if hosts:  # port inside an http check is that check's option
+            when["not"] = {"anyOf": hosts}
+        branches.append({"if": when, "then": {"properties": props}})
     return {
         "type": "object",
         "required": ["name"],
-        "properties": _check_common,
+        "properties": CHECK_COMMON,
         "allOf": branches,
         "unevaluatedProperties": False,
     }

@@ -85,7 +85,7 @@ class ResticSource(FileLevelSource):
 
     def sample_files(self, limit: int) -> list[str]:
         found = []
-        under = [self.spec.subpath] if self.spec.subpath else []
+        under = ["--recursive", self.spec.subpath] if self.spec.subpath else []
         listing = self.run_tool(self._restic("ls", "--json", self.snapshot_id, *under))
         for line in listing.splitlines():
             try:

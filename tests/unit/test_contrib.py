@@ -52,3 +52,14 @@ def test_example_notify_config_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert notifier.secrets == {"pw", "t0ken", "https://hooks.example.com/x"}
     assert notifier.config.email is not None
     assert notifier.config.email.port == 587
+
+
+def test_the_cron_example_prunes_a_signed_ledger_with_the_runs_key() -> None:
+    """A signed ledger can only be pruned with its key: cron's prune gets the key the same
+    way as its run, from the crontab's environment (one line to uncomment)."""
+    text = (CONTRIB / "cron" / "restore-drill").read_text()
+    assert "# RESTORE_DRILL_SIGNING_KEY=" in text
+    for name in ("run", "prune"):
+        option = next(p for p in cli.commands[name].params if p.name == "signing_key")
+        assert "[env RESTORE_DRILL_SIGNING_KEY]" in (option.help or "")  # type: ignore[attr-defined]
+    assert "--sample" not in " ".join(command_lines())  # alerts on the time since verified

@@ -218,3 +218,15 @@ def test_selector_and_subpath_mistakes_are_named(
         load_scenario(tmp_path / "s.yaml")
     found = [str(p) for p in refused.value.problems]
     assert any(f" {field}:" in p and words in p for p in found), found
+
+
+@pytest.mark.parametrize("backup", [RESTIC, BORG], ids=["restic", "borg"])
+def test_init_samples_files_under_the_subpath_where_they_land(shared: Path, backup: str) -> None:
+    """`init`'s file checks: every file of the subfolder (subfolders too), at its place."""
+    www = str(shared / "web" / "var" / "www" / "html")
+    src = source(shared, backup + f"  host: web\n  subpath: {www}\n  target: /srv/site\n")
+    src.verify()
+    files = src.sample_files(5)
+    assert sorted(src.restored_path(f) for f in files) == ["/srv/site/assets/VERSION",
+                                                           "/srv/site/index.html"]
+    assert {src.file_content(f) for f in files} == {b"<h1>web</h1>\n", b"web 1\n"}

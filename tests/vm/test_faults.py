@@ -139,3 +139,35 @@ def test_a_reconnect_accepts_the_pinned_host_key_only(reports: Path) -> None:
     assert "cannot reconnect" in after["observed"]
     assert f"changed: expected {fingerprint}" in after["observed"]
     assert_backup_untouched(report)
+
+
+def test_a_backup_qemu_cannot_read_fails_at_verify_with_the_exact_fix(
+    reports: Path, scratch: Path
+) -> None:
+    """QEMU runs as libvirt-qemu: a backup in a folder closed to it, or a file only its owner
+    may read, is found before anything is created, with the command that fixes it; the
+    command given does fix it."""
+    from harness.lab.access import unreadable
+
+    closed = scratch / "closed"
+    closed.mkdir(mode=0o700)
+    backup = closed / "web.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(backup), "64M"], check=True)
+    backup.chmod(0o600)
+    scenario = scratch / "closed.yaml"
+    scenario.write_text((ROOT / "scenarios" / "demo-web.yaml").read_text())
+    drill = run_cli(str(scenario), "--var", f"backup={backup}", reports=reports, timeout=120)
+    assert drill.exit_code == 1, drill.stderr
+    report = drill.report
+    assert report["reason"] == (
+        f"verify: QEMU's user libvirt-qemu cannot open {backup}: the folder {closed} is closed "
+        f"to it; fix: setfacl -m u:libvirt-qemu:x {closed} (and every folder above {backup} "
+        "it cannot enter)")
+    assert [p["name"] for p in report["phases"]] == ["verify"]  # nothing created, no boot
+    subprocess.run(["setfacl", "-m", "u:libvirt-qemu:x", str(closed)], check=True)
+    [problem] = unreadable([backup], URI)
+    assert problem == (f"QEMU's user libvirt-qemu cannot read {backup}; fix: "
+                       f"setfacl -m u:libvirt-qemu:r {backup}")  # fmt: skip
+    subprocess.run(["setfacl", "-m", "u:libvirt-qemu:r", str(backup)], check=True)
+    assert unreadable([backup], URI) == []
+    assert backup.stat().st_mode & 0o777 == 0o640  # an ACL mask shows in the group bits
