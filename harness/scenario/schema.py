@@ -196,9 +196,11 @@ SCHEMA: dict[str, Any] = {
                     "pattern": "^[0-9a-f]{64}$",
                 },
                 "verify_after": {
-                    "description": "prove the backup unchanged after the drill by full hash, "
-                    "or by stat (size, mode, owner, inode, mtime and ctime)",
-                    "enum": ["hash", "stat"],
+                    "description": "prove the backup unchanged after the drill by hash (a "
+                    "restic/borg repository: its written-once pack files and segments by name "
+                    "and stat, every other file by SHA-256), full-hash (every file hashed), "
+                    "or stat (size, mode, owner, inode, mtime and ctime)",
+                    "enum": ["hash", "full-hash", "stat"],
                     "default": "hash",
                 },
             },

@@ -52,6 +52,9 @@ class FileLevelSource:
 
     tool = ""
     sample_max_bytes = SAMPLE_MAX_BYTES
+    #: Folders of a repository whose files are content-addressed and written once (proven
+    #: by name and stat); everything else in it is hashed.
+    written_once: tuple[str, ...] = ()
 
     def __init__(self, spec: BackupSpec, vm: VmSpec) -> None:
         assert vm.image is not None  # noqa: S101 - the loader ensures it
@@ -122,13 +125,19 @@ class FileLevelSource:
             return {"restored into": self.target}
         return {"subpath": self.spec.subpath, "restored into": self.target}
 
+    @property
+    def by_stat(self) -> tuple[str, ...]:
+        """The repository's content-addressed, written-once files (unless ``full-hash``)."""
+        return () if self.spec.verify_after == "full-hash" else self.written_once
+
     def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
         if self.spec.location is not None:
-            hash_backup(evidence, self.spec.location, stop)
+            hash_backup(evidence, self.spec.location, stop, self.by_stat)
 
     def confirm_unchanged(self, evidence: BackupEvidence, proof: Proof) -> None:
         if self.spec.location is not None:
-            confirm_unchanged(evidence, self.spec.location, self.spec.verify_after, proof)
+            confirm_unchanged(evidence, self.spec.location, self.spec.verify_after, proof,
+                              self.by_stat)  # fmt: skip
         else:
             evidence.details["unchanged"] = "a remote repository: not provable from this host"
 

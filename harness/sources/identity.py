@@ -89,22 +89,53 @@ def sha256_file(path: Path, stop: threading.Event | None = None) -> str:
     return digest.hexdigest()
 
 
-def sha256_path(path: Path, stop: threading.Event | None = None) -> str:
+def sha256_path(path: Path, stop: threading.Event | None = None,
+                by_stat: tuple[str, ...] = ()) -> str:  # fmt: skip
     """A file's SHA-256; for a folder, the SHA-256 of ``sha256sum``-style lines of every
-    regular file in it (sorted by path), so any changed byte changes it."""
+    regular file in it (sorted by path), so any changed byte changes it. Files under the
+    ``by_stat`` prefixes (content-addressed, written once: restic packs, borg segments) enter
+    by name and stat instead of content (see :func:`path_proof`)."""
+    return path_proof(path, stop, by_stat)[0]
+
+
+def path_proof(
+    path: Path, stop: threading.Event | None = None, by_stat: tuple[str, ...] = ()
+) -> tuple[str, int, int]:
+    """:func:`sha256_path` and how many files it hashed and how many it took by stat. A
+    file taken by stat is named by the SHA-256 of its content (restic) or is a log segment
+    never rewritten (borg): its name, size, inode, mtime and ctime change with any write."""
     if not path.is_dir():
-        return sha256_file(path, stop)
-    lines = []
+        return sha256_file(path, stop), 1, 0
+    lines, hashed, stated = [], 0, 0
     for f in sorted(_files(path)):
-        if f.is_file() and not f.is_symlink():
-            lines.append(f"{sha256_file(f, stop)}  {f.relative_to(path)}\n")
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+        if not f.is_file() or f.is_symlink():
+            continue
+        rel = str(f.relative_to(path))
+        if by_stat and rel.startswith(by_stat):
+            try:
+                st = f.stat()
+            except OSError as exc:
+                raise PhaseFailed("verify", f"cannot stat the backup {f}: {exc.strerror}") from exc
+            facts = f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+            lines.append(f"stat:{facts}  {rel}\n")
+            stated += 1
+        else:
+            lines.append(f"{sha256_file(f, stop)}  {rel}\n")
+            hashed += 1
+    return hashlib.sha256("".join(lines).encode()).hexdigest(), hashed, stated
 
 
-def hash_backup(evidence: BackupEvidence, path: Path, stop: threading.Event) -> None:
+def hash_backup(evidence: BackupEvidence, path: Path, stop: threading.Event,
+                by_stat: tuple[str, ...] = ()) -> None:  # fmt: skip
     """Hash the backup into ``evidence`` (runs beside the boot); a mismatch with the
-    scenario's expected hash fails the drill."""
-    evidence.sha256 = sha256_path(path, stop)
+    scenario's expected hash fails the drill. With ``by_stat``, say which proof covers what."""
+    evidence.sha256, hashed, stated = path_proof(path, stop, by_stat)
+    if stated:
+        under = ", ".join(f"{p}" for p in by_stat)
+        evidence.details["repository proof"] = (
+            f"{stated} content-addressed file(s) under {under} by name and stat (size, inode, "
+            f"mtime, ctime: written once, never in place); {hashed} other file(s) by SHA-256 "
+            "(verify_after: full-hash hashes every file)")  # fmt: skip
     if evidence.sha256_expected and evidence.sha256 != evidence.sha256_expected:
         raise PhaseFailed(
             "verify",
@@ -114,8 +145,9 @@ def hash_backup(evidence: BackupEvidence, path: Path, stop: threading.Event) -> 
 
 
 def prove_again(
-    path: Path, before: FileIdentity | None, sha256: str, stop: threading.Event | None
-) -> tuple[FileIdentity, str | None, bool]:
+    path: Path, before: FileIdentity | None, sha256: str, stop: threading.Event | None,
+    by_stat: tuple[str, ...] = (),
+) -> tuple[FileIdentity, str | None, bool]:  # fmt: skip
     """One file (or folder) after the drill: its identity now, its SHA-256 now (None when
     ``sha256`` is empty, i.e. no re-hash, or the re-hash was cut short by ``stop``) and
     whether it is unchanged by every proof that ran."""
@@ -124,22 +156,23 @@ def prove_again(
     if not sha256:
         return after, None, same
     try:
-        again = sha256_path(path, stop)
+        again = sha256_path(path, stop, by_stat)
     except HashCancelled:
         return after, None, same
     return after, again, same and again == sha256
 
 
 def confirm_unchanged(
-    evidence: BackupEvidence, path: Path, verify_after: str, proof: Proof | None = None
+    evidence: BackupEvidence, path: Path, verify_after: str, proof: Proof | None = None,
+    by_stat: tuple[str, ...] = (),
 ) -> None:
     """After the drill: stat (and hash, unless told not to or ``proof`` says not to) again
     and compare. A re-hash cut short by ``proof.stop`` falls back to stat and says so.
     (No first hash means the drill was aborted before it ended: stat then proves it.)"""
     proof = proof or Proof()
-    rehash = verify_after == "hash" and bool(evidence.sha256) and not proof.skip_rehash
+    rehash = verify_after != "stat" and bool(evidence.sha256) and not proof.skip_rehash
     evidence.identity_after, evidence.sha256_after, evidence.unchanged = prove_again(
-        path, evidence.identity_before, evidence.sha256 if rehash else "", proof.stop)
+        path, evidence.identity_before, evidence.sha256 if rehash else "", proof.stop, by_stat)
     evidence.unchanged_by = "hash" if evidence.sha256_after else "stat"
     if proof.skip_rehash:
         evidence.details["unchanged proof"] = proof.skip_rehash

@@ -155,8 +155,12 @@ def test_a_backup_qemu_cannot_read_fails_at_verify_with_the_exact_fix(
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(backup), "64M"], check=True)
     backup.chmod(0o600)
     scenario = scratch / "closed.yaml"
-    scenario.write_text((ROOT / "scenarios" / "demo-web.yaml").read_text())
-    drill = run_cli(str(scenario), "--var", f"backup={backup}", reports=reports, timeout=120)
+    scenario.write_text(
+        f"version: 1\nname: fault-closed\nbackup: {{path: {backup}}}\n"
+        "targets: {rto: 15m, rpo: 1d}\nvm: {memory: 256MiB}\n"
+        f"login: {{user: root, key_file: {DEMO / 'demo_ed25519'}}}\n"
+    )
+    drill = run_cli(str(scenario), reports=reports, timeout=120)
     assert drill.exit_code == 1, drill.stderr
     report = drill.report
     assert report["reason"] == (
