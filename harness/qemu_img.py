@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,19 @@ def backing_chain(path: Path, top: ImageInfo) -> list[Layer]:
         layers.append(Layer(layer, meta.format))
         current = layer
     return layers
+
+
+def head(path: Path, fmt: str, sectors: int = 34, timeout_s: float = 60) -> bytes:
+    """The first ``sectors`` sectors of the disk the image holds (through its backing
+    chain), read-only: ``qemu-img dd`` opens its input read-only."""
+    with tempfile.TemporaryDirectory(prefix="rdrill-head-") as folder:
+        out = Path(folder) / "head.raw"
+        proc = _run(["dd", "-f", fmt, "-O", "raw", f"if={path}", f"of={out}", "bs=512",
+                     f"count={sectors}"], timeout_s, "verify")  # fmt: skip
+        if proc.returncode != 0:
+            raise PhaseFailed("verify", f"cannot read the start of {path}: "
+                                        f"{proc.stderr.strip()}")  # fmt: skip
+        return out.read_bytes()
 
 
 def check(path: Path, fmt: str, timeout_s: float = 600) -> str:

@@ -36,7 +36,7 @@ from harness.interrupts import Interrupts
 from harness.lab import accel
 from harness.lab.access import unreadable
 from harness.lab.hypervisor import CALL_TIMEOUT_S, Hypervisor
-from harness.lab.lifecycle import KeptVm, Lab, VmDisk, reap, state_root
+from harness.lab.lifecycle import ExtraDisk, KeptVm, Lab, VmDisk, reap, state_root
 from harness.output.events import Sink
 from harness.remote.commands import run_polled, run_step, stream_into
 from harness.remote.shell import as_user
@@ -168,8 +168,7 @@ class Run:
                     check = f"{guest.disk.image.format}, {check}"
                 details.append(f"{guest.machine.name}: {check}" if guest.label else check)
                 disk = guest.disk
-                closed = unreadable([disk.path, *(layer.path for layer in disk.chain)],
-                                    self.options.uri)  # fmt: skip
+                closed = unreadable(disk.files, self.options.uri)
                 if closed:
                     raise PhaseFailed("verify", "; ".join(closed))
             result.backup = self._primary().evidence
@@ -196,9 +195,10 @@ class Run:
             disks = []
             for g in self.guests:
                 assert g.disk is not None  # noqa: S101 - verified above
+                more = tuple(ExtraDisk(d.path, d.image, d.chain) for d in g.disk.extra)
                 disks.append(VmDisk(g.machine.name, g.disk.path, g.disk.image,
                                     g.machine.vm.memory_mib, g.machine.vm.vcpus,
-                                    g.machine.hostnames, g.disk.chain))  # fmt: skip
+                                    g.machine.hostnames, g.disk.chain, more))  # fmt: skip
             made = lab.provision(disks, "kvm" if chosen == "kvm" else "qemu")
             for guest, vm in zip(self.guests, made.vms, strict=True):
                 guest.vm = vm

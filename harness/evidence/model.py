@@ -108,6 +108,7 @@ class BackupEvidence:
     details: dict[str, str] = field(default_factory=dict)  # tool, snapshot, archive, target…
     chain: list[LayerEvidence] = field(default_factory=list)  # backing files, top down
     warnings: list[str] = field(default_factory=list)  # said with the run and in the report
+    disks: list[BackupEvidence] = field(default_factory=list)  # a server's 2nd, 3rd… disk
 
 
 @dataclass

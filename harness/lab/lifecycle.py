@@ -75,6 +75,15 @@ class LabRecord:
 
 
 @dataclass(frozen=True)
+class ExtraDisk:
+    """A further disk of a VM: its image and the backing files below it."""
+
+    backing: Path
+    image: qemu_img.ImageInfo
+    chain: tuple[qemu_img.Layer, ...] = ()
+
+
+@dataclass(frozen=True)
 class VmDisk:
     """What a lab VM boots and how big it is: the input to :meth:`Lab.provision`."""
 
@@ -85,6 +94,7 @@ class VmDisk:
     vcpus: int
     hostnames: tuple[str, ...] = ()
     chain: tuple[qemu_img.Layer, ...] = ()  # the backing files below ``backing``, top down
+    more: tuple[ExtraDisk, ...] = ()  # the server's further disks, in production order
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,13 @@ class Lab:
             overlay = self.dir / f"{disk.machine}.qcow2"
             qemu_img.create_overlay(overlay, disk.backing, disk.image)
             _give_to_qemu(overlay, self.hv.uri)
+            more = []
+            for n, further in enumerate(disk.more, 2):  # one overlay per further disk
+                extra = self.dir / f"{disk.machine}.disk{n}.qcow2"
+                qemu_img.create_overlay(extra, further.backing, further.image)
+                _give_to_qemu(extra, self.hv.uri)
+                more.append((extra, (qemu_img.Layer(further.backing, further.image.format),
+                                     *further.chain)))  # fmt: skip
             console_log = self.dir / f"{disk.machine}.console.log"
             dom_xml = domain_xml(
                 DomainPlan(
@@ -179,6 +196,7 @@ class Lab:
                     memory_mib=disk.memory_mib, vcpus=disk.vcpus, overlay=overlay,
                     backing=(qemu_img.Layer(disk.backing, disk.image.format), *disk.chain),
                     network=name, mac=mac, console_log=console_log, keep_labels=keep_labels,
+                    more_disks=tuple(more),
                 )
             )  # fmt: skip
             ip = plan.address(i) if named else None

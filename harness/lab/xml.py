@@ -62,6 +62,8 @@ class DomainPlan:
     #: security models whose labels every backing layer keeps (relabel='no'): always DAC
     #: (no chown), and SELinux on a host that enforces it (no chcon)
     keep_labels: tuple[str, ...] = ("dac",)
+    #: the server's further disks (vdb, vdc, …): each overlay and the layers below it
+    more_disks: tuple[tuple[Path, tuple[Layer, ...]], ...] = ()
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -140,20 +142,9 @@ def domain_xml(plan: DomainPlan) -> str:
     _sub(dom, "on_reboot", "restart")
     _sub(dom, "on_crash", "destroy")
     devices = _sub(dom, "devices")
-
-    disk = _sub(devices, "disk", type="file", device="disk")
-    _sub(disk, "driver", name="qemu", type="qcow2", discard="unmap")
-    source = _sub(disk, "source", file=str(plan.overlay))
-    _sub(source, "seclabel", model="dac", relabel="no")
-    parent = disk
-    for layer in plan.backing:
-        parent = _sub(parent, "backingStore", type="file")
-        _sub(parent, "format", type=layer.format)
-        layer_source = _sub(parent, "source", file=str(layer.path))
-        for model in plan.keep_labels:
-            _sub(layer_source, "seclabel", model=model, relabel="no")
-    _sub(parent, "backingStore")
-    _sub(disk, "target", dev="vda", bus="virtio")
+    disks = ((plan.overlay, plan.backing), *plan.more_disks)
+    for letter, (overlay, backing) in zip("abcdefghijklmnopq", disks, strict=False):
+        _disk(devices, overlay, backing, f"vd{letter}", plan.keep_labels)
 
     iface = _sub(devices, "interface", type="network")
     _sub(iface, "source", network=plan.network)
@@ -169,6 +160,23 @@ def domain_xml(plan: DomainPlan) -> str:
     _sub(devices, "rng", model="virtio").append(_backend_random())
     _sub(devices, "memballoon", model="none")
     return _tostring(dom)
+
+
+def _disk(devices: ET.Element, overlay: Path, backing: tuple[Layer, ...], dev: str,
+          keep_labels: tuple[str, ...]) -> None:  # fmt: skip
+    disk = _sub(devices, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type="qcow2", discard="unmap")
+    source = _sub(disk, "source", file=str(overlay))
+    _sub(source, "seclabel", model="dac", relabel="no")
+    parent = disk
+    for layer in backing:
+        parent = _sub(parent, "backingStore", type="file")
+        _sub(parent, "format", type=layer.format)
+        layer_source = _sub(parent, "source", file=str(layer.path))
+        for model in keep_labels:
+            _sub(layer_source, "seclabel", model=model, relabel="no")
+    _sub(parent, "backingStore")
+    _sub(disk, "target", dev=dev, bus="virtio")
 
 
 def _backend_random() -> ET.Element:

@@ -283,6 +283,14 @@ def _backup_problems(
             p.add([*where, "backup"], f"a {kind} backup needs '{key}'")
     if "path" in backup and "repository" not in REGISTRY[kind].keys:
         p.existing_file([*where, "backup", "path"], backup["path"])
+    if kind == "disk-image" and ("path" in backup) == ("disks" in backup):
+        p.add([*where, "backup"], "a disk-image backup needs 'path' (one disk) or 'disks' "
+                                  "(several), not both")  # fmt: skip
+    for i, disk in enumerate(backup.get("disks", [])):
+        p.existing_file([*where, "backup", "disks", i, "path"], disk["path"])
+    if "disks" in backup and ("format" in backup or "sha256" in backup):
+        p.add([*where, "backup", "disks"], "with disks, give each disk its own format; "
+                                           "sha256 is for a single file")  # fmt: skip
     elif "path" in backup and not backup["path"].startswith("/"):
         p.add([*where, "backup", "path"], "a snapshot path is absolute, as on the server")
     if "glob_archives" in backup and "prefix" in backup:
@@ -395,6 +403,8 @@ def _machine(machine: dict[str, Any], base: Path) -> model.Machine:
             ),
             image=(base / vm["image"]).resolve() if "image" in vm else None,
             image_format=vm.get("image_format", "auto"),
+            firmware=vm.get("firmware", "auto"),
+            secure_boot=vm.get("secure_boot", False),
         ),
         login=model.LoginSpec(
             user=login["user"],
@@ -426,10 +436,13 @@ def _backup(backup: dict[str, Any], base: Path) -> model.BackupSpec:
     kind = backup.get("kind", DEFAULT_KIND)
     restored = REGISTRY[kind].restored
     file_path = "path" in backup and repository is None
+    disks = [((base / d["path"]).resolve(), d.get("format", "auto"))
+             for d in backup.get("disks", [])]  # fmt: skip
     return model.BackupSpec(
         kind=kind,
-        path=(base / backup["path"]).resolve() if file_path else None,
-        format=backup.get("format", "auto"),
+        path=disks[0][0] if disks else (base / backup["path"]).resolve() if file_path else None,
+        format=disks[0][1] if disks else backup.get("format", "auto"),
+        extra_disks=tuple(disks[1:]),
         restore_point=_parse_time(backup["restore_point"]) if "restore_point" in backup else None,
         sha256=backup.get("sha256"),
         verify_after=backup.get("verify_after", "hash"),

@@ -42,6 +42,7 @@ class BackupSpec:
     snapshot_path: str | None = None  # restic ``path:``: snapshots that include this path
     glob_archives: str | None = None  # borg: shell-style pattern (``prefix: p`` is ``p*``)
     subpath: str | None = None  # restore only this subtree of the backup, into ``target``
+    extra_disks: tuple[tuple[Path, str], ...] = ()  # disk-image: disks 2… (path, format)
     password: str | None = field(default=None, repr=False)
     password_file: Path | None = None
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -92,6 +93,8 @@ class VmSpec:
     settle_timeout_s: float
     image: Path | None = None  # the base image a file-level backup is restored into
     image_format: str = "auto"
+    firmware: str = "auto"  # auto | bios | uefi
+    secure_boot: bool = False
 
 
 @dataclass(frozen=True)

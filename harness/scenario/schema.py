@@ -185,6 +185,16 @@ SCHEMA: dict[str, Any] = {
                 },
                 "restore_timeout": {**_duration, "description": "bound on the data restore"},
                 "format": {"enum": _image_formats, "default": "auto"},
+                "disks": {
+                    "description": "a server of several disks: each disk's image, in "
+                    "production order (the first boots); instead of path",
+                    "type": "array", "minItems": 1, "maxItems": 16,
+                    "items": {
+                        "type": "object", "additionalProperties": False, "required": ["path"],
+                        "properties": {"path": _path,
+                                       "format": {"enum": _image_formats, "default": "auto"}},
+                    },
+                },
                 "restore_point": {
                     "description": "ISO 8601 time of the backup (default: from the backup "
                     "tool's metadata, else the file's mtime)",
@@ -248,6 +258,15 @@ SCHEMA: dict[str, Any] = {
                 },
                 "image_format": {"enum": _image_formats, "default": "auto"},
                 "accelerator": {"enum": ["auto", "kvm", "tcg"], "default": "auto"},
+                "firmware": {
+                    "description": "auto: UEFI when the boot disk is GPT with an EFI system "
+                    "partition (read before boot, read-only), else BIOS",
+                    "enum": ["auto", "bios", "uefi"], "default": "auto",
+                },
+                "secure_boot": {
+                    "description": "UEFI with Secure Boot (Microsoft keys enrolled)",
+                    "type": "boolean", "default": False,
+                },
                 "boot_timeout": {**_duration, "description": "power-on to DHCP lease"},
                 "settle_timeout": {
                     **_duration,

@@ -38,7 +38,7 @@ _REPOSITORY = frozenset({"repository", "password", "password_file", "environment
 DEFAULT_KIND = "disk-image"
 REGISTRY: dict[str, Kind] = {
     "disk-image": Kind("harness.sources.disk_image:DiskImageSource",
-                       frozenset({"path", "format", "sha256"}), ("path",), restored=False),
+                       frozenset({"path", "format", "sha256", "disks"}), (), restored=False),
     "tar": Kind("harness.sources.tar:TarSource", _FILES | {"subpath"}, ("path",)),
     "file": Kind("harness.sources.tar:SingleFileSource", _FILES, ("path", "target")),
     "restic": Kind("harness.sources.restic:ResticSource",
@@ -59,6 +59,13 @@ class BootDisk:
     path: Path
     image: ImageInfo
     chain: tuple[Layer, ...] = ()
+    extra: tuple[BootDisk, ...] = ()  # the server's further disks, in production order
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file the VM opens to boot: each disk and each layer below it."""
+        return [self.path, *(layer.path for layer in self.chain),
+                *(f for disk in self.extra for f in disk.files)]  # fmt: skip
 
 
 class Source(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,16 +60,27 @@ def inspect_image(
 
 
 class DiskImageSource:
-    """The backup file itself (and its backing chain) is the overlay's read-only backing."""
+    """The backup file itself (and its backing chain) is the overlay's read-only backing; a
+    server of several disks has one such file per disk, each with its own overlay."""
 
     def __init__(self, spec: BackupSpec, vm: VmSpec) -> None:
         assert spec.path is not None  # noqa: S101 - the loader requires it for this kind
         self.spec, self.path = spec, spec.path
 
     def verify(self) -> tuple[BackupEvidence, BootDisk]:
-        path = self.path
+        evidence, disk = self._one(self.path, self.spec.format, self.spec.sha256)
+        for n, (path, fmt) in enumerate(self.spec.extra_disks, 2):
+            try:
+                more, extra = self._one(path, fmt, None)
+            except PhaseFailed as exc:
+                raise PhaseFailed("verify", f"disk {n} ({path}): {exc}") from exc
+            evidence.disks.append(more)
+            disk = replace(disk, extra=(*disk.extra, extra))
+        return evidence, disk
+
+    def _one(self, path: Path, fmt: str, sha256: str | None) -> tuple[BackupEvidence, BootDisk]:
         before = identity(path)
-        image, chain, summary = inspect_image(path, self.spec.format)
+        image, chain, summary = inspect_image(path, fmt)
         if self.spec.restore_point:
             restore_point, source = self.spec.restore_point, "scenario"
         else:
@@ -76,7 +88,7 @@ class DiskImageSource:
         evidence = BackupEvidence(
             kind=self.spec.kind, path=str(path), format=image.format,
             virtual_size=image.virtual_size, restore_point=restore_point.isoformat(),
-            restore_point_source=source, sha256_expected=self.spec.sha256,
+            restore_point_source=source, sha256_expected=sha256,
             image_check=summary, identity_before=before,
             chain=[LayerEvidence(n, str(layer.path), layer.format, identity(layer.path))
                    for n, layer in enumerate(chain, 1)],
@@ -84,15 +96,22 @@ class DiskImageSource:
         return evidence, BootDisk(path, image, chain)
 
     def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
-        hash_backup(evidence, self.path, stop)
-        for layer in evidence.chain:
-            layer.sha256 = sha256_path(Path(layer.path), stop)
+        for disk in (evidence, *evidence.disks):
+            hash_backup(disk, Path(disk.path), stop)
+            for layer in disk.chain:
+                layer.sha256 = sha256_path(Path(layer.path), stop)
 
     def confirm_unchanged(self, evidence: BackupEvidence, proof: Proof) -> None:
-        confirm_unchanged(evidence, self.path, self.spec.verify_after, proof)
-        for layer in evidence.chain:  # each layer by the same proof as the top image
-            sha256 = layer.sha256 if evidence.unchanged_by == "hash" else ""
-            layer.identity_after, layer.sha256_after, layer.unchanged = prove_again(
-                Path(layer.path), layer.identity_before, sha256, proof.stop)
-        if any(layer.unchanged is False for layer in evidence.chain):
+        for disk in (*evidence.disks, evidence):
+            confirm_unchanged(disk, Path(disk.path), self.spec.verify_after, proof)
+            for layer in disk.chain:  # each layer by the same proof as the top image
+                sha256 = layer.sha256 if disk.unchanged_by == "hash" else ""
+                layer.identity_after, layer.sha256_after, layer.unchanged = prove_again(
+                    Path(layer.path), layer.identity_before, sha256, proof.stop)
+            if any(layer.unchanged is False for layer in disk.chain):
+                disk.unchanged = False
+        # The first disk's verdict is the backup's: every disk and layer must be unchanged.
+        if any(d.unchanged is False for d in evidence.disks):
             evidence.unchanged = False
+        elif evidence.unchanged and any(d.unchanged is None for d in evidence.disks):
+            evidence.unchanged = None

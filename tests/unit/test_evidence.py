@@ -171,6 +171,8 @@ def test_every_new_section_renders_in_the_full_page(tmp_path: Path) -> None:
     run.lab.update(gateway="10.213.1.1", host_guard="table inet rdrill_0badc0de {}",
                    security_driver="none")  # fmt: skip
     run.backup.warnings = ["the repository holds backups of 2 hosts (db, web)"]
+    run.backup.disks = [BackupEvidence(kind="disk-image", path="/b/data.qcow2", format="qcow2",
+                                       unchanged=True, unchanged_by="hash")]  # fmt: skip
     html = (write(tmp_path, run) / "report.html").read_text()
     assert 'class="banner PASS"' in html  # the full page, not the fallback
     assert "the backup CHANGED" not in html
@@ -178,7 +180,8 @@ def test_every_new_section_renders_in_the_full_page(tmp_path: Path) -> None:
                  "the backup itself is unchanged (proof below)", "/b/full.qcow2",
                  "drill host 10.213.1.1:22", "Attempts to leave the lab (1 of 1 blocked)",
                  "1 skipped (not run: proves nothing)", "host guard rules",
-                 "Warning: the repository holds backups of 2 hosts (db, web)"):  # fmt: skip
+                 "Warning: the repository holds backups of 2 hosts (db, web)",
+                 "Disk 2 of this server (attached as vdb)", "/b/data.qcow2"):  # fmt: skip
         assert text in html, text
 
 

@@ -94,3 +94,45 @@ def variant(kind: str) -> Path:
     partial.rename(out)
     stamp.write_text(key)
     return out
+
+
+_TWO_DISKS = """add {os} format:qcow2
+disk-create {data} qcow2 1073741824
+add {data} format:qcow2
+run
+mkfs ext4 /dev/sdb label:pgdata
+mount /dev/sda1 /
+mkdir /mnt/pgdata
+mount /dev/sdb /mnt/pgdata
+glob cp-a /var/lib/postgresql/* /mnt/pgdata/
+sh "chown postgres:postgres /mnt/pgdata && chmod 0755 /mnt/pgdata"
+umount /mnt/pgdata
+rmdir /mnt/pgdata
+glob rm-rf /var/lib/postgresql/*
+write-append /etc/fstab "LABEL=pgdata /var/lib/postgresql ext4 defaults 0 2\\n"
+"""
+
+
+def two_disk_db() -> tuple[Path, Path]:
+    """The demo db backup as a server with its PostgreSQL data on a second disk: the OS disk
+    (``/var/lib/postgresql`` an empty mount point) and the data disk (an ext4 labelled
+    pgdata, no partition table, mounted there by the OS disk's fstab)."""
+    key = hashlib.sha256(((DEMO / "db.recipe").read_text() + _TWO_DISKS).encode()).hexdigest()
+    os_disk, data_disk = CACHE / "db-os.qcow2", CACHE / "db-data.qcow2"
+    stamp = CACHE / "db-2.recipe"
+    if os_disk.exists() and data_disk.exists() and stamp.exists() and stamp.read_text() == key[:16]:
+        return os_disk, data_disk
+    CACHE.mkdir(parents=True, exist_ok=True)
+    CACHE.chmod(0o755)
+    partial_os, partial_data = CACHE / ".db-os.partial.qcow2", CACHE / ".db-data.partial.qcow2"
+    for f in (partial_os, partial_data):
+        f.unlink(missing_ok=True)
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(DEMO / "db.qcow2"), str(partial_os)],
+                   check=True, timeout=600)  # fmt: skip
+    subprocess.run(["guestfish"], input=_TWO_DISKS.format(os=partial_os, data=partial_data),
+                   text=True, env=ENV, check=True, capture_output=True, timeout=1200)  # fmt: skip
+    for partial, final in ((partial_os, os_disk), (partial_data, data_disk)):
+        partial.chmod(0o644)
+        partial.rename(final)
+    stamp.write_text(key[:16])
+    return os_disk, data_disk
