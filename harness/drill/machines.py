@@ -40,6 +40,7 @@ class Guest:
     host: Any = None  # its testinfra host
     hasher: threading.Thread | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # for the report's machines list
+    firmware: str = "bios"  # or "uefi" (chosen at verify)
 
 
 def start_machines(

@@ -33,7 +33,7 @@ from harness.errors import Aborted, DrillError, ExitCode, PhaseFailed
 from harness.evidence.model import CheckResult, RunResult, Verdict
 from harness.guest.inject import inject_key
 from harness.interrupts import Interrupts
-from harness.lab import accel
+from harness.lab import accel, firmware
 from harness.lab.access import unreadable
 from harness.lab.hypervisor import CALL_TIMEOUT_S, Hypervisor
 from harness.lab.lifecycle import ExtraDisk, KeptVm, Lab, VmDisk, reap, state_root
@@ -42,7 +42,7 @@ from harness.remote.commands import run_polled, run_step, stream_into
 from harness.remote.shell import as_user
 from harness.remote.ssh import Target, public_key_line, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Scenario
-from harness.sources import open_source
+from harness.sources import BootDisk, open_source
 from harness.sources.files import FileLevelSource
 
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
@@ -171,6 +171,7 @@ class Run:
                 closed = unreadable(disk.files, self.options.uri)
                 if closed:
                     raise PhaseFailed("verify", "; ".join(closed))
+                self._firmware(guest, disk)
             result.backup = self._primary().evidence
             phase.detail = "; ".join(details)
         for guest in self.guests:
@@ -198,7 +199,8 @@ class Run:
                 more = tuple(ExtraDisk(d.path, d.image, d.chain) for d in g.disk.extra)
                 disks.append(VmDisk(g.machine.name, g.disk.path, g.disk.image,
                                     g.machine.vm.memory_mib, g.machine.vm.vcpus,
-                                    g.machine.hostnames, g.disk.chain, more))  # fmt: skip
+                                    g.machine.hostnames, g.disk.chain, more, g.firmware,
+                                    g.machine.vm.secure_boot))  # fmt: skip
             made = lab.provision(disks, "kvm" if chosen == "kvm" else "qemu")
             for guest, vm in zip(self.guests, made.vms, strict=True):
                 guest.vm = vm
@@ -213,6 +215,7 @@ class Run:
                 "domain": first.domain_name, "mac": first.mac, "accelerator": chosen,
                 "gateway": made.gateway, "host_guard": made.host_guard,
                 "security_driver": made.security_driver,
+                "firmware": self._primary().facts.get("firmware", ""),
             }  # fmt: skip
             phase.detail = f"lab {lab.lab_id}, {len(made.vms)} VM(s), {chosen}"
         self._prepare_guests(tcg=chosen != "kvm")
@@ -224,6 +227,16 @@ class Run:
             self._isolation(guest)
         for guest in self.guests:
             join_polling(guest.hasher, self.interrupts)
+
+    @staticmethod
+    def _firmware(guest: Guest, disk: BootDisk) -> None:
+        """BIOS or UEFI, as the scenario says or as the boot disk's partition table shows."""
+        spec = guest.machine.vm
+        wanted = "uefi" if spec.secure_boot and spec.firmware == "auto" else spec.firmware
+        head = qemu_img.head(disk.path, disk.image.format) if wanted == "auto" else None
+        guest.firmware, why = firmware.choose(wanted, head)
+        secure = " with Secure Boot" if spec.secure_boot else ""
+        guest.facts["firmware"] = f"{guest.firmware}{secure} ({why})"
 
     def _prepare_guests(self, tcg: bool) -> None:
         """The drill's key into each lab copy that asks for it (``login.inject_key``). Timed

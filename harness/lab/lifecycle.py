@@ -95,6 +95,8 @@ class VmDisk:
     hostnames: tuple[str, ...] = ()
     chain: tuple[qemu_img.Layer, ...] = ()  # the backing files below ``backing``, top down
     more: tuple[ExtraDisk, ...] = ()  # the server's further disks, in production order
+    firmware: str = "bios"  # or "uefi"
+    secure_boot: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,9 @@ class Lab:
                     memory_mib=disk.memory_mib, vcpus=disk.vcpus, overlay=overlay,
                     backing=(qemu_img.Layer(disk.backing, disk.image.format), *disk.chain),
                     network=name, mac=mac, console_log=console_log, keep_labels=keep_labels,
-                    more_disks=tuple(more),
+                    more_disks=tuple(more), firmware=disk.firmware,
+                    secure_boot=disk.secure_boot,
+                    nvram=self.dir / f"{disk.machine}.VARS.fd" if disk.firmware == "uefi" else None,
                 )
             )  # fmt: skip
             ip = plan.address(i) if named else None

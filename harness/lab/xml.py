@@ -64,6 +64,9 @@ class DomainPlan:
     keep_labels: tuple[str, ...] = ("dac",)
     #: the server's further disks (vdb, vdc, …): each overlay and the layers below it
     more_disks: tuple[tuple[Path, tuple[Layer, ...]], ...] = ()
+    firmware: str = "bios"  # or "uefi": OVMF, its variables in ``nvram`` (this lab's own)
+    secure_boot: bool = False
+    nvram: Path | None = None
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -130,11 +133,16 @@ def domain_xml(plan: DomainPlan) -> str:
     _sub(dom, "memory", str(plan.memory_mib), unit="MiB")
     _sub(dom, "vcpu", str(plan.vcpus))
     os_el = _sub(dom, "os")
-    _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
+    if plan.firmware == "uefi":
+        _uefi(os_el, plan)
+    else:
+        _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
     _sub(os_el, "boot", dev="hd")
     features = _sub(dom, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
+    if plan.secure_boot:
+        _sub(features, "smm", state="on")  # OVMF's Secure Boot build needs SMM
     if plan.domain_type == "kvm":
         _sub(dom, "cpu", mode="host-passthrough")
     _sub(dom, "clock", offset="utc")
@@ -160,6 +168,21 @@ def domain_xml(plan: DomainPlan) -> str:
     _sub(devices, "rng", model="virtio").append(_backend_random())
     _sub(devices, "memballoon", model="none")
     return _tostring(dom)
+
+
+def _uefi(os_el: ET.Element, plan: DomainPlan) -> None:
+    """libvirt picks OVMF by its descriptors; asked explicitly for or against Secure Boot
+    (its first pick would be the Secure Boot build with Microsoft's keys, which refuses an
+    unsigned boot loader). The variables live in the lab's folder: never another domain's,
+    removed with the lab."""
+    os_el.set("firmware", "efi")
+    _sub(os_el, "type", "hvm", arch="x86_64", machine="q35")
+    firmware = _sub(os_el, "firmware")
+    state = "yes" if plan.secure_boot else "no"
+    _sub(firmware, "feature", enabled=state, name="secure-boot")
+    _sub(firmware, "feature", enabled=state, name="enrolled-keys")
+    if plan.nvram is not None:
+        _sub(os_el, "nvram", str(plan.nvram))
 
 
 def _disk(devices: ET.Element, overlay: Path, backing: tuple[Layer, ...], dev: str,

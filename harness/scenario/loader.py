@@ -283,6 +283,8 @@ def _backup_problems(
             p.add([*where, "backup"], f"a {kind} backup needs '{key}'")
     if "path" in backup and "repository" not in REGISTRY[kind].keys:
         p.existing_file([*where, "backup", "path"], backup["path"])
+    elif "path" in backup and not backup["path"].startswith("/"):
+        p.add([*where, "backup", "path"], "a snapshot path is absolute, as on the server")
     if kind == "disk-image" and ("path" in backup) == ("disks" in backup):
         p.add([*where, "backup"], "a disk-image backup needs 'path' (one disk) or 'disks' "
                                   "(several), not both")  # fmt: skip
@@ -291,8 +293,8 @@ def _backup_problems(
     if "disks" in backup and ("format" in backup or "sha256" in backup):
         p.add([*where, "backup", "disks"], "with disks, give each disk its own format; "
                                            "sha256 is for a single file")  # fmt: skip
-    elif "path" in backup and not backup["path"].startswith("/"):
-        p.add([*where, "backup", "path"], "a snapshot path is absolute, as on the server")
+    if vm.get("secure_boot") and vm.get("firmware") == "bios":
+        p.add([*where, "vm", "secure_boot"], "Secure Boot needs UEFI (firmware: uefi or auto)")
     if "glob_archives" in backup and "prefix" in backup:
         p.add([*where, "backup", "prefix"], "give glob_archives or prefix, not both")
     if "archive" in backup and ({"glob_archives", "prefix", "host"} & backup.keys()):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tests.vm.conftest import DEMO
@@ -136,3 +137,64 @@ def two_disk_db() -> tuple[Path, Path]:
         partial.rename(final)
     stamp.write_text(key[:16])
     return os_disk, data_disk
+
+
+_UEFI = """add-ro {source}
+disk-create {out} qcow2 3221225472
+add {out} format:qcow2
+run
+part-init /dev/sdb gpt
+part-add /dev/sdb p 2048 206847
+part-add /dev/sdb p 206848 -34
+part-set-gpt-type /dev/sdb 1 C12A7328-F81F-11D2-BA4B-00A0C93EC93B
+upload {esp} /dev/sdb1
+mkfs ext4 /dev/sdb2 label:root
+mount /dev/sdb2 /
+mkdir /src
+mount-ro /dev/sda1 /src
+glob cp-a /src/* /
+umount /src
+rmdir /src
+write /etc/fstab "LABEL=root / ext4 defaults,errors=remount-ro 0 1\\n"
+"""
+_GRUB_CFG = """insmod part_gpt
+insmod ext2
+search --no-floppy --label root --set=root
+linux /boot/vmlinuz-{kver} root=LABEL=root rw console=ttyS0 net.ifnames=0 quiet
+initrd /boot/initrd.img-{kver}
+boot
+"""
+
+
+def uefi_web() -> Path:
+    """The demo web backup as a UEFI server has it: GPT, an EFI System Partition holding
+    GRUB (a standalone x86_64-efi image with its config inside) as the removable-media boot
+    loader, and the root file system beside it. No BIOS boot loader at all."""
+    recipe = _UEFI + _GRUB_CFG
+    key = hashlib.sha256(((DEMO / "web.recipe").read_text() + recipe).encode()).hexdigest()[:16]
+    out, stamp = CACHE / "web-uefi.qcow2", CACHE / "web-uefi.recipe"
+    if out.exists() and stamp.exists() and stamp.read_text() == key:
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
+    CACHE.chmod(0o755)
+    partial = CACHE / ".web-uefi.partial.qcow2"
+    partial.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rdrill-uefi-") as folder:
+        work = Path(folder)
+        (work / "grub.cfg").write_text(_GRUB_CFG.format(kver=kernel_version()))
+        loader, esp = work / "BOOTX64.EFI", work / "esp.img"
+        subprocess.run(["grub-mkstandalone", "-O", "x86_64-efi", "-o", str(loader),
+                        f"boot/grub/grub.cfg={work / 'grub.cfg'}"], check=True,
+                       capture_output=True, timeout=300)  # fmt: skip
+        subprocess.run(["mkfs.fat", "-C", "-n", "ESP", str(esp), "102400"], check=True,
+                       capture_output=True)  # fmt: skip
+        subprocess.run(["mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT"], check=True)
+        subprocess.run(["mcopy", "-i", str(esp), str(loader), "::/EFI/BOOT/BOOTX64.EFI"],
+                       check=True)  # fmt: skip
+        script = _UEFI.format(source=DEMO / "web.qcow2", out=partial, esp=esp)
+        subprocess.run(["guestfish"], input=script, text=True, env=ENV, check=True,
+                       capture_output=True, timeout=1200)  # fmt: skip
+    partial.chmod(0o644)
+    partial.rename(out)
+    stamp.write_text(key)
+    return out
