@@ -48,7 +48,7 @@ def _days_since(when: str, now: datetime) -> float:
 
 
 def _rto_chart(histories: list[ScenarioHistory]) -> Markup:
-    import pygal  # lazily: it installs an import hook of its own (see README, dependencies)
+    import pygal  # lazily: it installs an import hook of its own (see docs/development.md)
 
     chart = pygal.DateTimeLine(
         js=[], disable_xml_declaration=True, width=900, height=320, x_label_rotation=20,

@@ -278,7 +278,7 @@ def kept_labels(security_model: str) -> tuple[str, ...]:
         return ("dac", "selinux")
     raise LabError(f"libvirt's security driver {security_model!r} may relabel the backup, "
                    "and restore-drill cannot tell it not to: refusing to boot the backup "
-                   "(see README, 'Guarantees')")  # fmt: skip
+                   "(see docs/guarantees.md)")  # fmt: skip
 
 
 def _mac() -> str:

@@ -61,7 +61,7 @@ def check_key(key_file: Path) -> str:
     except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's way
         raise ConfigError(
             f"{key_file}: the key is passphrase-protected; use an unencrypted drill key "
-            "kept readable by root only (see README, 'Login keys')"
+            "kept readable by root only (see docs/decisions.md)"
         ) from None
     except (OSError, paramiko.SSHException, ValueError) as exc:
         raise ConfigError(f"{key_file}: not a usable SSH private key ({exc})") from None
