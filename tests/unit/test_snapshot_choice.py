@@ -12,8 +12,8 @@ import pytest
 
 from harness.errors import PhaseFailed, ScenarioError
 from harness.scenario.loader import load_scenario
-from harness.sources import open_source
 from harness.sources.files import FileLevelSource
+from tests.unit.test_sources import source as files_source
 
 PASSWORD = "shared repository password"
 
@@ -57,16 +57,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def source(folder: Path, backup: str) -> FileLevelSource:
-    scenario = folder / "s.yaml"
-    scenario.write_text(
-        f"version: 1\nname: unit-choice\nbackup:\n{backup}"
-        "targets: {rto: 15m, rpo: 3650d}\nvm: {image: base.qcow2}\n"
-        "login: {user: root, key_file: key}\n"
-    )
-    machine = load_scenario(scenario).primary
-    made = open_source(machine.backup, machine.vm)
-    assert isinstance(made, FileLevelSource)
-    return made
+    return files_source(folder, backup, target="")
 
 
 RESTIC = "  kind: restic\n  repository: restic\n  password_file: pass\n"

@@ -53,10 +53,11 @@ def backups(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def source(folder: Path, backup: str) -> FileLevelSource:
+def source(folder: Path, backup: str, target: str = "  target: /var/www/html\n") -> FileLevelSource:
+    """The file-level source a scenario in ``folder`` with this ``backup:`` section opens."""
     scenario = folder / "s.yaml"
     scenario.write_text(
-        f"version: 1\nname: unit-files\nbackup:\n{backup}  target: /var/www/html\n"
+        f"version: 1\nname: unit-files\nbackup:\n{backup}{target}"
         "targets: {rto: 15m, rpo: 1d}\nvm: {image: base.qcow2}\n"
         "login: {user: root, key_file: key}\n"
     )

@@ -8,6 +8,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.vm.conftest import DEMO
@@ -15,11 +16,13 @@ from tests.vm.conftest import DEMO
 CACHE = Path(os.environ.get("RESTORE_DRILL_TEST_IMAGES", "/var/cache/restore-drill/test-images"))
 ENV = {**os.environ, "LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
 
-_COMMON_HEAD = """add-ro {source}
+#: the demo image read-only as /dev/sda, a new 3 GiB disk to build as /dev/sdb
+_NEW_DISK = """add-ro {source}
 disk-create {out} qcow2 3221225472
 add {out} format:qcow2
 run
-part-init /dev/sdb mbr
+"""
+_COMMON_HEAD = _NEW_DISK + """part-init /dev/sdb mbr
 part-add /dev/sdb p 2048 526335
 part-add /dev/sdb p 526336 -1
 part-set-bootable /dev/sdb 1 true
@@ -76,25 +79,37 @@ def variant(kind: str) -> Path:
     if extra and not debs:
         raise AssertionError(f"no .deb files in {DEBS}: run scripts/setup (it fetches them)")
     recipe = _COMMON_HEAD + make_root + _COMMON_TAIL
-    stamp_text = (DEMO / "web.recipe").read_text() + recipe
-    key = hashlib.sha256(stamp_text.encode()).hexdigest()[:16]
-    out = CACHE / f"web-{kind}.qcow2"
-    stamp = CACHE / f"web-{kind}.recipe"
-    if out.exists() and stamp.exists() and stamp.read_text() == key:
-        return out
+
+    def build(partials: list[Path]) -> None:
+        script = recipe.format(source=DEMO / "web.qcow2", out=partials[0],
+                               root_device=root_device, fstype=fstype, kver=kernel_version(),
+                               extra=extra.format(debs=debs))  # fmt: skip
+        subprocess.run(["guestfish"], input=script, text=True, env=ENV, check=True,
+                       capture_output=True, timeout=1200)  # fmt: skip
+
+    [out] = _cached("web", recipe, f"web-{kind}.recipe", [f"web-{kind}.qcow2"], build)
+    return out
+
+
+def _cached(demo: str, recipe: str, stamp_name: str, names: list[str],
+            build: Callable[[list[Path]], None]) -> list[Path]:  # fmt: skip
+    """Files built from a demo image by ``build`` (given their partial paths), kept in the
+    cache until that demo image or the ``recipe`` changes."""
+    key = hashlib.sha256(((DEMO / f"{demo}.recipe").read_text() + recipe).encode()).hexdigest()
+    outs, stamp = [CACHE / n for n in names], CACHE / stamp_name
+    if all(o.exists() for o in outs) and stamp.exists() and stamp.read_text() == key[:16]:
+        return outs
     CACHE.mkdir(parents=True, exist_ok=True)
     CACHE.chmod(0o755)
-    partial = CACHE / f".web-{kind}.partial.qcow2"
-    partial.unlink(missing_ok=True)
-    script = recipe.format(source=DEMO / "web.qcow2", out=partial, root_device=root_device,
-                           fstype=fstype, kver=kernel_version(),
-                           extra=extra.format(debs=debs))  # fmt: skip
-    subprocess.run(["guestfish"], input=script, text=True, env=ENV, check=True,
-                   capture_output=True, timeout=1200)  # fmt: skip
-    partial.chmod(0o644)
-    partial.rename(out)
-    stamp.write_text(key)
-    return out
+    partials = [CACHE / f".{n}.partial" for n in names]
+    for partial in partials:
+        partial.unlink(missing_ok=True)
+    build(partials)
+    for partial, out in zip(partials, outs, strict=True):
+        partial.chmod(0o644)
+        partial.rename(out)
+    stamp.write_text(key[:16])
+    return outs
 
 
 _TWO_DISKS = """add {os} format:qcow2
@@ -118,32 +133,21 @@ def two_disk_db() -> tuple[Path, Path]:
     """The demo db backup as a server with its PostgreSQL data on a second disk: the OS disk
     (``/var/lib/postgresql`` an empty mount point) and the data disk (an ext4 labelled
     pgdata, no partition table, mounted there by the OS disk's fstab)."""
-    key = hashlib.sha256(((DEMO / "db.recipe").read_text() + _TWO_DISKS).encode()).hexdigest()
-    os_disk, data_disk = CACHE / "db-os.qcow2", CACHE / "db-data.qcow2"
-    stamp = CACHE / "db-2.recipe"
-    if os_disk.exists() and data_disk.exists() and stamp.exists() and stamp.read_text() == key[:16]:
-        return os_disk, data_disk
-    CACHE.mkdir(parents=True, exist_ok=True)
-    CACHE.chmod(0o755)
-    partial_os, partial_data = CACHE / ".db-os.partial.qcow2", CACHE / ".db-data.partial.qcow2"
-    for f in (partial_os, partial_data):
-        f.unlink(missing_ok=True)
-    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(DEMO / "db.qcow2"), str(partial_os)],
-                   check=True, timeout=600)  # fmt: skip
-    subprocess.run(["guestfish"], input=_TWO_DISKS.format(os=partial_os, data=partial_data),
-                   text=True, env=ENV, check=True, capture_output=True, timeout=1200)  # fmt: skip
-    for partial, final in ((partial_os, os_disk), (partial_data, data_disk)):
-        partial.chmod(0o644)
-        partial.rename(final)
-    stamp.write_text(key[:16])
+
+    def build(partials: list[Path]) -> None:
+        os_disk, data_disk = partials
+        subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(DEMO / "db.qcow2"),
+                        str(os_disk)], check=True, timeout=600)  # fmt: skip
+        script = _TWO_DISKS.format(os=os_disk, data=data_disk)
+        subprocess.run(["guestfish"], input=script, text=True, env=ENV, check=True,
+                       capture_output=True, timeout=1200)  # fmt: skip
+
+    os_disk, data_disk = _cached("db", _TWO_DISKS, "db-2.recipe",
+                                 ["db-os.qcow2", "db-data.qcow2"], build)  # fmt: skip
     return os_disk, data_disk
 
 
-_UEFI = """add-ro {source}
-disk-create {out} qcow2 3221225472
-add {out} format:qcow2
-run
-part-init /dev/sdb gpt
+_UEFI = _NEW_DISK + """part-init /dev/sdb gpt
 part-add /dev/sdb p 2048 206847
 part-add /dev/sdb p 206848 -34
 part-set-gpt-type /dev/sdb 1 C12A7328-F81F-11D2-BA4B-00A0C93EC93B
@@ -170,31 +174,23 @@ def uefi_web() -> Path:
     """The demo web backup as a UEFI server has it: GPT, an EFI System Partition holding
     GRUB (a standalone x86_64-efi image with its config inside) as the removable-media boot
     loader, and the root file system beside it. No BIOS boot loader at all."""
-    recipe = _UEFI + _GRUB_CFG
-    key = hashlib.sha256(((DEMO / "web.recipe").read_text() + recipe).encode()).hexdigest()[:16]
-    out, stamp = CACHE / "web-uefi.qcow2", CACHE / "web-uefi.recipe"
-    if out.exists() and stamp.exists() and stamp.read_text() == key:
-        return out
-    CACHE.mkdir(parents=True, exist_ok=True)
-    CACHE.chmod(0o755)
-    partial = CACHE / ".web-uefi.partial.qcow2"
-    partial.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix="rdrill-uefi-") as folder:
-        work = Path(folder)
-        (work / "grub.cfg").write_text(_GRUB_CFG.format(kver=kernel_version()))
-        loader, esp = work / "BOOTX64.EFI", work / "esp.img"
-        subprocess.run(["grub-mkstandalone", "-O", "x86_64-efi", "-o", str(loader),
-                        f"boot/grub/grub.cfg={work / 'grub.cfg'}"], check=True,
-                       capture_output=True, timeout=300)  # fmt: skip
-        subprocess.run(["mkfs.fat", "-C", "-n", "ESP", str(esp), "102400"], check=True,
-                       capture_output=True)  # fmt: skip
-        subprocess.run(["mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT"], check=True)
-        subprocess.run(["mcopy", "-i", str(esp), str(loader), "::/EFI/BOOT/BOOTX64.EFI"],
-                       check=True)  # fmt: skip
-        script = _UEFI.format(source=DEMO / "web.qcow2", out=partial, esp=esp)
-        subprocess.run(["guestfish"], input=script, text=True, env=ENV, check=True,
-                       capture_output=True, timeout=1200)  # fmt: skip
-    partial.chmod(0o644)
-    partial.rename(out)
-    stamp.write_text(key)
+
+    def build(partials: list[Path]) -> None:
+        with tempfile.TemporaryDirectory(prefix="rdrill-uefi-") as folder:
+            work = Path(folder)
+            (work / "grub.cfg").write_text(_GRUB_CFG.format(kver=kernel_version()))
+            loader, esp = work / "BOOTX64.EFI", work / "esp.img"
+            subprocess.run(["grub-mkstandalone", "-O", "x86_64-efi", "-o", str(loader),
+                            f"boot/grub/grub.cfg={work / 'grub.cfg'}"], check=True,
+                           capture_output=True, timeout=300)  # fmt: skip
+            subprocess.run(["mkfs.fat", "-C", "-n", "ESP", str(esp), "102400"], check=True,
+                           capture_output=True)  # fmt: skip
+            subprocess.run(["mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT"], check=True)
+            subprocess.run(["mcopy", "-i", str(esp), str(loader), "::/EFI/BOOT/BOOTX64.EFI"],
+                           check=True)  # fmt: skip
+            script = _UEFI.format(source=DEMO / "web.qcow2", out=partials[0], esp=esp)
+            subprocess.run(["guestfish"], input=script, text=True, env=ENV, check=True,
+                           capture_output=True, timeout=1200)  # fmt: skip
+
+    [out] = _cached("web", _UEFI + _GRUB_CFG, "web-uefi.recipe", ["web-uefi.qcow2"], build)
     return out
