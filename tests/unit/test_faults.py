@@ -56,6 +56,7 @@ def test_damaged_qcow2_fails_at_verify_with_a_report(
     assert phases[0]["status"] == "failed"
 
 
+@pytest.mark.root
 def test_full_reports_disk_is_an_infra_error_with_no_half_written_run(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.fail("needs root to mount a tiny tmpfs (scripts/test runs as root)")

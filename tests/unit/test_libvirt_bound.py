@@ -19,6 +19,8 @@ import pytest
 from harness.errors import InfraError
 from harness.lab.hypervisor import Hypervisor
 
+pytestmark = pytest.mark.root  # see pyproject.toml's markers
+
 LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
 
 

@@ -66,6 +66,7 @@ def test_packs_by_name_and_stat_the_rest_by_hash_and_the_report_says_so(repo: Pa
     assert evidence.unchanged_by == "hash"
 
 
+@pytest.mark.root  # writes a read-only pack file, as only root could
 def test_a_pack_rewritten_in_place_with_the_same_size_is_caught(repo: Path) -> None:
     src = source(repo)
     evidence, _ = src.verify()

@@ -45,10 +45,11 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
         www = server(root, host, f"<h1>{host}</h1>\n")
         run("restic", "--repo", str(root / "restic"), "--no-cache", "backup", "--host", host,
             "--tag", tag, "--time", when, str(www), TZ="UTC")  # fmt: skip
-        # borg records the machine's hostname: a UTS namespace gives each server its own.
-        run("unshare", "--uts", "sh", "-c", f'hostname {host} && exec "$@"', "-", "borg",
-            "create", "--timestamp", when.replace(" ", "T"),
-            f"{root / 'borg'}::{host}-{when[:10]}", str(www))  # fmt: skip
+        # borg records the machine's hostname: a UTS namespace (in a user namespace, so no
+        # root is needed) gives each server its own.
+        run("unshare", "--user", "--map-root-user", "--uts", "sh", "-c",
+            f'hostname {host} && exec "$@"', "-", "borg", "create", "--timestamp",
+            when.replace(" ", "T"), f"{root / 'borg'}::{host}-{when[:10]}", str(www))  # fmt: skip
     (root / "pass").write_text(PASSWORD + "\n")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(root / "base.qcow2"), "16M"],
                    check=True)  # fmt: skip
