@@ -232,9 +232,8 @@ class Run:
     def _firmware(guest: Guest, disk: BootDisk) -> None:
         """BIOS or UEFI, as the scenario says or as the boot disk's partition table shows."""
         spec = guest.machine.vm
-        wanted = "uefi" if spec.secure_boot and spec.firmware == "auto" else spec.firmware
-        head = qemu_img.head(disk.path, disk.image.format) if wanted == "auto" else None
-        guest.firmware, why = firmware.choose(wanted, head)
+        head = qemu_img.head(disk.path, disk.image.format) if spec.firmware == "auto" else None
+        guest.firmware, why = firmware.choose(spec.firmware, head, spec.secure_boot)
         secure = " with Secure Boot" if spec.secure_boot else ""
         guest.facts["firmware"] = f"{guest.firmware}{secure} ({why})"
 

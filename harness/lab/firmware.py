@@ -39,10 +39,13 @@ def detect(head: bytes) -> tuple[str, str]:
     return "bios", "GPT without an EFI system partition"
 
 
-def choose(wanted: str, head: bytes | None) -> tuple[str, str]:
-    """The firmware for ``vm.firmware`` (auto, bios, uefi) and why, for the report."""
+def choose(wanted: str, head: bytes | None, secure_boot: bool = False) -> tuple[str, str]:
+    """The firmware for ``vm.firmware`` (auto, bios, uefi) and why, for the report. Secure
+    Boot is UEFI's: with ``auto`` it boots UEFI whatever the table says, and says so."""
     if wanted != "auto":
         return wanted, "set in the scenario (vm.firmware)"
     assert head is not None  # noqa: S101 - read for auto only
     firmware, why = detect(head)
+    if secure_boot and firmware != "uefi":
+        return "uefi", f"secure_boot: true, though the disk shows {why}"
     return firmware, f"auto: {why}"

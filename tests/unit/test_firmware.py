@@ -51,6 +51,10 @@ def test_a_blank_disk_and_a_scenarios_word_decide_without_a_table() -> None:
     assert detect(b"\0" * 17408)[0] == "bios"
     assert choose("uefi", None) == ("uefi", "set in the scenario (vm.firmware)")
     assert choose("auto", b"\0" * 17408)[1].startswith("auto: no partition table")
+    # Secure Boot is UEFI's, and the reason says it was the scenario's switch, not the disk
+    assert choose("auto", b"\0" * 17408, secure_boot=True) == (
+        "uefi", "secure_boot: true, though the disk shows no partition table found: booted as "
+        "BIOS")
 
 
 @pytest.mark.parametrize("secure", [False, True])
