@@ -76,7 +76,7 @@ class LabRecord:
 
 @dataclass(frozen=True)
 class ExtraDisk:
-    """A further disk of a VM: its image and the backing files below it."""
+    """A disk of a VM: its image and the backing files below it."""
 
     backing: Path
     image: qemu_img.ImageInfo
@@ -180,23 +180,17 @@ class Lab:
         host_guard = self._guard(plan.bridge, dns=named)
         vms = []
         for i, (disk, mac, domain) in enumerate(zip(disks, macs, domains, strict=True)):
-            overlay = self.dir / f"{disk.machine}.qcow2"
-            qemu_img.create_overlay(overlay, disk.backing, disk.image)
-            _give_to_qemu(overlay, self.hv.uri)
-            more = []
-            for n, further in enumerate(disk.more, 2):  # one overlay per further disk
-                extra = self.dir / f"{disk.machine}.disk{n}.qcow2"
-                qemu_img.create_overlay(extra, further.backing, further.image)
-                _give_to_qemu(extra, self.hv.uri)
-                more.append((extra, (qemu_img.Layer(further.backing, further.image.format),
-                                     *further.chain)))  # fmt: skip
+            overlay, backing = self._overlay(f"{disk.machine}.qcow2",
+                                             ExtraDisk(disk.backing, disk.image, disk.chain))
+            more = [self._overlay(f"{disk.machine}.disk{n}.qcow2", further)
+                    for n, further in enumerate(disk.more, 2)]  # one overlay per further disk
             console_log = self.dir / f"{disk.machine}.console.log"
             dom_xml = domain_xml(
                 DomainPlan(
                     name=domain, lab_id=self.lab_id,
                     scenario=self.record.scenario, domain_type=domain_type,
                     memory_mib=disk.memory_mib, vcpus=disk.vcpus, overlay=overlay,
-                    backing=(qemu_img.Layer(disk.backing, disk.image.format), *disk.chain),
+                    backing=backing,
                     network=name, mac=mac, console_log=console_log, keep_labels=keep_labels,
                     more_disks=tuple(more), firmware=disk.firmware,
                     secure_boot=disk.secure_boot,
@@ -208,6 +202,14 @@ class Lab:
         self.provisioned = Provisioned(name, net_xml, tuple(vms), plan.gateway, host_guard,
                                        security_driver)  # fmt: skip
         return self.provisioned
+
+    def _overlay(self, name: str, disk: ExtraDisk) -> tuple[Path, tuple[qemu_img.Layer, ...]]:
+        """A qcow2 overlay in the lab folder over ``disk``, QEMU's to write; the overlay and
+        the layers below it (the disk's image, then its own backing files)."""
+        overlay = self.dir / name
+        qemu_img.create_overlay(overlay, disk.backing, disk.image)
+        _give_to_qemu(overlay, self.hv.uri)
+        return overlay, (qemu_img.Layer(disk.backing, disk.image.format), *disk.chain)
 
     def _guard(self, bridge: str, dns: bool) -> str:
         """Block guest → host traffic on the lab bridge (see :mod:`.guard`), recorded first so

@@ -21,6 +21,7 @@ from harness.sources.files import (
 class BorgSource(FileLevelSource):
     #: Log segments: appended once, never rewritten (compaction writes new ones).
     written_once = ("data/",)
+
     def environment(self) -> dict[str, str]:
         return {
             # A repository seen for the first time from a fresh BORG_BASE_DIR would prompt.

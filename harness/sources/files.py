@@ -93,7 +93,7 @@ class FileLevelSource:
         on the server (``var/www/html/…``); they are cut so its content lands in ``target``."""
         if self.spec.subpath is None:
             return []
-        return [f"--strip-components={len(self.spec.subpath.strip('/').split('/'))}"]
+        return [strip_components(self.spec.subpath)]
 
     # -- the Source interface -------------------------------------------------------------
     def verify(self) -> tuple[BackupEvidence, BootDisk]:
@@ -202,6 +202,11 @@ class FileLevelSource:
             yield {**os.environ, **self.environment(), "HOME": home, "BORG_BASE_DIR": home}
         finally:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def strip_components(folder: str) -> str:
+    """``tar``'s option that cuts ``folder``'s own components off each member's path."""
+    return f"--strip-components={len(folder.strip('/').split('/'))}"
 
 
 def password_env(spec: BackupSpec, variable: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ from harness.sources.files import (
 class ResticSource(FileLevelSource):
     #: Pack files: named by the SHA-256 of their content, never rewritten.
     written_once = ("data/",)
+
     def _restic(self, *args: str) -> list[str]:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it
         return ["restic", "--repo", self.spec.repository, "--no-lock", "--no-cache", *args]

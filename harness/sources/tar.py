@@ -4,7 +4,7 @@ restored into the base VM at ``backup.target``."""
 from __future__ import annotations
 
 from harness.errors import PhaseFailed
-from harness.sources.files import SAMPLE_MAX_BYTES, FileLevelSource, Inspected
+from harness.sources.files import FileLevelSource, Inspected, strip_components
 
 # Magic bytes → the command that decompresses to stdout.
 _DECOMPRESS = [
@@ -44,7 +44,8 @@ class TarSource(FileLevelSource):
         under = f"{self.member}/" if self.member else ""
         files = [parts[5] for line in listing if line.startswith("-")
                  and len(parts := line.split(None, 5)) == 6
-                 and int(parts[2]) <= SAMPLE_MAX_BYTES and parts[5].startswith(under)]  # fmt: skip
+                 and int(parts[2]) <= self.sample_max_bytes
+                 and parts[5].startswith(under)]  # fmt: skip
         self._members = {f.removeprefix("./").lstrip("/"): f for f in files[:limit]}
         return list(self._members)
 
@@ -59,8 +60,7 @@ class TarSource(FileLevelSource):
         """The whole archive is streamed; the guest's tar takes only the subpath's member."""
         if not self.member:
             return []
-        return [f"--strip-components={len(self.member.strip('/').split('/'))}", "--",
-                self.member]  # fmt: skip
+        return [strip_components(self.member), "--", self.member]
 
 
 def _member(names: list[str], subpath: str) -> str:
