@@ -38,14 +38,14 @@ def main() -> None:
     build(root)
     runs = []
     for _ in range(RUNS):
-        def proof() -> BackupEvidence:
+        def proof() -> tuple[int, int]:
             evidence = BackupEvidence(kind="restic", path=str(root), identity_before=identity(root))
-            hash_backup(evidence, root, threading.Event(), ("data/",))
+            counts = hash_backup(evidence, root, threading.Event(), ("data/",))
             confirm_unchanged(evidence, root, "hash", by_stat=("data/",))
             assert evidence.unchanged is True
-            return evidence
+            return counts
 
-        took, evidence = timed(proof)
+        took, (hashed, stated) = timed(proof)
         runs.append(took)
     full, _ = timed(lambda: hash_backup(BackupEvidence(kind="restic", path=str(root)), root,
                                         threading.Event()))  # fmt: skip
@@ -54,7 +54,7 @@ def main() -> None:
         "proof_before_and_after_s": round(median(runs), 3),
         "proof_min_s": round(min(runs), 3), "proof_max_s": round(max(runs), 3),
         "full_hash_once_s": round(full, 2), "target": "< 2 s",
-        "said": evidence.details["repository proof"],
+        "hashed_files": hashed, "files_by_stat": stated,
     })  # fmt: skip
 
 

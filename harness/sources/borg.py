@@ -21,6 +21,7 @@ from harness.sources.files import (
 class BorgSource(FileLevelSource):
     #: Log segments: appended once, never rewritten (compaction writes new ones).
     written_once = ("data/",)
+    written_once_are = "append-only segment file(s)"
 
     def environment(self) -> dict[str, str]:
         return {

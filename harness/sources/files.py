@@ -55,6 +55,7 @@ class FileLevelSource:
     #: Folders of a repository whose files are content-addressed and written once (proven
     #: by name and stat); everything else in it is hashed.
     written_once: tuple[str, ...] = ()
+    written_once_are = ""  # what those files are, for the report
 
     def __init__(self, spec: BackupSpec, vm: VmSpec) -> None:
         assert vm.image is not None  # noqa: S101 - the loader ensures it
@@ -131,8 +132,14 @@ class FileLevelSource:
         return () if self.spec.verify_after == "full-hash" else self.written_once
 
     def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
-        if self.spec.location is not None:
-            hash_backup(evidence, self.spec.location, stop, self.by_stat)
+        if self.spec.location is None:
+            return
+        hashed, stated = hash_backup(evidence, self.spec.location, stop, self.by_stat)
+        if stated:
+            evidence.details["repository proof"] = (
+                f"{stated} {self.written_once_are} under {', '.join(self.by_stat)} by name and "
+                f"stat (size, inode, mtime, ctime: written once, never in place); {hashed} "
+                "other file(s) by SHA-256 (verify_after: full-hash hashes every file)")  # fmt: skip
 
     def confirm_unchanged(self, evidence: BackupEvidence, proof: Proof) -> None:
         if self.spec.location is not None:

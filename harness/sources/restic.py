@@ -22,6 +22,7 @@ from harness.sources.files import (
 class ResticSource(FileLevelSource):
     #: Pack files: named by the SHA-256 of their content, never rewritten.
     written_once = ("data/",)
+    written_once_are = "content-addressed file(s)"
 
     def _restic(self, *args: str) -> list[str]:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it

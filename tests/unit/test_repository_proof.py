@@ -92,3 +92,28 @@ def test_full_hash_hashes_every_file(repo: Path) -> None:
     by_stat, _ = source(repo).verify()
     source(repo).hash(by_stat, threading.Event())
     assert evidence.sha256 != by_stat.sha256  # every pack's content went into this one
+
+
+def test_borg_segments_are_named_for_what_they_are(tmp_path: Path) -> None:
+    """borg's segments are append-only logs, not content-addressed files: the report says so."""
+    env = {**os.environ, "BORG_PASSPHRASE": PASSWORD, "BORG_BASE_DIR": str(tmp_path / "home")}
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "f").write_bytes(os.urandom(4096))
+    subprocess.run(["borg", "init", "-e", "repokey", str(tmp_path / "repo")], env=env,
+                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(["borg", "create", f"{tmp_path / 'repo'}::a", str(tmp_path / "site")],
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(tmp_path / "base.qcow2"),
+                    "16M"], check=True)  # fmt: skip
+    (tmp_path / "key").write_text("")
+    (tmp_path / "s.yaml").write_text(
+        f"version: 1\nname: unit-proof\nbackup:\n  kind: borg\n  repository: repo\n"
+        f"  password: '{PASSWORD}'\ntargets: {{rto: 15m, rpo: 1d}}\n"
+        "vm: {image: base.qcow2}\nlogin: {user: root, key_file: key}\n")  # fmt: skip
+    machine = load_scenario(tmp_path / "s.yaml").primary
+    src = open_source(machine.backup, machine.vm)
+    evidence, _ = src.verify()
+    src.hash(evidence, threading.Event())
+    n_segments = len(packs(tmp_path))
+    assert evidence.details["repository proof"].startswith(
+        f"{n_segments} append-only segment file(s) under data/ by name and stat")
