@@ -9,6 +9,7 @@ Only local repositories can be seen from here; the locks are read, never taken o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -51,23 +52,26 @@ def _restic(folder: Path, now: float) -> str | None:
 
 
 def _borg(folder: Path) -> str | None:
-    """borg's lock: ``lock.exclusive`` holding ``HOST@NODE.PID-TID``. One of this host whose
-    process is gone is stale (borg would say so too) and does not count."""
-    try:
-        names = [p.name for p in (folder / "lock.exclusive").iterdir()]
-    except OSError:
-        names = []
+    """borg's lock: ``lock.exclusive`` holding ``HOST@NODE.PID-TID``, and ``lock.roster``
+    listing the exclusive and shared holders as ``[HOST@NODE, PID, TID]``. A holder of this
+    host whose process is gone is stale (borg would say so too) and does not count."""
+    holders: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        holders.update((p.name, "exclusive") for p in (folder / "lock.exclusive").iterdir())
     try:
         roster = json.loads((folder / "lock.roster").read_text())
     except (OSError, ValueError):
         roster = {}
-    if not names and not roster.get("exclusive") and not roster.get("shared"):
+    if not isinstance(roster, dict):
+        roster = {}
+    for kind in ("exclusive", "shared"):
+        for entry in roster.get(kind) or ():
+            if isinstance(entry, list) and len(entry) == 3:
+                holders.setdefault(f"{entry[0]}.{entry[1]}-{entry[2]}", kind)
+    live = [f"{name} ({kind})" for name, kind in holders.items() if not _dead_here(name)]
+    if not live:
         return None
-    live = [n for n in names if not _dead_here(n)]
-    if names and not live:
-        return None
-    who = ", ".join(live or names) or "a shared lock"
-    return f"borg repository {folder} is locked by {who}"
+    return f"borg repository {folder} is locked by {', '.join(live)}"
 
 
 def _dead_here(name: str) -> bool:

@@ -4,6 +4,7 @@ FAIL "backup changed during the drill". A stale lock does not count."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -115,3 +116,23 @@ def test_borg_lock_held_by_a_running_borg_and_a_dead_ones_stale_lock(scenario_di
         held.wait()
     assert (repo / "lock.exclusive").is_dir()
     assert holder(spec) is None  # this host's holder is gone: stale
+
+
+def test_borg_roster_holders_are_named_as_they_are_and_dead_ones_do_not_count(
+    scenario_dir: Path,
+) -> None:
+    """A roster left by a killed `borg list` (a shared lock of a gone process) must not skip
+    every drill forever; a live exclusive holder is named as exclusive, not "a shared lock"."""
+    repo = scenario_dir / "repo"
+    repo.mkdir()
+    spec = load_scenario(scenario(scenario_dir, "borg")).primary.backup
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    here = f"{socket.gethostname()}@1234"
+    roster = repo / "lock.roster"
+    roster.write_text(json.dumps({"shared": [[here, gone.pid, 0]]}))
+    assert holder(spec) is None
+    roster.write_text(json.dumps({"exclusive": [[here, os.getpid(), 0]]}))
+    assert holder(spec) == f"borg repository {repo} is locked by {here}.{os.getpid()}-0 (exclusive)"
+    roster.write_text(json.dumps({"shared": [["backup-host@99", 4321, 0]]}))  # another host's
+    assert holder(spec) == f"borg repository {repo} is locked by backup-host@99.4321-0 (shared)"
