@@ -114,7 +114,7 @@ def stream_into(
         channel.close()
     if status != 0:
         raise PhaseFailed("restore", f"tar -x in the guest exited {status}: {_last_lines(said)}")
-    if not _only_padding(pending, fd, deadline, cancelled):
+    if not _only_padding(pending, fd, deadline, cancelled, timeout_s):
         raise PhaseFailed("restore", f"tar in the guest ended before the whole stream was sent "
                                      f"({sent} bytes): {_last_lines(said)}")  # fmt: skip
     return sent
@@ -124,11 +124,12 @@ PADDING_MAX = 1024 * 1024
 
 
 def _only_padding(
-    pending: bytes, fd: int, deadline: float, cancelled: Callable[[], None]
+    pending: bytes, fd: int, deadline: float, cancelled: Callable[[], None], timeout_s: float
 ) -> bool:  # fmt: skip
     """Whether what the guest's tar left unread (once it ended well) is only the zero
     padding writers add after the end-of-archive blocks (to a 10 KiB record, or a larger
-    blocking factor): then nothing of the backup was left out. Read to the stream's end."""
+    blocking factor): then nothing of the backup was left out. Read to the stream's end,
+    within the restore's bound: a tool that stops writing without ending is a timeout."""
     left = len(pending)
     if pending.strip(b"\0"):
         return False
@@ -142,7 +143,8 @@ def _only_padding(
         left += len(chunk)
         if chunk.strip(b"\0") or left > PADDING_MAX:
             return False
-    return False
+    raise PhaseTimeout("restore", f"tar in the guest finished, but the backup's stream did "
+                                  f"not end within the restore's {timeout_s:g}s")  # fmt: skip
 
 
 def _drain(channel: paramiko.Channel, said: bytearray) -> None:

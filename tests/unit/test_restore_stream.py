@@ -4,6 +4,7 @@ reading or prints megabytes can neither hang nor deadlock the drill, and an abor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -104,10 +105,10 @@ def _key(folder: Path) -> Path:
 
 def stream(tmp_path: Path, client: paramiko.SSHClient, size: int, limit: float,
            cancelled: Callable[[], None] = lambda: None,
-           pieces: tuple[bytes, ...] = ()) -> tuple[float, object]:  # fmt: skip
+           pieces: tuple[bytes, ...] = (), gap: float = 1.0) -> tuple[float, object]:  # fmt: skip
     """Run stream_into in a thread that must end by itself: a hang is a failure, not a stuck
     test run. Its result (bytes sent, or the exception) and how long it took. ``pieces``:
-    the stream comes from a tool writing them a second apart (else ``size`` zero bytes)."""
+    the stream comes from a tool writing them ``gap`` seconds apart (else ``size`` zeros)."""
     data = tmp_path / "stream.tar"
     data.write_bytes(b"\0" * size)
     if pieces:
@@ -115,9 +116,9 @@ def stream(tmp_path: Path, client: paramiko.SSHClient, size: int, limit: float,
         os.mkfifo(data)
 
         def tool() -> None:
-            with data.open("wb") as out:
-                for n, piece in enumerate(pieces):
-                    time.sleep(1.0 if n else 0)
+            with contextlib.suppress(BrokenPipeError), data.open("wb") as out:
+                for n, piece in enumerate(pieces):  # (the drill may have stopped reading)
+                    time.sleep(gap if n else 0)
                     out.write(piece)
                     out.flush()
 
@@ -201,3 +202,16 @@ def test_data_after_where_the_guest_stopped_reading_fails_the_restore(
     _, outcome = stream(tmp_path, guest[1], 0, 60, pieces=archive)
     assert isinstance(outcome, PhaseFailed)
     assert "tar in the guest ended before the whole stream was sent" in str(outcome)
+
+
+@pytest.mark.parametrize("guest", ["ends at its marker"], indirect=True)
+def test_a_tool_that_stalls_after_the_guest_finished_is_a_timeout_not_a_short_archive(
+    guest: tuple[Guest, paramiko.SSHClient], tmp_path: Path
+) -> None:
+    """The guest's tar read its archive and ended well; the tool then stops writing without
+    ending its stream. That is the restore's bound running out, not tar ending early."""
+    took, outcome = stream(tmp_path, guest[1], 0, 3, pieces=(b"x" * RECORD, b"\0" * RECORD),
+                           gap=8)  # fmt: skip
+    assert isinstance(outcome, PhaseTimeout), outcome
+    assert "the backup's stream did not end within the restore's 3s" in str(outcome)
+    assert took < 8
