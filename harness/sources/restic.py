@@ -70,7 +70,8 @@ class ResticSource(FileLevelSource):
             parse_time(chosen["time"]), "restic snapshot time",
             {"tool": "restic", "snapshot": chosen["id"], "paths": ", ".join(paths),
              "hostname": host, "tags": ", ".join(chosen.get("tags") or ()),
-             "selector": self.spec.selector or "none: the newest snapshot of any host",
+             "selector": self.spec.selector or ("the snapshot named" if self.spec.snapshot
+                                                else "none: the newest snapshot of any host"),
              "snapshots in repository": str(len(snapshots))},
             warnings=warnings,
         )  # fmt: skip
