@@ -37,9 +37,9 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def source(folder: Path, extra: str = "") -> FileLevelSource:
+def source(folder: Path, extra: str = "", kind: str = "restic") -> FileLevelSource:
     (folder / "s.yaml").write_text(
-        f"version: 1\nname: unit-proof\nbackup:\n  kind: restic\n  repository: repo\n"
+        f"version: 1\nname: unit-proof\nbackup:\n  kind: {kind}\n  repository: repo\n"
         f"  password: '{PASSWORD}'\n{extra}targets: {{rto: 15m, rpo: 1d}}\n"
         "vm: {image: base.qcow2}\nlogin: {user: root, key_file: key}\n")  # fmt: skip
     machine = load_scenario(folder / "s.yaml").primary
@@ -106,12 +106,7 @@ def test_borg_segments_are_named_for_what_they_are(tmp_path: Path) -> None:
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(tmp_path / "base.qcow2"),
                     "16M"], check=True)  # fmt: skip
     (tmp_path / "key").write_text("")
-    (tmp_path / "s.yaml").write_text(
-        f"version: 1\nname: unit-proof\nbackup:\n  kind: borg\n  repository: repo\n"
-        f"  password: '{PASSWORD}'\ntargets: {{rto: 15m, rpo: 1d}}\n"
-        "vm: {image: base.qcow2}\nlogin: {user: root, key_file: key}\n")  # fmt: skip
-    machine = load_scenario(tmp_path / "s.yaml").primary
-    src = open_source(machine.backup, machine.vm)
+    src = source(tmp_path, kind="borg")
     evidence, _ = src.verify()
     src.hash(evidence, threading.Event())
     n_segments = len(packs(tmp_path))
