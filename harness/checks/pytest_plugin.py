@@ -23,7 +23,7 @@ def host() -> Iterator[Any]:
     """The restored VM as a testinfra host."""
     spec = json.loads(os.environ[TARGET_ENV])
     target = Target(spec["ip"], spec["port"], spec["user"], Path(spec["key_file"]),
-                    spec.get("password"))
+                    spec.get("password"), spec.get("netns"))
     host_key = HostKey(spec["host_key_type"], spec["host_key"])
     client = connect_pinned(target, host_key, 30.0)
     try:

@@ -38,6 +38,7 @@ def run_testfiles(
                     "user": target.user,
                     "key_file": str(target.key_file),
                     "password": target.password,
+                    "netns": target.netns,
                     "host_key_type": host_key.type,
                     "host_key": host_key.base64,
                 }

@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from harness import __version__, qemu_img
 from harness.checks.declarative import run_check
@@ -32,13 +33,28 @@ from harness.durations import format_duration
 from harness.errors import Aborted, DrillError, ExitCode, PhaseFailed
 from harness.evidence.model import CheckResult, RunResult, Verdict
 from harness.guest.inject import inject_key
+from harness.guest.network import read_config
 from harness.interrupts import Interrupts
-from harness.lab import accel, firmware
+from harness.lab import accel, firmware, netns
 from harness.lab.access import unreadable
+from harness.lab.addressing import Addressing, MachineNet, plan
 from harness.lab.hypervisor import CALL_TIMEOUT_S, Hypervisor
-from harness.lab.lifecycle import ExtraDisk, KeptVm, Lab, VmDisk, reap, state_root
+from harness.lab.lifecycle import (
+    ExtraDisk,
+    KeptVm,
+    Lab,
+    LabVm,
+    VmDisk,
+    bridge_name,
+    guard_applies,
+    reap,
+    state_root,
+)
+from harness.lab.sniff import Watch
 from harness.output.events import Sink
 from harness.remote.commands import run_polled, run_step, stream_into
+from harness.remote.namespace import entered
+from harness.remote.reach import wait_for_address
 from harness.remote.shell import as_user
 from harness.remote.ssh import Target, public_key_line, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Scenario
@@ -99,6 +115,8 @@ class Run:
         self.hash_errors: list[BaseException] = []
         self.failure: BaseException | None = None
         self.verified_at: float | None = None
+        self.addressing: Addressing | None = None
+        self.namespace: str | None = None  # a replicated lab's: the harness's sockets go there
 
     def execute(self) -> DrillOutcome:
         """The drill's one boundary: whatever goes wrong inside, a bug of ours included,
@@ -191,6 +209,7 @@ class Run:
             requested = self.options.accelerator or scenario.primary.vm.accelerator
             chosen, phase.detail = accel.choose(requested, state_root())
             result.environment.update(accelerator=chosen, accelerator_reason=phase.detail)
+        self.addressing = addressing = self._network(tcg=chosen != "kvm")
         with clock.phase("provision") as phase:
             self.lab = lab = Lab(hv, scenario.name)
             disks = []
@@ -201,7 +220,8 @@ class Run:
                                     g.machine.vm.memory_mib, g.machine.vm.vcpus,
                                     g.machine.hostnames, g.disk.chain, more, g.firmware,
                                     g.machine.vm.secure_boot))  # fmt: skip
-            made = lab.provision(disks, "kvm" if chosen == "kvm" else "qemu")
+            made = lab.provision(disks, "kvm" if chosen == "kvm" else "qemu", addressing)
+            self.namespace = made.namespace or None
             for guest, vm in zip(self.guests, made.vms, strict=True):
                 guest.vm = vm
                 guest.facts.update(name=guest.machine.name, domain=vm.domain_name, mac=vm.mac,
@@ -216,6 +236,8 @@ class Run:
                 "gateway": made.gateway, "host_guard": made.host_guard,
                 "security_driver": made.security_driver,
                 "firmware": self._primary().facts.get("firmware", ""),
+                "addressing": _addressing_facts(addressing, made.namespace,
+                                                made.namespace_guard),
             }  # fmt: skip
             phase.detail = f"lab {lab.lab_id}, {len(made.vms)} VM(s), {chosen}"
         self._prepare_guests(tcg=chosen != "kvm")
@@ -227,6 +249,42 @@ class Run:
             self._isolation(guest)
         for guest in self.guests:
             join_polling(guest.hasher, self.interrupts)
+
+    def _network(self, tcg: bool) -> Addressing:
+        """Each machine's address: as the scenario states it, else as its boot disk's own
+        network configuration says (read read-only before boot), else DHCP. Drill work, not
+        recovery: left out of the measured recovery time like key injection."""
+        spec = self.scenario.network
+        with self.clock.phase("network") as phase:
+            machines = []
+            for guest in self.guests:
+                machine, disk = guest.machine, guest.disk
+                assert disk is not None  # noqa: S101 - verified before
+                boots = guard_applies(self.options.uri)  # libvirt's test driver boots nothing
+                if machine.address or not spec.detect or not boots:
+                    why = ("" if machine.address else "network.detect is off" if boots
+                           else f"nothing boots under {self.options.uri}")  # fmt: skip
+                    machines.append(MachineNet(machine.name, machine.address, None, why))
+                    continue
+                disks = [(disk.path, disk.image.format),
+                         *((d.path, d.image.format) for d in disk.extra)]  # fmt: skip
+                config, why = read_config(disks, disk.files, tcg,
+                                          state_root() / "cache" / "network")  # fmt: skip
+                machines.append(MachineNet(machine.name, None, config, why))
+                if config is not None:
+                    guest.facts["network_config"] = config.summary()
+            addressing = plan(machines, [(s.cidr, s.gateway) for s in spec.subnets])
+            for guest in self.guests:
+                guest.facts["address"] = asdict(addressing.of(guest.machine.name))
+            phase.detail = "; ".join(
+                (f"{m.machine}: " if len(addressing.machines) > 1 else "")
+                + (f"{m.cidr}, " if m.cidr else "") + m.found
+                for m in addressing.machines
+            ) + ("; lab replicates " + ", ".join(f"{s.cidr} (lab side {s.gateway})"
+                                                   for s in addressing.subnets)
+                 if addressing.replicated else "")  # fmt: skip
+        self.result.preparation_s += phase.duration_s
+        return addressing
 
     @staticmethod
     def _firmware(guest: Guest, disk: BootDisk) -> None:
@@ -258,7 +316,7 @@ class Run:
             phase.detail = "; ".join([
                 f"{len(self.result.guest_changes)} file(s) added or changed in the lab copy "
                 "(the overlay; the backup is opened read-only); not counted in the RTO", *said])
-        self.result.preparation_s = phase.duration_s
+        self.result.preparation_s += phase.duration_s
 
     def _start_machines(self) -> None:
         """Power on each machine once the machines it depends on are ready (see
@@ -271,13 +329,56 @@ class Run:
         assert self.hv is not None  # noqa: S101
         assert guest.vm is not None  # noqa: S101
         vm, limit = guest.vm, guest.machine.vm.boot_timeout_s
-        with self.clock.phase(f"boot{guest.label}") as phase:
-            self.lab.start(vm)
-            self.powered_on += 1
-            self.clock.say("note", f"boot{guest.label}: VM powered on, waiting up to "
-                                   f"{format_duration(limit)} for its DHCP lease")  # fmt: skip
-            guest.ip = self.hv.wait_for_lease(vm.domain_name, vm.mac, limit, check)
+        hv, name = self.hv, f"boot{guest.label}"
+        with self.clock.phase(name) as phase:
+            watch = self._watch(vm)
+            try:
+                self.lab.start(vm)
+                self.powered_on += 1
+                seen = watch.stop if watch else (lambda: "")
+                if self.namespace and vm.ip:
+                    port = guest.machine.login.port
+                    self.clock.say("note", f"{name}: VM powered on, waiting up to "
+                                           f"{format_duration(limit)} for {vm.ip} to answer "
+                                           f"on port {port}")  # fmt: skip
+                    wait_for_address(self.namespace, vm.ip, port, limit, check,
+                                     lambda: hv.is_running(vm.domain_name),
+                                     lambda: self._unanswered(guest, seen()), name)  # fmt: skip
+                    guest.ip = vm.ip
+                else:
+                    self.clock.say("note", f"{name}: VM powered on, waiting up to "
+                                           f"{format_duration(limit)} for its DHCP lease")
+                    guest.ip = hv.wait_for_lease(vm.domain_name, vm.mac, limit, check, seen)
+            finally:
+                if watch:
+                    watch.stop()
             guest.facts["ip"] = phase.detail = guest.ip
+
+    def _watch(self, vm: LabVm) -> Watch | None:
+        """Watch what the guest's NIC sends while it boots (for a failure's reason): on the
+        lab side of a replicated lab, else on the lab bridge; not where there is no bridge
+        here (another libvirt driver) or no right to watch."""
+        lab = self.lab
+        if lab is None or not guard_applies(self.options.uri):
+            return None
+        iface = netns.lab_end(lab.lab_id) if self.namespace else bridge_name(lab.lab_id)
+        try:
+            return Watch(self.namespace, iface, vm.mac)
+        except OSError:
+            return None
+
+    @staticmethod
+    def _unanswered(guest: Guest, seen: str) -> str:
+        """What was seen, and what the guest's own configuration says, for a boot that never
+        answered in a replicated lab."""
+        address = guest.facts.get("address", {})
+        iface = address.get("interface")
+        if seen.startswith("no frame at all") and iface:
+            return (f"{seen}: the guest puts {address.get('cidr')} on {iface} "
+                    f"({address.get('found')}), and no interface of that name seems to exist "
+                    "in the lab, which gives each machine one virtio NIC (named eth0, ens3 "
+                    "or enp1s0 by the guest, depending on its naming scheme)")  # fmt: skip
+        return seen
 
     def _ready(self, guest: Guest, check: Callable[[], None]) -> None:
         """ssh → settle → restore → steps: the machine is ready for its dependents."""
@@ -285,7 +386,7 @@ class Run:
         with clock.phase(f"ssh{label}") as phase:
             login = machine.login
             guest.target = Target(guest.ip, login.port, login.user, login.key_file,
-                                  login.password)  # fmt: skip
+                                  login.password, self.namespace)  # fmt: skip
             guest.client, key = wait_for_ssh(guest.target, login.timeout_s, check)
             guest.host_key = key
             guest.facts["host_key"] = {"type": key.type, "fingerprint": key.fingerprint}
@@ -316,7 +417,9 @@ class Run:
         with clock.phase("checks") as phase:
             for spec in scenario.checks:
                 guest = by_name.get(spec.machine or "", self._primary())
-                self._record(run_check(guest.host, spec, guest.ip))
+                with entered(self.namespace):  # an http check's socket goes into the lab
+                    outcome = run_check(guest.host, spec, guest.ip)
+                self._record(outcome)
             phase.detail = tally(result.checks)
         if scenario.testinfra:
             guest = by_name.get(scenario.testinfra.machine or "", self._primary())
@@ -338,7 +441,7 @@ class Run:
 
             provisioned = self.lab.provisioned if self.lab else None
             gateway = provisioned.gateway if provisioned else ""
-            with host_listener() as port:
+            with entered(self.namespace), host_listener() as port:
                 host = host_targets(gateway, port) if gateway else {}
                 attempts = probe_egress(run, self.scenario.isolation_probe, host)
             prefix = f"{guest.machine.name}: " if guest.label else ""
@@ -406,6 +509,18 @@ class Run:
         failure = prove_unchanged(self.guests, self.stop_hashing, self.interrupts.forced,
                                   vm_ran=self.powered_on > 0, aborted=aborted)  # fmt: skip
         self.failure = self.failure or failure
+
+
+def _addressing_facts(addressing: Addressing, namespace: str, guard: str) -> dict[str, Any]:
+    """The report's account of the lab network: replicated subnets or plain DHCP, and how
+    each machine's address was found."""
+    return {
+        "mode": "replicated" if addressing.replicated else "dhcp",
+        "namespace": namespace,
+        "namespace_guard": guard,
+        "subnets": [asdict(s) for s in addressing.subnets],
+        "machines": [asdict(m) for m in addressing.machines],
+    }
 
 
 def _read_console(lab: Lab) -> bytes:

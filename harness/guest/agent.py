@@ -4,7 +4,8 @@ imports the standard library and ``guestfs``, so the harness's virtualenv never 
 binding and libguestfs stays behind one process boundary (harness/guest/appliance.py).
 
 Requests (``op``):
-  inspect  read-only: the operating system and the services enabled at boot, for ``init``
+  inspect  read-only: the operating system and the services enabled at boot, for ``init``,
+           and the text of the network configuration files asked for (``network_paths``)
   inject   read-write, on a lab overlay only: let the drill's key log in as ``user``
 
 libguestfs boots an appliance of its own; ``tcg`` forces software emulation where KVM cannot
@@ -199,10 +200,34 @@ def inject(request: dict[str, Any]) -> dict[str, Any]:
         g.close()
 
 
+MAX_FILE_BYTES = 256 * 1024
+MAX_FILES = 500
+
+
+def text_files(g: Any, paths: list[str]) -> dict[str, str]:
+    """The regular files among ``paths`` and under those that are folders (recursively),
+    as text; symlinks followed only inside the guest (libguestfs resolves them in its root)."""
+    out: dict[str, str] = {}
+    for path in paths:
+        if g.is_dir(path, followsymlinks=True):
+            names = [f"{path}/{name}" for name in g.find(path)]
+        else:
+            names = [path]
+        for name in names:
+            if len(out) >= MAX_FILES:
+                return out
+            if g.is_file(name, followsymlinks=True) and g.filesize(name) <= MAX_FILE_BYTES:
+                out[name] = g.read_file(name).decode("utf-8", errors="replace")
+    return out
+
+
 def inspect(request: dict[str, Any]) -> dict[str, Any]:
     g, root = open_guest(request, readonly=True)
     try:
-        return {"system": system(g, root)}
+        answer: dict[str, Any] = {"system": system(g, root)}
+        if request.get("network_paths"):
+            answer["network_files"] = text_files(g, request["network_paths"])
+        return answer
     finally:
         g.umount_all()
         g.shutdown()

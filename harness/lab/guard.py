@@ -27,33 +27,39 @@ def table_name(lab_id: str) -> str:
     return f"{TABLE_PREFIX}{lab_id}"
 
 
-def ruleset(lab_id: str, bridge: str, dns: bool) -> str:
-    """The lab's table: what a guest may send to the host, and a reject for the rest."""
-    allowed = ['udp dport 67 accept comment "DHCP"']
+def ruleset(lab_id: str, bridge: str, dns: bool, dhcp: bool = True) -> str:
+    """The lab's table on the host: traffic from the lab's bridge."""
+    return rules(table_name(lab_id), bridge, dns, dhcp)
+
+
+def rules(table: str, iface: str, dns: bool, dhcp: bool) -> str:
+    """A table rejecting every connection that arrives on ``iface`` except answers to the
+    harness's own, and DHCP and the lab's DNS when the lab serves them."""
+    allowed = ['udp dport 67 accept comment "DHCP"'] if dhcp else []
     if dns:
         allowed += ['udp dport 53 accept comment "the lab\'s own DNS"', "tcp dport 53 accept"]
-    rules = "\n".join(f'    iifname "{bridge}" {rule}' for rule in allowed)
+    lines = "".join(f'    iifname "{iface}" {rule}\n' for rule in allowed)
     return (
-        f"table inet {table_name(lab_id)} {{\n"
+        f"table inet {table} {{\n"
         "  chain guest_to_host {\n"
         "    type filter hook input priority -10; policy accept;\n"
-        f'    iifname "{bridge}" ct state established,related accept comment "answers to '
+        f'    iifname "{iface}" ct state established,related accept comment "answers to '
         'the harness"\n'
-        f"{rules}\n"
-        f'    iifname "{bridge}" reject with icmpx type admin-prohibited\n'
+        f"{lines}"
+        f'    iifname "{iface}" reject with icmpx type admin-prohibited\n'
         "  }\n"
         "}\n"
     )
 
 
-def block_guest_to_host(lab_id: str, bridge: str, dns: bool) -> str:
+def block_guest_to_host(lab_id: str, bridge: str, dns: bool, dhcp: bool = True) -> str:
     """Install the lab's table; the ruleset, for the evidence. The bridge must be visible
     here: rules for an interface of another namespace would silently match nothing."""
     if not Path("/sys/class/net", bridge).exists():
         raise LabError(f"the lab bridge {bridge} is not in this network namespace, so guest "
                        "traffic to this host cannot be blocked: run restore-drill in the "
                        "namespace where libvirtd runs (scripts/lab-env.sh: in_lab)")  # fmt: skip
-    rules = ruleset(lab_id, bridge, dns)
+    rules = ruleset(lab_id, bridge, dns, dhcp)
     _nft(["-f", "-"], rules, "block guest traffic to this host")
     return rules
 

@@ -184,17 +184,29 @@ class Hypervisor:
         """Power off a domain (transient: that removes it); False if already gone."""
         return _destroy(lambda: self._conn.lookupByName(name), f"VM {name}")
 
+    def is_running(self, name: str) -> bool:
+        """Whether the domain exists and runs."""
+        try:
+            return bool(self._conn.lookupByName(name).isActive())
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise LabError(f"cannot read the state of VM {name}: {_msg(exc)}") from exc
+
     def wait_for_lease(
-        self, name: str, mac: str, timeout_s: float, cancelled: Callable[[], None]
-    ) -> str:
-        """Poll the DHCP lease of ``mac`` until ``timeout_s``; the guest's IPv4 address."""
+        self, name: str, mac: str, timeout_s: float, cancelled: Callable[[], None],
+        seen: Callable[[], str] = lambda: "",
+    ) -> str:  # fmt: skip
+        """Poll the DHCP lease of ``mac`` until ``timeout_s``; the guest's IPv4 address.
+        ``seen`` tells what the guest's NIC sent meanwhile, for a failure's reason."""
         deadline = time.monotonic() + timeout_s
         while True:
             cancelled()
             try:
                 dom = self._conn.lookupByName(name)
                 if not dom.isActive():
-                    raise PhaseFailed("boot", "the VM stopped before it got a DHCP lease")
+                    raise PhaseFailed("boot", "the VM stopped before it got a DHCP lease"
+                                      + _seen(seen))  # fmt: skip
                 addresses: dict[str, Any] = dom.interfaceAddresses(
                     libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE
                 )
@@ -208,11 +220,8 @@ class Hypervisor:
                         if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
                             return str(addr["addr"])
             if time.monotonic() >= deadline:
-                raise PhaseTimeout(
-                    "boot",
-                    f"no DHCP lease within {timeout_s:g}s: the guest did not bring up "
-                    "its network (see the console log)",
-                )
+                raise PhaseTimeout("boot", f"no DHCP lease within {timeout_s:g}s{_seen(seen)} "
+                                   "(see the console log)")  # fmt: skip
             time.sleep(1.0)
 
     # -- finding what we left behind ---------------------------------------------------------
@@ -250,6 +259,11 @@ def _destroy(lookup: Callable[[], Any], what: str) -> bool:
 def lab_id_of(name: str) -> str:
     """``rdrill-1a2b3c4d-web`` → ``1a2b3c4d``."""
     return name.removeprefix(NAME_PREFIX).split("-", 1)[0]
+
+
+def _seen(seen: Callable[[], str]) -> str:
+    said = seen()
+    return f": {said}" if said else ""
 
 
 def _msg(exc: libvirt.libvirtError) -> str:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from harness import qemu_img
 from harness.errors import LabError
-from harness.lab import guard
+from harness.lab import guard, netns
 from harness.lab.access import qemu_account
+from harness.lab.addressing import Addressing
 from harness.lab.hypervisor import Hypervisor, LabObject
 from harness.lab.xml import (
     NAME_PREFIX,
@@ -69,6 +70,8 @@ class LabRecord:
     ssh: list[str] | None = None  # for ``restore-drill ssh``: OpenSSH arguments, host key pinned
     machines: dict[str, list[str]] = field(default_factory=dict)  # the same, for each VM
     guarded: bool = False  # an nftables table blocks guest → host traffic (lab.guard)
+    netns: bool = False  # the lab's side of a replicated network: a namespace (lab.netns)
+    dnsmasq_pid: int | None = None  # its DHCP and DNS
 
     def owner_alive(self) -> bool:
         return self.pid_start is not None and _process_start(self.pid) == self.pid_start
@@ -122,6 +125,8 @@ class Provisioned:
     gateway: str = ""  # the host's address on the lab network
     host_guard: str = ""  # the nftables rules that block guest → host, or why there are none
     security_driver: str = ""  # libvirt's, whose labels every backup layer keeps
+    namespace: str = ""  # a replicated lab's namespace, where the harness's sockets go
+    namespace_guard: str = ""  # its nftables rules
 
 
 @dataclass(frozen=True)
@@ -154,11 +159,14 @@ class Lab:
         tmp.write_text(json.dumps(asdict(self.record), indent=2))
         tmp.replace(self.dir / "lab.json")
 
-    def provision(self, disks: list[VmDisk], domain_type: str) -> Provisioned:
+    def provision(self, disks: list[VmDisk], domain_type: str,
+                  addressing: Addressing | None = None) -> Provisioned:  # fmt: skip
         """Overlays, one isolated network, domain XML for each VM. No VM is started yet.
 
         With several VMs (or host names) each VM gets a fixed address and its names resolve
-        inside the lab; a single VM gets its address from DHCP as it would anywhere."""
+        inside the lab; a single VM gets its address from DHCP as it would anywhere. A lab
+        whose ``addressing`` replicates production subnets is a bare bridge joined to a
+        namespace holding the lab's side (:mod:`.netns`); every VM keeps its address."""
         try:
             self.dir.mkdir(parents=True, mode=0o755)
             for parent in (self.dir.parent, self.dir.parent.parent):
@@ -176,8 +184,14 @@ class Lab:
         macs = [_mac() for _ in disks]
         named = len(disks) > 1 or any(d.hostnames for d in disks)
         hosts = [(mac, (d.machine, *d.hostnames)) for mac, d in zip(macs, disks, strict=True)]
-        net_xml, plan = self._create_network(name, hosts if named else [])
-        host_guard = self._guard(plan.bridge, dns=named)
+        replicated = addressing is not None and addressing.replicated
+        net_xml, plan = self._create_network(name, hosts if named and not replicated else [],
+                                             replicated)  # fmt: skip
+        host_guard = self._guard(plan.bridge, dns=named and not replicated,
+                                 dhcp=not replicated)  # fmt: skip
+        namespace, namespace_guard = "", ""
+        if addressing is not None and replicated:
+            namespace, namespace_guard = self._namespace(plan.bridge, addressing, hosts, macs)
         vms = []
         for i, (disk, mac, domain) in enumerate(zip(disks, macs, domains, strict=True)):
             overlay, backing = self._overlay(f"{disk.machine}.qcow2",
@@ -198,10 +212,35 @@ class Lab:
                 )
             )  # fmt: skip
             ip = plan.address(i) if named else None
+            if addressing is not None and replicated:
+                ip = addressing.of(disk.machine).ip
             vms.append(LabVm(disk.machine, domain, dom_xml, overlay, console_log, mac, ip))
-        self.provisioned = Provisioned(name, net_xml, tuple(vms), plan.gateway, host_guard,
-                                       security_driver)  # fmt: skip
+        gateway = addressing.subnets[0].gateway if addressing and replicated else plan.gateway
+        self.provisioned = Provisioned(name, net_xml, tuple(vms), gateway, host_guard,
+                                       security_driver, namespace, namespace_guard)  # fmt: skip
         return self.provisioned
+
+    def _namespace(self, bridge: str, addressing: Addressing,
+                   hosts: list[tuple[str, tuple[str, ...]]],
+                   macs: list[str]) -> tuple[str, str]:  # fmt: skip
+        """The lab's side of a replicated network (recorded first, so a kill -9 from here
+        on is reaped); its name and its guard's rules."""
+        self.record.netns = True
+        self._save()
+        leases = [(mac, m.ip, m.machine) for mac, m in zip(macs, addressing.machines, strict=True)
+                  if m.dhcp and m.ip]  # fmt: skip
+        names = [(n, m.ip) for (_, labels), m in zip(hosts, addressing.machines, strict=True)
+                 if m.ip for n in labels]  # fmt: skip
+        several = len(addressing.machines) > 1 or any(len(labels) > 1 for _, labels in hosts)
+        names = names if several else []
+        ns = netns.create(self.lab_id, bridge, [s.lab_address for s in addressing.subnets],
+                          dhcp=bool(leases), dns=bool(names))  # fmt: skip
+        if leases or names:
+            first = addressing.subnets[0]
+            self.record.dnsmasq_pid = netns.start_dnsmasq(self.lab_id, self.dir, first.gateway,
+                                                          first.cidr, leases, names)  # fmt: skip
+            self._save()
+        return ns, netns.guard_rules(self.lab_id, bool(leases), bool(names))
 
     def _overlay(self, name: str, disk: ExtraDisk) -> tuple[Path, tuple[qemu_img.Layer, ...]]:
         """A qcow2 overlay in the lab folder over ``disk``, QEMU's to write; the overlay and
@@ -211,24 +250,25 @@ class Lab:
         _give_to_qemu(overlay, self.hv.uri)
         return overlay, (qemu_img.Layer(disk.backing, disk.image.format), *disk.chain)
 
-    def _guard(self, bridge: str, dns: bool) -> str:
+    def _guard(self, bridge: str, dns: bool, dhcp: bool) -> str:
         """Block guest → host traffic on the lab bridge (see :mod:`.guard`), recorded first so
         a killed drill's table is reaped; the rules, or why none were needed."""
         if not guard_applies(self.hv.uri):
             return f"not applied: libvirt at {self.hv.uri} runs no lab bridge on this host"
         self.record.guarded = True
         self._save()
-        return guard.block_guest_to_host(self.lab_id, bridge, dns)
+        return guard.block_guest_to_host(self.lab_id, bridge, dns, dhcp)
 
     def _create_network(
-        self, name: str, hosts: list[tuple[str, tuple[str, ...]]]
+        self, name: str, hosts: list[tuple[str, tuple[str, ...]]], replicated: bool
     ) -> tuple[str, NetworkPlan]:
         used = self.hv.used_subnets()
         candidates = [n for n in range(1, 255) if f"10.213.{n}" not in used]
         random.shuffle(candidates)
         last: LabError | None = None
         for subnet in candidates[:5]:  # another drill may take the same subnet meanwhile
-            plan = NetworkPlan(name=name, bridge=f"rd{self.lab_id}", subnet=subnet)
+            plan = NetworkPlan(name=name, bridge=bridge_name(self.lab_id), subnet=subnet,
+                               replicated=replicated)  # fmt: skip
             plan = replace(plan, hosts=tuple(NetworkHost(mac, plan.address(i), names)
                                              for i, (mac, names) in enumerate(hosts)))  # fmt: skip
             try:
@@ -265,7 +305,7 @@ class Lab:
     def teardown(self) -> list[str]:
         """Remove domains, network, host guard and folder; what was removed, for the log."""
         return _remove(self.hv, self.record.domains, self.record.networks, self.dir,
-                       _guarded(self.record))  # fmt: skip
+                       _guarded(self.record), self.record)  # fmt: skip
 
 
 def kept_labels(security_model: str) -> tuple[str, ...]:
@@ -283,6 +323,10 @@ def kept_labels(security_model: str) -> tuple[str, ...]:
                    "(see docs/guarantees.md)")  # fmt: skip
 
 
+def bridge_name(lab_id: str) -> str:
+    return f"rd{lab_id}"
+
+
 def _mac() -> str:
     return "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))  # noqa: S311
 
@@ -298,8 +342,10 @@ def _guarded(record: LabRecord) -> str:
 
 
 def _remove(hv: Hypervisor, domains: Sequence[str], networks: Sequence[str], folder: Path,
-            guarded_lab: str = "") -> list[str]:  # fmt: skip
+            guarded_lab: str = "", record: LabRecord | None = None) -> list[str]:  # fmt: skip
     removed = [f"domain {d}" for d in domains if hv.destroy_domain(d)]
+    if record is not None and record.netns:  # before the network: the veth is on its bridge
+        removed += netns.destroy(record.lab_id, record.dnsmasq_pid)
     removed += [f"network {n}" for n in networks if hv.destroy_network(n)]
     if guarded_lab and guard.unblock(guarded_lab):
         removed.append(f"host guard {guard.table_name(guarded_lab)}")
@@ -342,7 +388,7 @@ def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[s
     for lab_id, record in records.items():
         if lab_id not in spared:
             removed += _remove(hv, record.domains, record.networks, labs_dir / lab_id,
-                               _guarded(record))  # fmt: skip
+                               _guarded(record), record)  # fmt: skip
     # libvirt objects with no folder: from a lab whose folder was deleted by hand.
     stray: list[LabObject] = [o for o in objects if o.lab_id not in spared]
     removed += _remove(
@@ -351,6 +397,9 @@ def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[s
         [o.name for o in stray if o.kind == "network"],
         labs_dir / "__none__",
     )
+    for lab_id in netns.namespaces() if guard_applies(hv.uri) else []:
+        if lab_id not in spared and lab_id not in records:  # its folder lost too
+            removed += netns.destroy(lab_id, None)
     for table in tables:  # host guards whose lab is gone (its folder lost too)
         lab_id = table.removeprefix(guard.TABLE_PREFIX)
         if lab_id not in spared and guard.unblock(lab_id):

@@ -34,6 +34,9 @@ class NetworkPlan:
     bridge: str
     subnet: int  # third octet of 10.213.X.0/24 (a range reserved for labs)
     hosts: tuple[NetworkHost, ...] = ()
+    #: a lab that replicates production subnets: a bare bridge (no address, no DHCP, no DNS
+    #: on the host); the lab's side lives in its own namespace (:mod:`harness.lab.netns`)
+    replicated: bool = False
 
     @property
     def gateway(self) -> str:
@@ -83,6 +86,8 @@ def _tostring(root: ET.Element) -> str:
 
 def network_xml(plan: NetworkPlan) -> str:
     """No ``<forward>``: libvirt makes it an isolated network (guests reach only each other).
+    A replicated lab's network is the bare bridge: no ``<ip>``, so the host has no address on
+    it and serves neither DHCP nor DNS there.
 
     Without ``hosts`` DNS is off, so guests cannot even resolve names through the host's
     resolvers. With ``hosts`` the lab's dnsmasq answers the lab's own names and, with
@@ -91,6 +96,9 @@ def network_xml(plan: NetworkPlan) -> str:
     net = ET.Element("network")
     _sub(net, "name", plan.name)
     _sub(net, "bridge", name=plan.bridge, stp="off", delay="0")
+    if plan.replicated:
+        _sub(net, "dns", enable="no")
+        return _tostring(net)
     if not plan.hosts:
         _sub(net, "dns", enable="no")
     else:

@@ -20,6 +20,7 @@ import paramiko
 
 from harness.errors import ConfigError, PhaseFailed, PhaseTimeout
 from harness.remote.commands import run_polled
+from harness.remote.namespace import connect
 
 # paramiko logs every failed banner read with a traceback; with no handler configured Python
 # prints those to stderr (a cron mail full of them while sshd starts). The wait below reports
@@ -52,6 +53,7 @@ class Target:
     user: str
     key_file: Path
     password: str | None = field(default=None, repr=False)  # tried after the key
+    netns: str | None = None  # a replicated lab's namespace, where the guest is reachable
 
 
 def check_key(key_file: Path) -> str:
@@ -104,9 +106,10 @@ def _client(policy: paramiko.MissingHostKeyPolicy) -> paramiko.SSHClient:
 
 
 def _connect(client: paramiko.SSHClient, target: Target, timeout_s: float) -> None:
+    sock = connect(target.netns, target.ip, target.port, timeout_s) if target.netns else None
     client.connect(
         target.ip, port=target.port, username=target.user, key_filename=str(target.key_file),
-        password=target.password,
+        password=target.password, sock=sock,
         timeout=timeout_s, banner_timeout=timeout_s, auth_timeout=timeout_s,
         allow_agent=False, look_for_keys=False,
     )  # fmt: skip

@@ -7,6 +7,7 @@ is touched outside the file system reads needed to check paths exist.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import posixpath
 import re
@@ -143,6 +144,7 @@ def _semantic_problems(data: dict[str, Any], node: yaml.Node, path: Path) -> lis
     views = _machine_views(p, data)
     for where, machine in views:
         _machine_problems(p, where, machine)
+    _network_problems(p, data.get("network", {}), views)
     names = [m["name"] for _, m in views]
     _check_problems(p, data.get("checks", []), names)
     if tests := data.get("testinfra"):
@@ -171,6 +173,7 @@ def machine_dicts(data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
                     "vm": top_vm,
                     "login": top_login,
                     "restore_steps": data.get("restore_steps", []),
+                    "address": data.get("address"),
                 },
             )
         ]
@@ -184,7 +187,7 @@ def machine_dicts(data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
 def _machine_views(p: _Problems, data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
     """The machines complete enough to check further; what is missing is a problem."""
     if "machines" in data:
-        for key in ("backup", "restore_steps"):
+        for key in ("backup", "restore_steps", "address"):
             if key in data:
                 p.add([key], f"with machines:, each machine has its own (machines[].{key})")
         _dependency_problems(p, data["machines"])
@@ -201,6 +204,49 @@ def _machine_views(p: _Problems, data: dict[str, Any]) -> list[tuple[Where, dict
             continue
         views.append((where, machine))
     return views
+
+
+def _network_problems(
+    p: _Problems, network: dict[str, Any], views: list[tuple[Where, dict[str, Any]]]
+) -> None:  # fmt: skip
+    """Addresses and subnets that parse, addresses inside a stated subnet, none twice."""
+    subnets = []
+    for i, subnet in enumerate(network.get("subnets", [])):
+        try:
+            net = ipaddress.IPv4Network(subnet["cidr"])
+        except ValueError as exc:
+            p.add(["network", "subnets", i, "cidr"], f"not an IPv4 subnet: {exc}")
+            continue
+        if net.prefixlen > 30:
+            p.add(["network", "subnets", i, "cidr"], "too small for a lab (at most /30)")
+        if "gateway" in subnet:
+            try:
+                gateway = ipaddress.IPv4Address(subnet["gateway"])
+            except ValueError:
+                p.add(["network", "subnets", i, "gateway"], "not an IPv4 address")
+                continue
+            if gateway not in net or gateway in (net.network_address, net.broadcast_address):
+                p.add(["network", "subnets", i, "gateway"], f"not a host address of {net}")
+        subnets.append(net)
+    used: dict[str, str] = {}
+    for where, machine in views:
+        if machine.get("address") is None:
+            continue
+        at = [*where, "address"]
+        try:
+            address = ipaddress.IPv4Interface(machine["address"])
+        except ValueError:
+            p.add(at, "not an IPv4 address with its prefix, e.g. 192.168.10.20/24")
+            continue
+        if "/" not in machine["address"]:
+            p.add(at, f"give its prefix too, e.g. {address.ip}/24")
+        elif address.ip in (address.network.network_address, address.network.broadcast_address):
+            p.add(at, f"not a host address of {address.network}")
+        elif subnets and not any(address.ip in net for net in subnets):
+            p.add(at, "in none of network.subnets")
+        if str(address.ip) in used:
+            p.add(at, f"{address.ip} is also {used[str(address.ip)]}'s address")
+        used[str(address.ip)] = machine["name"]
 
 
 def _dependency_problems(p: _Problems, machines: list[dict[str, Any]]) -> None:
@@ -385,6 +431,11 @@ def _build(data: dict[str, Any], path: Path, rendered: Rendered) -> model.Scenar
         else None,
         rendered=redact(rendered.text, rendered.secrets),
         isolation_probe=tuple(data.get("isolation", {}).get("probe", [])),
+        network=model.NetworkSpec(
+            detect=data.get("network", {}).get("detect", True),
+            subnets=tuple(model.Subnet(str(ipaddress.IPv4Network(s["cidr"])), s.get("gateway"))
+                          for s in data.get("network", {}).get("subnets", [])),
+        ),
         secrets=rendered.secrets,
         primary_name=first,
     )
@@ -428,6 +479,7 @@ def _machine(machine: dict[str, Any], base: Path) -> model.Machine:
         ),
         depends_on=tuple(machine.get("depends_on", [])),
         hostnames=tuple(machine.get("hostnames", [])),
+        address=machine.get("address"),
     )
 
 

@@ -140,6 +140,24 @@ class Machine:
     restore_steps: tuple[StepSpec, ...] = ()
     depends_on: tuple[str, ...] = ()
     hostnames: tuple[str, ...] = ()
+    address: str | None = None  # its production address as stated, "192.168.10.20/24"
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """A production subnet the lab replicates, as the scenario states it."""
+
+    cidr: str
+    gateway: str | None = None
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The scenario's word on the lab network: whether to read each boot disk's own network
+    configuration before boot, and production subnets it states."""
+
+    detect: bool = True
+    subnets: tuple[Subnet, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +185,7 @@ class Scenario:
     testinfra: TestinfraSpec | None
     rendered: str
     isolation_probe: tuple[str, ...] = ()
+    network: NetworkSpec = field(default_factory=NetworkSpec)
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     primary_name: str = ""  # the first machine in the file
 

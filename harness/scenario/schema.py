@@ -315,6 +315,30 @@ SCHEMA: dict[str, Any] = {
                 }
             },
         },
+        "network": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "detect": {
+                    "description": "read each boot disk's own network configuration before "
+                    "boot (read-only) to find static addresses",
+                    "type": "boolean", "default": True,
+                },
+                "subnets": {
+                    "description": "production subnets the lab replicates",
+                    "type": "array", "minItems": 1, "maxItems": 8,
+                    "items": {
+                        "type": "object", "additionalProperties": False, "required": ["cidr"],
+                        "properties": {"cidr": _text, "gateway": _text},
+                    },
+                },
+            },
+        },
+        "address": {
+            "description": "the machine's production address (192.168.10.20/24); default: "
+            "as its own network configuration says, else DHCP",
+            **_text,
+        },
         "testinfra": {
             "type": "object",
             "additionalProperties": False,
@@ -330,7 +354,7 @@ SCHEMA: dict[str, Any] = {
 
 # Several VMs: each machine has the single-VM keys (its vm merges over the top-level vm; its
 # login, if given, replaces the top-level login), plus its dependencies and host names.
-_MACHINE_KEYS = ("backup", "vm", "login", "restore_steps")
+_MACHINE_KEYS = ("backup", "vm", "login", "restore_steps", "address")
 SCHEMA["properties"]["machines"] = {
     "description": "several VMs in one isolated lab (instead of backup/vm at the top level)",
     "type": "array",

@@ -194,3 +194,33 @@ def uefi_web() -> Path:
 
     [out] = _cached("web", _UEFI + _GRUB_CFG, "web-uefi.recipe", ["web-uefi.qcow2"], build)
     return out
+
+
+_STATIC = """add {out} format:qcow2
+run
+mount /dev/sda1 /
+write /etc/network/interfaces "{interfaces}"
+{extra}"""
+
+
+def static(demo: str, name: str, interfaces: str, extra: str = "") -> Path:
+    """The demo ``demo`` backup as a server with a static address: ``interfaces`` is its
+    /etc/network/interfaces (as guestfish writes it: ``\\n`` for new lines); ``extra`` more
+    guestfish commands (with the root mounted at /)."""
+    recipe = _STATIC.format(out="", interfaces=interfaces, extra=extra)
+
+    def build(partials: list[Path]) -> None:
+        subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(DEMO / f"{demo}.qcow2"),
+                        str(partials[0])], check=True, timeout=600)  # fmt: skip
+        script = _STATIC.format(out=partials[0], interfaces=interfaces, extra=extra)
+        subprocess.run(["guestfish"], input=script, text=True, env=ENV, check=True,
+                       capture_output=True, timeout=1200)  # fmt: skip
+
+    [out] = _cached(demo, recipe, f"{name}.recipe", [f"{name}.qcow2"], build)
+    return out
+
+
+def ifupdown(address: str, gateway: str, iface: str = "eth0") -> str:
+    """An /etc/network/interfaces with one static address, for :func:`static`."""
+    return (f"auto lo\\niface lo inet loopback\\n\\nauto {iface}\\niface {iface} inet static\\n"
+            f"    address {address}\\n    gateway {gateway}\\n")

@@ -1,0 +1,69 @@
+"""Read a boot disk's own network configuration, read-only, before it boots.
+
+libguestfs (:mod:`.appliance`) opens the disk and its backing files read-only and hands back
+the text of the configuration files :mod:`.netconf` understands. Its appliance boot costs
+seconds (about 15 s under software emulation), so the answer is kept per disk: keyed by the
+identity of every layer (device, inode, size, modification and change times), so a backup
+replaced or touched in any way is read again. Only the parsed result is kept, never the files
+(a NetworkManager keyfile may hold a Wi-Fi password).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness.errors import PhaseFailed
+from harness.guest import appliance
+from harness.guest.netconf import PATHS, Address, NetworkConfig, detect
+
+PHASE = "network"
+CACHE_VERSION = 1
+
+
+def read_config(
+    disks: list[tuple[Path, str]], layers: list[Path], tcg: bool, cache: Path
+) -> tuple[NetworkConfig | None, str]:
+    """The configuration on a machine's ``disks`` (path, format; the boot disk first) whose
+    files are ``layers``; ``(None, why)`` when they hold no Linux system to read."""
+    key = _key(layers)
+    cached = cache / f"{key}.json"
+    try:
+        return _load(json.loads(cached.read_text())), ""
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        answer = appliance.call({
+            "op": "inspect", "disks": [{"path": str(p), "format": f} for p, f in disks],
+            "tcg": tcg, "network_paths": list(PATHS),
+        }, PHASE)  # fmt: skip
+    except PhaseFailed as exc:  # not a Linux system: nothing to read, DHCP as ever
+        return None, f"its configuration could not be read: {exc}"
+    config = detect({str(k): str(v) for k, v in answer.get("network_files", {}).items()})
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"version": CACHE_VERSION, **asdict(config)}))
+    tmp.replace(cached)
+    return config, ""
+
+
+def _key(layers: list[Path]) -> str:
+    identity = []
+    for path in layers:
+        st = path.stat()
+        identity.append([str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                         st.st_ctime_ns])  # fmt: skip
+    return hashlib.sha256(json.dumps([CACHE_VERSION, identity]).encode()).hexdigest()[:32]
+
+
+def _load(data: dict[str, Any]) -> NetworkConfig:
+    if data.get("version") != CACHE_VERSION:
+        raise ValueError("another version")
+    return NetworkConfig(
+        tuple(Address(**a) for a in data["addresses"]), tuple(data["dhcp"]),
+        tuple(data["unsupported"]), tuple(data["files"]),
+    )  # fmt: skip
