@@ -428,6 +428,7 @@ def ssh(lab: str | None, command: tuple[str, ...], machine: str | None, reports:
     LAB is a run (its report folder's name, in --reports), a lab id (or its start) or a
     scenario name; it may be left out when one lab is kept. The guest's host key recorded
     at the drill's first login is pinned."""
+    from harness.lab import netns
     from harness.lab.lifecycle import list_labs
 
     if lab and (reports / lab / "report.json").is_file():  # a run: the lab it kept
@@ -449,8 +450,10 @@ def ssh(lab: str | None, command: tuple[str, ...], machine: str | None, reports:
         raise ConfigError(f"lab {record.lab_id} has no VM {machine!r}; it has: "
                           f"{', '.join(record.machines) or 'one'}")  # fmt: skip
     sys.stdout.flush()
+    # A replicated lab's machines are reachable only from inside its namespace.
+    inside = ["ip", "netns", "exec", netns.name_of(record.lab_id)] if record.netns else []
     try:
-        os.execvp("ssh", ["ssh", *args, *command])  # noqa: S606 - OpenSSH, our own arguments
+        os.execvp((inside or ["ssh"])[0], [*inside, "ssh", *args, *command])  # noqa: S606
     except OSError as exc:
         raise ConfigError(f"cannot run ssh ({exc.strerror}): install openssh-client") from None
 

@@ -92,11 +92,12 @@ def host_listener() -> Iterator[int]:
         yield int(server.getsockname()[1])
 
 
-def host_targets(gateway: str, listener_port: int) -> dict[str, str]:
-    """The drill host as the probe tries it: label → address."""
-    labels = {f"drill host {gateway}:{listener_port} (a listener on 0.0.0.0)":
+def host_targets(gateway: str, listener_port: int, who: str = "drill host") -> dict[str, str]:
+    """The drill host (or in a replicated lab, the lab's side: ``who``) as the probe tries
+    it: label → address."""
+    labels = {f"{who} {gateway}:{listener_port} (a listener on 0.0.0.0)":
               f"{gateway}:{listener_port}"}  # fmt: skip
-    labels.update({f"drill host {gateway}:{port}": f"{gateway}:{port}" for port in HOST_PORTS})
+    labels.update({f"{who} {gateway}:{port}": f"{gateway}:{port}" for port in HOST_PORTS})
     return labels
 
 

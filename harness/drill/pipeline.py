@@ -441,9 +441,16 @@ class Run:
 
             provisioned = self.lab.provisioned if self.lab else None
             gateway = provisioned.gateway if provisioned else ""
-            with entered(self.namespace), host_listener() as port:
-                host = host_targets(gateway, port) if gateway else {}
-                attempts = probe_egress(run, self.scenario.isolation_probe, host)
+            with host_listener() as port:
+                if self.namespace:  # the lab's side, then the drill host on its own addresses
+                    with entered(self.namespace), host_listener() as lab_port:
+                        host = host_targets(gateway, lab_port, "the lab's side")
+                        host |= {f"drill host {a}:{port} (a listener on 0.0.0.0)": f"{a}:{port}"
+                                 for a in netns.host_addresses()}  # fmt: skip
+                        attempts = probe_egress(run, self.scenario.isolation_probe, host)
+                else:
+                    host = host_targets(gateway, port) if gateway else {}
+                    attempts = probe_egress(run, self.scenario.isolation_probe, host)
             prefix = f"{guest.machine.name}: " if guest.label else ""
             records = [{**asdict(a), "target": prefix + a.target} for a in attempts]
             self.result.isolation += records
@@ -519,6 +526,8 @@ def _addressing_facts(addressing: Addressing, namespace: str, guard: str) -> dic
         "namespace": namespace,
         "namespace_guard": guard,
         "subnets": [asdict(s) for s in addressing.subnets],
+        "nameservers": [{"address": ip, "found": f"named in {src}"}
+                        for ip, src in addressing.nameservers],
         "machines": [asdict(m) for m in addressing.machines],
     }
 

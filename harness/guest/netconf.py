@@ -30,6 +30,7 @@ PATHS = (
     "/etc/systemd/network",
     "/etc/sysconfig/network-scripts",
     "/etc/sysconfig/network",
+    "/etc/resolv.conf",
 )
 
 UNSUPPORTED = "the lab gives each machine one plain NIC"
@@ -61,6 +62,7 @@ class NetworkConfig:
     dhcp: tuple[str, ...] = ()  # "eth0 (/etc/network/interfaces)"
     unsupported: tuple[str, ...] = ()  # "bond0 (…): a bond; the lab gives …"
     files: tuple[str, ...] = ()  # the configuration files found
+    nameservers: tuple[tuple[str, str], ...] = ()  # (address, the file that names it)
 
     @property
     def ipv4(self) -> tuple[Address, ...]:
@@ -86,6 +88,16 @@ class _Found:
     dhcp: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    nameservers: list[tuple[str, str]] = field(default_factory=list)
+
+    def nameserver(self, words: Iterable[str], source: str) -> None:
+        for word in words:
+            try:
+                address = ipaddress.ip_address(word.strip(",;"))
+            except ValueError:
+                continue
+            if not address.is_loopback and str(address) not in (n for n, _ in self.nameservers):
+                self.nameservers.append((str(address), source))
 
     def static(self, interface: str, cidr: str, gateway: str | None, source: str) -> None:
         try:
@@ -109,6 +121,7 @@ def detect(files: Mapping[str, str]) -> NetworkConfig:
     _networkmanager(files, found)
     _networkd(files, found)
     _ifcfg(files, found)
+    _resolv_conf(files, found)
     seen: set[tuple[str, str]] = set()
     addresses = []
     for a in found.addresses:
@@ -116,7 +129,15 @@ def detect(files: Mapping[str, str]) -> NetworkConfig:
             seen.add((a.interface, a.cidr))
             addresses.append(a)
     return NetworkConfig(tuple(addresses), tuple(found.dhcp), tuple(found.unsupported),
-                         tuple(found.files))  # fmt: skip
+                         tuple(found.files), tuple(found.nameservers))  # fmt: skip
+
+
+def _resolv_conf(files: Mapping[str, str], found: _Found) -> None:
+    """The resolver the system asks (a stub at 127.0.0.53 is no address to replicate)."""
+    for line in files.get("/etc/resolv.conf", "").splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            found.nameserver(words[1:2], "/etc/resolv.conf")
 
 
 def _under(files: Mapping[str, str], folder: str, suffix: str = "") -> list[str]:
@@ -182,7 +203,9 @@ def _ifupdown(files: Mapping[str, str], found: _Found) -> None:
             continue
         if method in ("dhcp", "auto") or (family == "inet6" and method == "dhcp"):
             found.dhcp.append(f"{name} ({path}, {family} {method})")
-        elif method == "static" and "address" in options:
+        if "dns-nameservers" in options:
+            found.nameserver(options["dns-nameservers"].split(), path)
+        if method == "static" and "address" in options:
             address = options["address"]
             if "/" not in address and "netmask" in options:
                 mask = options["netmask"]
@@ -240,6 +263,9 @@ def _netplan(files: Mapping[str, str], found: _Found) -> None:
             found.dhcp.append(f"{name} ({path}, dhcp4)")
         if settings.get("dhcp6") in (True, "true", "yes"):
             found.dhcp.append(f"{name} ({path}, dhcp6)")
+        servers = settings.get("nameservers")
+        if isinstance(servers, dict):
+            found.nameserver(map(str, servers.get("addresses") or []), path)
         gateway4, gateway6 = settings.get("gateway4"), settings.get("gateway6")
         for route in settings.get("routes") or []:
             if isinstance(route, dict) and route.get("to") in ("default", "0.0.0.0/0"):
@@ -286,6 +312,7 @@ def _networkmanager(files: Mapping[str, str], found: _Found) -> None:
                 found.dhcp.append(f"{name} ({path}, {family} {method})")
             if method != "manual":
                 continue
+            found.nameserver(ini.get(family, "dns", fallback="").split(";"), path)
             gateway = ini.get(family, "gateway", fallback=None)
             for key, value in ini.items(family):
                 if re.fullmatch(r"address(es)?\d*", key):
@@ -318,6 +345,7 @@ def _networkd(files: Mapping[str, str], found: _Found) -> None:
         dhcp = (ini.get(("Network", "DHCP")) or ["no"])[-1]
         if dhcp in ("yes", "true", "ipv4", "ipv6"):
             found.dhcp.append(f"{name} ({path}, DHCP={dhcp})")
+        found.nameserver(ini.get(("Network", "DNS"), []), path)
         gateways = ini.get(("Network", "Gateway"), []) + ini.get(("Route", "Gateway"), [])
         for address in ini.get(("Network", "Address"), []) + ini.get(("Address", "Address"), []):
             v6 = ":" in address
@@ -376,6 +404,7 @@ def _ifcfg(files: Mapping[str, str], found: _Found) -> None:
         proto = v.get("BOOTPROTO", "none").lower()
         if proto in ("dhcp", "bootp"):
             found.dhcp.append(f"{name} ({path}, BOOTPROTO={proto})")
+        found.nameserver((v[k] for k in ("DNS1", "DNS2", "DNS3") if k in v), path)
         gateway = v.get("GATEWAY") or common.get("GATEWAY")
         for suffix in ("", "0", "1", "2", "3"):
             ip = v.get(f"IPADDR{suffix}")

@@ -22,7 +22,7 @@ from harness.guest import appliance
 from harness.guest.netconf import PATHS, Address, NetworkConfig, detect
 
 PHASE = "network"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def read_config(
@@ -66,4 +66,5 @@ def _load(data: dict[str, Any]) -> NetworkConfig:
     return NetworkConfig(
         tuple(Address(**a) for a in data["addresses"]), tuple(data["dhcp"]),
         tuple(data["unsupported"]), tuple(data["files"]),
+        tuple((str(n), str(src)) for n, src in data["nameservers"]),
     )  # fmt: skip

@@ -61,6 +61,9 @@ class LabSubnet:
 class Addressing:
     machines: tuple[MachineAddress, ...]
     subnets: tuple[LabSubnet, ...] = ()
+    #: the resolvers the static machines ask, ``(address, where it is named)``: a lab that
+    #: serves names answers there too, so a server keeps its own resolver configuration
+    nameservers: tuple[tuple[str, str], ...] = ()
 
     @property
     def replicated(self) -> bool:
@@ -92,7 +95,11 @@ def plan(machines: Sequence[MachineNet],
         leased.append(MachineAddress(m.machine, ip, f"{ip}/{first.prefixlen}", m.interface,
                                      f"{m.found}: the lab's DHCP gives it {ip}", True,
                                      m.notes))  # fmt: skip
-    return Addressing(tuple(leased), tuple(subnets))
+    taken = {m.ip for m in leased} | {s.gateway for s in subnets}
+    resolvers = {n: src for m in machines if m.config is not None
+                 for n, src in reversed(m.config.nameservers)
+                 if ipaddress.ip_address(n).version == 4 and n not in taken}  # fmt: skip
+    return Addressing(tuple(leased), tuple(subnets), tuple(resolvers.items()))
 
 
 def _machine(m: MachineNet) -> MachineAddress:

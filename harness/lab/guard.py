@@ -68,7 +68,12 @@ def unblock(lab_id: str) -> bool:
     """Remove the lab's table; False if it was not there."""
     if table_name(lab_id) not in tables():
         return False
-    _nft(["delete", "table", "inet", table_name(lab_id)], "", "remove the lab's host guard")
+    try:
+        _nft(["delete", "table", "inet", table_name(lab_id)], "", "remove the lab's host guard")
+    except LabError:
+        if table_name(lab_id) not in tables():  # another run's reap removed it meanwhile
+            return False
+        raise
     return True
 
 

@@ -233,8 +233,10 @@ class Lab:
                  if m.ip for n in labels]  # fmt: skip
         several = len(addressing.machines) > 1 or any(len(labels) > 1 for _, labels in hosts)
         names = names if several else []
-        ns = netns.create(self.lab_id, bridge, [s.lab_address for s in addressing.subnets],
-                          dhcp=bool(leases), dns=bool(names))  # fmt: skip
+        addresses = [s.lab_address for s in addressing.subnets]
+        if names:  # the lab's DNS answers where the servers' own resolver settings point
+            addresses += [f"{ip}/32" for ip, _ in addressing.nameservers]
+        ns = netns.create(self.lab_id, bridge, addresses, dhcp=bool(leases), dns=bool(names))
         if leases or names:
             first = addressing.subnets[0]
             self.record.dnsmasq_pid = netns.start_dnsmasq(self.lab_id, self.dir, first.gateway,
@@ -380,6 +382,7 @@ def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[s
     # object, so every object seen here of a drill starting meanwhile has its record read below.
     objects = hv.lab_objects()
     tables = guard.tables() if guard_applies(hv.uri) else []
+    spaces = netns.namespaces() if guard_applies(hv.uri) else []
     records = {r.lab_id: r for r in list_labs(root)}
     live = {i for i, r in records.items() if r.owner_alive() and not r.kept}
     keep = {i for i, r in records.items() if r.kept and not include_kept}
@@ -397,7 +400,7 @@ def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[s
         [o.name for o in stray if o.kind == "network"],
         labs_dir / "__none__",
     )
-    for lab_id in netns.namespaces() if guard_applies(hv.uri) else []:
+    for lab_id in spaces:
         if lab_id not in spared and lab_id not in records:  # its folder lost too
             removed += netns.destroy(lab_id, None)
     for table in tables:  # host guards whose lab is gone (its folder lost too)

@@ -124,17 +124,37 @@ def destroy(lab_id: str, dnsmasq_pid: int | None) -> list[str]:
     """Stop the lab's dnsmasq and remove the namespace (its veth goes with it); what was
     removed. Safe to call for a lab that has none of it."""
     removed = []
-    if dnsmasq_pid and _is_lab_dnsmasq(dnsmasq_pid, lab_id):
-        os.kill(dnsmasq_pid, signal.SIGKILL)
+    if dnsmasq_pid and _is_lab_dnsmasq(dnsmasq_pid, lab_id) and _kill(dnsmasq_pid):
         removed.append(f"dnsmasq {dnsmasq_pid}")
     removed += _stray_dnsmasq(lab_id)
     ns = name_of(lab_id)
-    if (RUN_NETNS / ns).exists():
-        _ip(["netns", "delete", ns], "remove the lab's network namespace")
+    # Each step tolerates another run's reap doing the same meanwhile (both see a dead lab).
+    if (RUN_NETNS / ns).exists() and _gone(["netns", "delete", ns], RUN_NETNS / ns,
+                                           "remove the lab's network namespace"):  # fmt: skip
         removed.append(f"network namespace {ns}")
-    if Path("/sys/class/net", host_end(lab_id)).exists():  # the namespace is still held
-        _ip(["link", "delete", host_end(lab_id)], "remove the lab's veth")
+    veth = Path("/sys/class/net", host_end(lab_id))
+    if veth.exists():  # the namespace is still held
+        _gone(["link", "delete", host_end(lab_id)], veth, "remove the lab's veth")
     return removed
+
+
+def _kill(pid: int) -> bool:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _gone(args: list[str], path: Path, what: str) -> bool:
+    """Run ``ip args`` to remove what ``path`` shows; False if it went meanwhile."""
+    try:
+        _ip(args, what)
+    except LabError:
+        if path.exists():
+            raise
+        return False
+    return True
 
 
 def namespaces() -> list[str]:
@@ -157,10 +177,18 @@ def _stray_dnsmasq(lab_id: str) -> list[str]:
     """A dnsmasq of this lab whose pid was never recorded (a kill -9 at the wrong moment)."""
     removed = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _is_lab_dnsmasq(int(entry.name), lab_id):
-            os.kill(int(entry.name), signal.SIGKILL)
+        if entry.name.isdigit() and _is_lab_dnsmasq(int(entry.name), lab_id) and \
+                _kill(int(entry.name)):
             removed.append(f"dnsmasq {entry.name}")
     return removed
+
+
+def host_addresses() -> list[str]:
+    """This namespace's own IPv4 addresses but loopback: the drill host as a guest of a
+    replicated lab would have to find it (it has no route to any of them)."""
+    out = _run(["ip", "-4", "-o", "address", "show"], "", "list this host's addresses")
+    found = [line.split()[3].split("/")[0] for line in out.splitlines() if len(line.split()) > 3]
+    return [a for a in found if not a.startswith("127.")]
 
 
 def _ip(args: list[str], what: str) -> None:
@@ -176,7 +204,7 @@ def _sysctl(key: str, value: str) -> None:
         Path("/proc/sys", key).write_text(value)
 
 
-def _run(cmd: list[str], stdin: str, what: str) -> None:
+def _run(cmd: list[str], stdin: str, what: str) -> str:
     try:
         done = subprocess.run(cmd, input=stdin, capture_output=True, text=True,
                               timeout=TIMEOUT_S, check=False)  # fmt: skip
@@ -186,3 +214,4 @@ def _run(cmd: list[str], stdin: str, what: str) -> None:
         raise LabError(f"cannot {what}: {cmd[0]} gave no answer within {TIMEOUT_S:g}s") from None
     if done.returncode != 0:
         raise LabError(f"cannot {what}: {done.stderr.strip() or f'exit {done.returncode}'}")
+    return done.stdout

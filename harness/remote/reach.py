@@ -10,7 +10,7 @@ from collections.abc import Callable
 from harness.errors import PhaseFailed, PhaseTimeout
 from harness.remote.namespace import connect
 
-ATTEMPT_TIMEOUT_S = 3.0
+ATTEMPT_TIMEOUT_S = 5.0  # longer than ARP takes to give up (3 probes, 1 s apart)
 
 
 def wait_for_address(

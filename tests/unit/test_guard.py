@@ -111,3 +111,18 @@ def test_a_bridge_in_another_namespace_is_refused_not_silently_unguarded() -> No
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, check=False)  # fmt: skip
     assert "is not in this network namespace" in proc.stderr
+
+
+def test_a_guard_another_run_removed_meanwhile_is_no_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three drills starting together all reap the same dead lab: the one that finds its
+    table gone between listing and deleting it must not fail its drill (it did: "Could not
+    process rule: No such file or directory", an infrastructure ERROR)."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root for nftables (scripts/test runs as root)")
+    from harness.lab import guard
+
+    listed = iter([[guard.table_name("g0ne0000")], []])  # seen, then gone when asked again
+    monkeypatch.setattr(guard, "tables", lambda: next(listed))
+    assert guard.unblock("g0ne0000") is False

@@ -40,8 +40,8 @@ def test_ifupdown_ignores_interfaces_not_brought_up_at_boot() -> None:
 def test_ifupdown_source_directory_follows_run_parts_names() -> None:
     files = {
         "/etc/network/interfaces": "source-directory interfaces.d\n",
-        "/etc/network/interfaces.d/eth0": "auto eth0\niface eth0 inet static\n address 1.2.3.4/8\n",
-        "/etc/network/interfaces.d/old.bak": "auto eth9\niface eth9 inet static\n address 9.9.9.9/8\n",
+        "/etc/network/interfaces.d/eth0": "auto eth0\niface eth0 inet static\n address 1.2.3.4/8",
+        "/etc/network/interfaces.d/old.bak": "auto eth9\niface eth9 inet static\n address 9.9.9.9",
     }
     assert [a.interface for a in detect(files).addresses] == ["eth0"]
 
@@ -166,12 +166,30 @@ def test_rhel_ifcfg_static_netmask_and_global_gateway() -> None:
 
 def test_nothing_found_says_so() -> None:
     found = detect({})
-    assert found.addresses == () and found.files == ()
+    assert found.addresses == ()
+    assert found.files == ()
     assert found.summary() == "no network configuration found"
 
 
 def test_a_broken_file_is_reported_not_fatal() -> None:
     found = detect({"/etc/netplan/x.yaml": "network: [unclosed\n",
-                    "/etc/network/interfaces": "auto eth0\niface eth0 inet static\n address nope\n"})
+                    "/etc/network/interfaces": "auto eth0\niface eth0 inet static\n address no"})
     assert any("not valid YAML" in u for u in found.unsupported)
-    assert any("'nope' is not an address" in u for u in found.unsupported)
+    assert any("'no' is not an address" in u for u in found.unsupported)
+
+
+def test_nameservers_from_every_format_loopback_stubs_left_out() -> None:
+    files = {
+        "/etc/resolv.conf": "# stub\nnameserver 127.0.0.53\nnameserver 10.255.255.53\n",
+        "/etc/network/interfaces": ("auto eth0\niface eth0 inet static\n address 10.0.0.5/24\n"
+                                    " dns-nameservers 10.0.0.2 10.0.0.3\n"),
+        "/etc/netplan/1.yaml": ("network:\n  ethernets:\n    eth1:\n"
+                                "      addresses: [10.1.0.5/24]\n"
+                                "      nameservers: {addresses: [10.1.0.2]}\n"),
+        "/etc/systemd/network/1.network": "[Match]\nName=eth2\n[Network]\nDNS=10.2.0.2\n",
+    }
+    assert detect(files).nameservers == (
+        ("10.0.0.2", "/etc/network/interfaces"), ("10.0.0.3", "/etc/network/interfaces"),
+        ("10.1.0.2", "/etc/netplan/1.yaml"), ("10.2.0.2", "/etc/systemd/network/1.network"),
+        ("10.255.255.53", "/etc/resolv.conf"),
+    )

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from harness.lab import netns
 from harness.lab.hypervisor import Hypervisor
 from harness.lab.lifecycle import state_root
 from harness.sources.identity import identity, sha256_path
@@ -133,7 +134,18 @@ def leftovers() -> list[str]:
     found += [f"host guard {t}" for t in guards if t.startswith("rdrill_")]
     labs = state_root() / "labs"
     found += [f"folder {p}" for p in labs.iterdir()] if labs.exists() else []
+    found += [f"network namespace {n}" for n in netns.namespaces()]
+    found += [f"veth {p.name}" for p in Path("/sys/class/net").glob("rdv*")]
+    found += [f"dnsmasq {p.parent.name}" for p in Path("/proc").glob("[0-9]*/cmdline")
+              if b"--interface=rdl" in _read(p)]  # fmt: skip
     return found
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 def sha256(path: Path) -> str:

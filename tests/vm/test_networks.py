@@ -1,0 +1,141 @@
+"""Servers that keep their production addresses: the lab replicates their subnet in a
+namespace of its own, so static servers boot, answer and talk to each other by production IP,
+two labs of one subnet run side by side, and the drill host never holds a production address.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from tests.vm import images
+from tests.vm.conftest import ROOT, assert_backup_untouched, run_cli
+
+DB_IP = "192.168.10.21"
+
+
+def _scenario(folder: Path, source: str, name: str, replace: dict[str, str]) -> Path:
+    """A copy of a demo scenario in ``folder``, with ``replace`` applied (and its testinfra
+    files named where they are)."""
+    text = (ROOT / "scenarios" / source).read_text()
+    text = text.replace("- tests/", f"- {ROOT / 'scenarios' / 'tests'}/")
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def _by_name(folders: list[Path]) -> dict[str, dict[str, Any]]:
+    reports = [json.loads((f / "report.json").read_text()) for f in folders]
+    return {r["scenario"]: r for r in reports}
+
+
+def _sample_host_addresses(stop: threading.Event, seen: list[str]) -> None:
+    while not stop.wait(1.0):
+        seen.append(subprocess.run(["ip", "-4", "-o", "address", "show"], capture_output=True,
+                                   text=True, check=True).stdout)  # fmt: skip
+
+
+def test_static_servers_keep_their_address_two_labs_of_one_subnet_side_by_side(
+    reports: Path, scratch: Path
+) -> None:
+    """The demo db with a static address passes with its own scenario (only the backup
+    named), twice at once with the same address; a server whose address is on ens18, a name
+    its lab NIC does not have, fails saying so. The drill host never holds 192.168.10.x."""
+    db = images.static("db", "db-static", images.ifupdown(f"{DB_IP}/24", "192.168.10.1"))
+    ens18 = images.static("web", "web-ens18",
+                          images.ifupdown("192.168.10.30/24", "192.168.10.1", "ens18"))
+    db_path, web_path = 'default(demo ~ "/db.qcow2")', 'default(demo ~ "/web.qcow2")'
+    a = _scenario(scratch, "demo-db.yaml", "a", {'default("demo-db")': 'default("static-a")',
+                                                 db_path: f'default("{db}")'})
+    b = _scenario(scratch, "demo-db.yaml", "b", {'default("demo-db")': 'default("static-b")',
+                                                 db_path: f'default("{db}")'})
+    c = _scenario(scratch, "demo-web.yaml", "c", {'default("demo-web")': 'default("ens18")',
+                                                  web_path: f'default("{ens18}")',
+                                                  "boot_timeout: 5m": "boot_timeout: 90s"})
+    stop, samples = threading.Event(), []
+    sampler = threading.Thread(target=_sample_host_addresses, args=(stop, samples), daemon=True)
+    sampler.start()
+    try:
+        drill = run_cli("--parallel", "3", str(a), str(b), str(c), reports=reports)
+    finally:
+        stop.set()
+        sampler.join()
+    assert drill.exit_code == 1, drill.stderr  # the ens18 server fails, the others pass
+    by_name = _by_name(drill.folders)
+    for name in ("static-a", "static-b"):
+        report = by_name[name]
+        assert report["verdict"] == "PASS", report["reason"]
+        net = report["lab"]["addressing"]
+        assert net["mode"] == "replicated"
+        assert net["subnets"] == [{"cidr": "192.168.10.0/24", "gateway": "192.168.10.1",
+                                   "found": "the gateway in /etc/network/interfaces"}]
+        [machine] = net["machines"]
+        assert (machine["ip"], machine["interface"]) == (DB_IP, "eth0")
+        assert machine["found"] == "static, on eth0 in /etc/network/interfaces"
+        assert report["lab"]["ip"] == DB_IP
+        assert all(x["outcome"] == "blocked" for x in report["isolation"])
+        assert any(x["target"].startswith("the lab's side 192.168.10.1:")
+                   for x in report["isolation"])  # fmt: skip
+        assert any(x["target"].startswith("drill host ") for x in report["isolation"])
+        assert_backup_untouched(report)
+    namespaces = {by_name[n]["lab"]["addressing"]["namespace"] for n in ("static-a", "static-b")}
+    assert len(namespaces) == 2
+    failed = by_name["ens18"]
+    assert failed["verdict"] == "FAIL"
+    assert failed["reason"].startswith("boot: 192.168.10.30 never answered on port 22 within 90s")
+    assert "no frame at all from the guest's NIC" in failed["reason"]
+    assert "on ens18 (static, on ens18 in /etc/network/interfaces)" in failed["reason"]
+    assert "no interface of that name seems to exist in the lab" in failed["reason"]
+    assert samples, "the host's addresses were never sampled"
+    assert not [s for s in samples if "192.168.10." in s]
+
+
+def test_an_application_whose_web_server_names_the_database_by_production_ip(
+    reports: Path, scratch: Path
+) -> None:
+    """The demo shop with both servers on static addresses, the web server's order page
+    asking the database at its production IP (no name): both keep their addresses and the
+    page reads the restored database."""
+    db = images.static("db", "db-static", images.ifupdown(f"{DB_IP}/24", "192.168.10.1"))
+    web = images.static("web", "web-static-shop",
+                        images.ifupdown("192.168.10.20/24", "192.168.10.1"),
+                        f'sh "sed -i s/db.shop.internal/{DB_IP}/ /usr/lib/cgi-bin/orders '
+                        '/etc/shop/db.pgpass"\n')
+    scenario = _scenario(scratch, "demo-shop.yaml", "shop", {
+        "{{ demo }}/web.qcow2": str(web), "{{ demo }}/db.qcow2": str(db)})  # fmt: skip
+    with scenario.open("a") as more:  # the web server's own resolver (10.255.255.53) answers
+        more.write("  - name: the lab's DNS answers the production name\n"
+                   "    machine: web\n    command: getent hosts db.shop.internal\n"
+                   f"    stdout_contains: \"{DB_IP}\"\n")  # fmt: skip
+    drill = run_cli(str(scenario), reports=reports)
+    report = drill.report
+    assert report["verdict"] == "PASS", report["reason"]
+    machines = {m["machine"]: m for m in report["lab"]["addressing"]["machines"]}
+    assert machines["db"]["ip"] == DB_IP
+    assert machines["web"]["ip"] == "192.168.10.20"
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["the web server's order page reads the restored database"]["passed"]
+    assert checks["the lab's DNS answers the production name"]["passed"]
+    assert report["lab"]["addressing"]["nameservers"] == [
+        {"address": "10.255.255.53", "found": "named in /etc/resolv.conf"}]
+    assert all(x["outcome"] == "blocked" for x in report["isolation"])
+
+
+def test_a_static_server_whose_gateway_is_not_the_first_address(reports: Path) -> None:
+    """Gateway 192.168.20.254: the lab's side takes that address, the http check (opened in
+    the lab namespace) and every other check pass."""
+    web = images.static("web", "web-gw254", images.ifupdown("192.168.20.30/24",
+                                                            "192.168.20.254"))  # fmt: skip
+    drill = run_cli(str(ROOT / "scenarios" / "demo-web.yaml"), "--var", f"backup={web}",
+                    reports=reports)  # fmt: skip
+    report = drill.report
+    assert report["verdict"] == "PASS", report["reason"]
+    [subnet] = report["lab"]["addressing"]["subnets"]
+    assert (subnet["cidr"], subnet["gateway"]) == ("192.168.20.0/24", "192.168.20.254")
+    assert any(c["kind"] == "http" and c["passed"] for c in report["checks"])
