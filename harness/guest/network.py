@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.errors import PhaseFailed
+from harness.errors import InfraError, PhaseFailed
 from harness.guest import appliance
 from harness.guest.netconf import PATHS, Address, NetworkConfig, detect
 
@@ -43,6 +43,8 @@ def read_config(
         }, PHASE)  # fmt: skip
     except PhaseFailed as exc:  # not a Linux system: nothing to read, DHCP as ever
         return None, f"its configuration could not be read: {exc}"
+    except InfraError as exc:  # no libguestfs here: drills of DHCP servers still work
+        return None, f"its configuration was not read: {exc}"
     config = detect({str(k): str(v) for k, v in answer.get("network_files", {}).items()})
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")

@@ -3,6 +3,8 @@ and what each machine's own network configuration says."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.errors import PhaseFailed
@@ -101,3 +103,47 @@ def test_the_resolvers_static_servers_name_are_served_by_the_lab() -> None:
     addressing = plan([web, db])
     # the second resolver is the db machine itself: it answers for itself, not the lab
     assert addressing.nameservers == (("192.168.10.53", "/etc/network/interfaces"),)
+
+
+def test_without_libguestfs_a_drill_still_runs_with_dhcp_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.guest import appliance, network
+
+    monkeypatch.setattr(appliance, "SYSTEM_PYTHON", str(tmp_path / "no-python"))
+    disk = tmp_path / "d.qcow2"
+    disk.write_bytes(b"")
+    config, why = network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")
+    assert config is None
+    assert why.startswith("its configuration was not read: ")
+    assert "libguestfs needs the system's Python" in why
+    [machine] = plan([MachineNet("m", None, None, why)]).machines
+    assert machine.found == f"DHCP ({why})"
+
+
+def test_a_detection_is_kept_per_backup_and_read_again_when_the_backup_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.guest import appliance, network
+
+    calls: list[dict[str, object]] = []
+
+    def inspect(request: dict[str, object], phase: str) -> dict[str, object]:
+        calls.append(request)
+        return {"network_files": {"/etc/network/interfaces": STATIC.format(
+            address="10.1.2.3/24", gateway="10.1.2.1", more="")}}
+
+    monkeypatch.setattr(appliance, "call", inspect)
+    disk = tmp_path / "d.qcow2"
+    disk.write_bytes(b"one")
+    first, _ = network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")
+    again, _ = network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")
+    assert first == again
+    assert first is not None
+    assert [a.cidr for a in first.addresses] == ["10.1.2.3/24"]
+    assert len(calls) == 1  # the second answer came from the cache
+    disk.write_bytes(b"two")  # a new backup at the same path
+    network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")
+    assert len(calls) == 2
+    cached = next((tmp_path / "cache").iterdir()).read_text()
+    assert "iface eth0" not in cached  # only the parsed result is kept, never the files

@@ -197,3 +197,33 @@ def test_the_guest_changes_section_says_the_backup_changed_when_it_did(tmp_path:
     html = (write(tmp_path, run) / "report.html").read_text()
     assert "yet the backup CHANGED during the drill" in html
     assert "the backup itself is unchanged" not in html
+
+
+def test_a_replicated_lab_says_what_it_replicates_and_how_each_address_was_found(
+    tmp_path: Path,
+) -> None:
+    run = result("PASS")
+    run.lab.update(gateway="192.168.10.1", host_guard="table inet rdrill_0badc0de {}",
+                   addressing={
+        "mode": "replicated", "namespace": "rdrill-0badc0de",
+        "namespace_guard": 'table inet restore_drill_lab { iifname "rdl0badc0de" reject }',
+        "subnets": [{"cidr": "192.168.10.0/24", "gateway": "192.168.10.1",
+                     "found": "the gateway in /etc/network/interfaces"}],
+        "nameservers": [{"address": "10.255.255.53", "found": "named in /etc/resolv.conf"}],
+        "machines": [{"machine": "main", "ip": "192.168.10.21", "cidr": "192.168.10.21/24",
+                      "interface": "eth0", "found": "static, on eth0 in /etc/network/interfaces",
+                      "dhcp": False, "notes": ["IPv6 2001:db8::5/64 on eth0: detected, not "
+                                               "replicated (the lab is IPv4)"]}],
+    })  # fmt: skip
+    html = (write(tmp_path, run) / "report.html").read_text()
+    assert 'class="banner PASS"' in html
+    for text in ("The lab replicates production: <code>192.168.10.0/24</code> with the lab's "
+                 "side at <code>192.168.10.1</code> (the gateway in /etc/network/interfaces)",
+                 "<code>rdrill-0badc0de</code>", "never held a production address",
+                 "192.168.10.21/24", "static, on eth0 in /etc/network/interfaces",
+                 "IPv6 2001:db8::5/64 on eth0", "every address of this host; the lab bridge "
+                 "has none", "lab namespace rules"):  # fmt: skip
+        assert text in html, text
+    # it serves no DNS here (no name to answer): the nameserver line would not be true
+    assert "10.255.255.53" not in html
+    assert "DHCP allowed" not in html

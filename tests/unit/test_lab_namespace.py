@@ -90,6 +90,7 @@ def test_the_guest_is_refused_everywhere_and_reached_from_the_lab_namespace(lab:
     finally:
         guest_server.kill()
         guest_server.wait()
+        guest_server.stdout.close()
     lab_server = subprocess.Popen(
         ["ip", "netns", "exec", made, sys.executable, "-c",
          "import socket, time; s = socket.create_server(('0.0.0.0', 2223)); "
@@ -105,6 +106,7 @@ def test_the_guest_is_refused_everywhere_and_reached_from_the_lab_namespace(lab:
     finally:
         lab_server.kill()
         lab_server.wait()
+        lab_server.stdout.close()
     host_addresses = lab.run(lab.host, "ip", "-4", "-o", "address", "show").stdout
     assert "192.168.10." not in host_addresses
     assert lab.run(lab.host, "ip", "route", "get", "192.168.10.20", check=False).returncode != 0

@@ -267,3 +267,50 @@ def test_vm_may_be_left_out_when_its_defaults_do(scenario_dir: Path) -> None:
     assert "vm:" not in text
     scenario = load_scenario(write(scenario_dir, text))
     assert (scenario.primary.vm.memory_mib, scenario.primary.vm.vcpus) == (1024, 2)
+
+
+def test_stated_network_and_addresses_load(scenario_dir: Path) -> None:
+    path = scenario_dir / "app.yaml"
+    path.write_text(SEVERAL.replace("    hostnames: [db.shop.internal]",
+                                    "    hostnames: [db.shop.internal]\n"
+                                    "    address: 192.168.10.21/24")
+                    + "network:\n  detect: false\n"
+                      "  subnets: [{cidr: 192.168.10.0/24, gateway: 192.168.10.254}]\n")
+    scenario = load_scenario(path)
+    db, web = scenario.machines
+    assert (db.address, web.address) == ("192.168.10.21/24", None)
+    assert scenario.network.detect is False
+    assert [(s.cidr, s.gateway) for s in scenario.network.subnets] == [
+        ("192.168.10.0/24", "192.168.10.254")]
+    single = load_scenario(write(scenario_dir, VALID + "address: 10.0.0.5/8\n"))
+    assert single.machines[0].address == "10.0.0.5/8"
+    assert single.network.detect is True
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [("address: 10.0.0.5\n", "s.yaml:20: address: give its prefix too, e.g. 10.0.0.5/24"),
+     ("address: web01\n", "address: not an IPv4 address with its prefix"),
+     ("address: 10.0.0.0/24\n", "address: not a host address of 10.0.0.0/24"),
+     ("address: 10.0.0.5/24\nnetwork: {subnets: [{cidr: 10.9.0.0/16}]}\n",
+      "address: in none of network.subnets"),
+     ("network: {subnets: [{cidr: 10.9.0.1/16}]}\n", "network.subnets[0].cidr: not an IPv4 subnet"),
+     ("network: {subnets: [{cidr: 10.9.0.0/16, gateway: 10.8.0.1}]}\n",
+      "network.subnets[0].gateway: not a host address of 10.9.0.0/16"),
+     ("network: {subnets: [{cidr: 10.9.0.0/31}]}\n", "too small for a lab"),
+     ("network: {detect: maybe}\n", "network.detect"),
+     ("network: {subnet: []}\n", "network"),
+     ],
+)  # fmt: skip
+def test_network_mistakes_are_located(scenario_dir: Path, extra: str, message: str) -> None:
+    found = problems(write(scenario_dir, VALID + extra))
+    assert any(message in p for p in found), found
+
+
+def test_two_machines_with_one_address_are_refused(scenario_dir: Path) -> None:
+    path = scenario_dir / "app.yaml"
+    text = SEVERAL.replace("    vm: {memory: 768MiB}", "    vm: {memory: 768MiB}\n"
+                           "    address: 10.0.0.5/24")
+    path.write_text(text.replace("    hostnames: [db.shop.internal]",
+                                 "    address: 10.0.0.5/24"))
+    assert any("10.0.0.5 is also web's address" in p for p in problems(path))
