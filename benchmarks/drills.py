@@ -5,7 +5,7 @@
   and whether hashing the backup ever lengthened the recovery (it runs beside the boot).
 * checks: 100 declarative checks on one VM (target < 3 s, one SSH connection).
 
-Usage: ip netns exec restore-drill .venv/bin/python benchmarks/drills.py [--runs N]
+Usage: nsenter --net=/run/netns/restore-drill .venv/bin/python benchmarks/drills.py [--runs N]
 """
 
 from __future__ import annotations

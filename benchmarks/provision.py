@@ -3,7 +3,7 @@ a 50 GB sparse backup (target: under 1 s, within 10% of each other), against the
 alternative (copying the backup before booting it).
 
 Usage (root, where the labs run):
-    ip netns exec restore-drill .venv/bin/python benchmarks/provision.py
+    nsenter --net=/run/netns/restore-drill .venv/bin/python benchmarks/provision.py
 """
 
 from __future__ import annotations

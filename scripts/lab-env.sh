@@ -16,8 +16,11 @@ if [ -z "${RESTORE_DRILL_NETNS+set}" ]; then
 fi
 
 in_lab() {
+    # nsenter, not `ip netns exec`: only the network namespace, so what restore-drill mounts
+    # (a lab's namespace name under /run/netns) stays visible to every later command, as on
+    # a host with systemd.
     if [ -n "$RESTORE_DRILL_NETNS" ]; then
-        ip netns exec "$RESTORE_DRILL_NETNS" "$@"
+        nsenter --net="/run/netns/$RESTORE_DRILL_NETNS" "$@"
     else
         "$@"
     fi

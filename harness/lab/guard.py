@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 from harness.errors import LabError
+from harness.remote.namespace import link_exists
 
 TABLE_PREFIX = "rdrill_"
 NFT = "nft"
@@ -55,7 +55,7 @@ def rules(table: str, iface: str, dns: bool, dhcp: bool) -> str:
 def block_guest_to_host(lab_id: str, bridge: str, dns: bool, dhcp: bool = True) -> str:
     """Install the lab's table; the ruleset, for the evidence. The bridge must be visible
     here: rules for an interface of another namespace would silently match nothing."""
-    if not Path("/sys/class/net", bridge).exists():
+    if not link_exists(bridge):
         raise LabError(f"the lab bridge {bridge} is not in this network namespace, so guest "
                        "traffic to this host cannot be blocked: run restore-drill in the "
                        "namespace where libvirtd runs (scripts/lab-env.sh: in_lab)")  # fmt: skip

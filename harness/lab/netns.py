@@ -27,7 +27,7 @@ from pathlib import Path
 
 from harness.errors import LabError
 from harness.lab import guard
-from harness.remote.namespace import RUN_NETNS
+from harness.remote.namespace import RUN_NETNS, link_exists
 
 PREFIX = "rdrill-"
 TIMEOUT_S = 30.0
@@ -129,12 +129,12 @@ def destroy(lab_id: str, dnsmasq_pid: int | None) -> list[str]:
     removed += _stray_dnsmasq(lab_id)
     ns = name_of(lab_id)
     # Each step tolerates another run's reap doing the same meanwhile (both see a dead lab).
-    if (RUN_NETNS / ns).exists() and _gone(["netns", "delete", ns], RUN_NETNS / ns,
+    if (RUN_NETNS / ns).exists() and _gone(["ip", "netns", "delete", ns], RUN_NETNS / ns,
                                            "remove the lab's network namespace"):  # fmt: skip
         removed.append(f"network namespace {ns}")
-    veth = Path("/sys/class/net", host_end(lab_id))
-    if veth.exists():  # the namespace is still held
-        _gone(["link", "delete", host_end(lab_id)], veth, "remove the lab's veth")
+    if link_exists(host_end(lab_id)):  # the namespace is still held
+        _gone(["ip", "link", "delete", host_end(lab_id)], host_end(lab_id),
+              "remove the lab's veth")
     return removed
 
 
@@ -146,12 +146,13 @@ def _kill(pid: int) -> bool:
     return True
 
 
-def _gone(args: list[str], path: Path, what: str) -> bool:
-    """Run ``ip args`` to remove what ``path`` shows; False if it went meanwhile."""
+def _gone(cmd: list[str], thing: Path | str, what: str) -> bool:
+    """Run ``cmd`` to remove ``thing`` (a path, or a network interface); False if it went
+    meanwhile."""
     try:
-        _ip(args, what)
+        _run(cmd, "", what)
     except LabError:
-        if path.exists():
+        if thing.exists() if isinstance(thing, Path) else link_exists(thing):
             raise
         return False
     return True

@@ -60,3 +60,11 @@ def connect(ns: str | None, ip: str, port: int, timeout_s: float) -> socket.sock
         return socket.create_connection((ip, port), timeout=timeout_s)
 
 
+def link_exists(name: str) -> bool:
+    """Whether this thread's network namespace has interface ``name`` (asked of the kernel:
+    /sys/class/net shows the namespace /sys was mounted in, which may be another)."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True

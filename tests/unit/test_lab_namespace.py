@@ -31,8 +31,9 @@ class Lab:
                               text=True, timeout=60, check=check)  # fmt: skip
 
     def py(self, ns: str, code: str) -> str:
-        """Python in ``ns``'s network namespace only: ``ip netns exec`` would also give it a
-        mount namespace of its own, where the lab namespace it makes would stay hidden."""
+        """Python in ``ns`` as ``in_lab`` (scripts/lab-env.sh) runs restore-drill: in that
+        network namespace only, so each call, a process of its own, sees the lab namespace
+        an earlier one made (as a later ``cleanup`` or ``restore-drill ssh`` must)."""
         return subprocess.run(["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", code],
                               capture_output=True, text=True, timeout=60,
                               check=True).stdout.strip()  # fmt: skip

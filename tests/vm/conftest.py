@@ -75,6 +75,14 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness", *args]
 
 
+def in_lab_ssh(lab_id: str, vm: str, *argv: str, check: bool = True
+               ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    done = subprocess.run(command("ssh", lab_id, "--vm", vm, "--", *argv), capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    assert not check or done.returncode == 0, done.stderr
+    return done
+
+
 def run_cli(*args: str, reports: Path, timeout: float = 900) -> Drill:
     proc = subprocess.run(
         command("run", "--reports", str(reports), *args),
@@ -135,7 +143,10 @@ def leftovers() -> list[str]:
     labs = state_root() / "labs"
     found += [f"folder {p}" for p in labs.iterdir()] if labs.exists() else []
     found += [f"network namespace {n}" for n in netns.namespaces()]
-    found += [f"veth {p.name}" for p in Path("/sys/class/net").glob("rdv*")]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                           check=True).stdout  # fmt: skip
+    found += [f"veth {w.split('@')[0]}" for line in links.splitlines()
+              for w in line.split()[1:2] if w.startswith("rdv")]  # fmt: skip
     found += [f"dnsmasq {p.parent.name}" for p in Path("/proc").glob("[0-9]*/cmdline")
               if b"--interface=rdl" in _read(p)]  # fmt: skip
     return found

@@ -8,7 +8,15 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.vm.conftest import DEMO, ROOT, Drill, assert_backup_untouched, command, run_cli
+from tests.vm.conftest import (
+    DEMO,
+    ROOT,
+    Drill,
+    assert_backup_untouched,
+    command,
+    in_lab_ssh,
+    run_cli,
+)
 
 
 def test_shop_with_a_dependency_passes_as_one_application(reports: Path) -> None:
@@ -57,14 +65,6 @@ def check_the_kept_shop(drill: Drill) -> None:
                       "http://localhost/orders", check=False)  # fmt: skip
     assert page.stdout.endswith("503"), page.stdout
     assert "database unavailable" in page.stdout
-
-
-def in_lab_ssh(lab_id: str, vm: str, *argv: str, check: bool = True
-               ) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    done = subprocess.run(command("ssh", lab_id, "--vm", vm, "--", *argv), capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)  # fmt: skip
-    assert not check or done.returncode == 0, done.stderr
-    return done
 
 
 PAIR = """\

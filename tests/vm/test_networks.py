@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.vm import images
-from tests.vm.conftest import ROOT, assert_backup_untouched, run_cli
+from tests.vm.conftest import ROOT, assert_backup_untouched, command, in_lab_ssh, run_cli
 
 DB_IP = "192.168.10.21"
 
@@ -113,9 +113,16 @@ def test_an_application_whose_web_server_names_the_database_by_production_ip(
         more.write("  - name: the lab's DNS answers the production name\n"
                    "    machine: web\n    command: getent hosts db.shop.internal\n"
                    f"    stdout_contains: \"{DB_IP}\"\n")  # fmt: skip
-    drill = run_cli(str(scenario), reports=reports)
-    report = drill.report
-    assert report["verdict"] == "PASS", report["reason"]
+    drill = run_cli(str(scenario), "--keep", reports=reports)
+    try:
+        report = drill.report
+        assert report["verdict"] == "PASS", report["reason"]
+        # the kept lab is reachable afterwards, from a process of its own, by production IP
+        said = in_lab_ssh(report["lab"]["lab_id"], "web", "ip", "-4", "-o", "address", "show")
+        assert "192.168.10.20/24" in said.stdout
+    finally:
+        cleanup = subprocess.run(command("cleanup"), capture_output=True, text=True, check=True)
+    assert f"network namespace rdrill-{report['lab']['lab_id']}" in cleanup.stdout
     machines = {m["machine"]: m for m in report["lab"]["addressing"]["machines"]}
     assert machines["db"]["ip"] == DB_IP
     assert machines["web"]["ip"] == "192.168.10.20"
