@@ -13,14 +13,13 @@ not dropped: the guest is told at once, so the isolation probe sees "blocked", n
 from __future__ import annotations
 
 import json
-import subprocess
 
 from harness.errors import LabError
+from harness.lab.tool import run_tool
 from harness.remote.namespace import link_exists
 
 TABLE_PREFIX = "rdrill_"
 NFT = "nft"
-TIMEOUT_S = 30.0
 
 
 def table_name(lab_id: str) -> str:
@@ -89,13 +88,4 @@ def tables() -> list[str]:
 
 
 def _nft(args: list[str], stdin: str, what: str) -> str:
-    try:
-        done = subprocess.run([NFT, *args], input=stdin, capture_output=True, text=True,
-                              timeout=TIMEOUT_S, check=False)  # fmt: skip
-    except FileNotFoundError:
-        raise LabError(f"cannot {what}: nft is not installed (apt install nftables)") from None
-    except subprocess.TimeoutExpired:
-        raise LabError(f"cannot {what}: nft gave no answer within {TIMEOUT_S:g}s") from None
-    if done.returncode != 0:
-        raise LabError(f"cannot {what}: {done.stderr.strip() or f'nft exit {done.returncode}'}")
-    return done.stdout
+    return run_tool([NFT, *args], stdin, what, "nftables")

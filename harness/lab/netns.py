@@ -27,10 +27,10 @@ from pathlib import Path
 
 from harness.errors import LabError
 from harness.lab import guard
+from harness.lab.tool import run_tool
 from harness.remote.namespace import RUN_NETNS, link_exists
 
 PREFIX = "rdrill-"
-TIMEOUT_S = 30.0
 DNSMASQ = "/usr/sbin/dnsmasq"
 #: A guest's every attempt to leave must be *told* at once, not silently dropped (a silent
 #: drop looks like a network that lets packets out, and the isolation probe says so). With
@@ -206,13 +206,4 @@ def _sysctl(key: str, value: str) -> None:
 
 
 def _run(cmd: list[str], stdin: str, what: str) -> str:
-    try:
-        done = subprocess.run(cmd, input=stdin, capture_output=True, text=True,
-                              timeout=TIMEOUT_S, check=False)  # fmt: skip
-    except FileNotFoundError:
-        raise LabError(f"cannot {what}: {cmd[0]} is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise LabError(f"cannot {what}: {cmd[0]} gave no answer within {TIMEOUT_S:g}s") from None
-    if done.returncode != 0:
-        raise LabError(f"cannot {what}: {done.stderr.strip() or f'exit {done.returncode}'}")
-    return done.stdout
+    return run_tool(cmd, stdin, what)

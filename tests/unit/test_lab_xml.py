@@ -121,3 +121,11 @@ def test_on_an_selinux_host_every_layer_keeps_its_selinux_label_too() -> None:
     assert kept_labels("apparmor") == ("dac",)  # AppArmor writes a profile, labels no file
     with pytest.raises(LabError, match="may relabel the backup"):
         kept_labels("smack")
+
+
+def test_a_replicated_lab_network_is_a_bare_bridge_without_any_host_address() -> None:
+    xml = network_xml(NetworkPlan(name="rdrill-x", bridge="rdx", subnet=7, replicated=True))
+    assert "<ip" not in xml  # no address on the host's side, no DHCP from the host
+    assert "<forward" not in xml
+    assert '<dns enable="no" />' in xml
+    assert '<bridge name="rdx" stp="off" delay="0" />' in xml
