@@ -16,6 +16,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -256,23 +257,9 @@ class Run:
         recovery: left out of the measured recovery time like key injection."""
         spec = self.scenario.network
         with self.clock.phase("network") as phase:
-            machines = []
-            for guest in self.guests:
-                machine, disk = guest.machine, guest.disk
-                assert disk is not None  # noqa: S101 - verified before
-                boots = guard_applies(self.options.uri)  # libvirt's test driver boots nothing
-                if machine.address or not spec.detect or not boots:
-                    why = ("" if machine.address else "network.detect is off" if boots
-                           else f"nothing boots under {self.options.uri}")  # fmt: skip
-                    machines.append(MachineNet(machine.name, machine.address, None, why))
-                    continue
-                disks = [(disk.path, disk.image.format),
-                         *((d.path, d.image.format) for d in disk.extra)]  # fmt: skip
-                config, why = read_config(disks, disk.files, tcg,
-                                          state_root() / "cache" / "network")  # fmt: skip
-                machines.append(MachineNet(machine.name, None, config, why))
-                if config is not None:
-                    guest.facts["network_config"] = config.summary()
+            # each machine's disks read at once (one libguestfs appliance each, a few at a time)
+            with ThreadPoolExecutor(max_workers=4, thread_name_prefix="network") as pool:
+                machines = list(pool.map(lambda g: self._machine_network(g, tcg), self.guests))
             addressing = plan(machines, [(s.cidr, s.gateway) for s in spec.subnets])
             for guest in self.guests:
                 guest.facts["address"] = asdict(addressing.of(guest.machine.name))
@@ -285,6 +272,21 @@ class Run:
                  if addressing.replicated else "")  # fmt: skip
         self.result.preparation_s += phase.duration_s
         return addressing
+
+    def _machine_network(self, guest: Guest, tcg: bool) -> MachineNet:
+        """What the scenario states of one machine's address, or what its disks say."""
+        machine, disk, spec = guest.machine, guest.disk, self.scenario.network
+        assert disk is not None  # noqa: S101 - verified before
+        boots = guard_applies(self.options.uri)  # libvirt's test driver boots nothing
+        if machine.address or not spec.detect or not boots:
+            why = ("" if machine.address else "network.detect is off" if boots
+                   else f"nothing boots under {self.options.uri}")  # fmt: skip
+            return MachineNet(machine.name, machine.address, None, why)
+        disks = [(disk.path, disk.image.format), *((d.path, d.image.format) for d in disk.extra)]
+        config, why = read_config(disks, disk.files, tcg, state_root() / "cache" / "network")
+        if config is not None:
+            guest.facts["network_config"] = config.summary()
+        return MachineNet(machine.name, None, config, why)
 
     @staticmethod
     def _firmware(guest: Guest, disk: BootDisk) -> None:
