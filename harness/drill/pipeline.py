@@ -1,4 +1,4 @@
-"""The drill's pipeline: verify → prepare → provision → boot → ssh → settle → restore →
+"""The drill's pipeline: verify → prepare → network → provision → boot → ssh → settle → restore →
 steps → checks → testinfra → isolation → verdict, always torn down.
 
 The *measured recovery time* runs from the start of the drill until every check has run:

@@ -59,7 +59,7 @@ class NetworkConfig:
     """What the guest's own files say about its network."""
 
     addresses: tuple[Address, ...] = ()
-    dhcp: tuple[str, ...] = ()  # "eth0 (/etc/network/interfaces)"
+    dhcp: tuple[str, ...] = ()  # "on eth0 in /etc/network/interfaces (inet dhcp)"
     unsupported: tuple[str, ...] = ()  # "bond0 (…): a bond; the lab gives …"
     files: tuple[str, ...] = ()  # the configuration files found
     nameservers: tuple[tuple[str, str], ...] = ()  # (address, the file that names it)
@@ -202,7 +202,7 @@ def _ifupdown(files: Mapping[str, str], found: _Found) -> None:
             found.refuse(name, path, kind)
             continue
         if method in ("dhcp", "auto") or (family == "inet6" and method == "dhcp"):
-            found.dhcp.append(f"{name} ({path}, {family} {method})")
+            found.dhcp.append(f"on {name} in {path} ({family} {method})")
         if "dns-nameservers" in options:
             found.nameserver(options["dns-nameservers"].split(), path)
         if method == "static" and "address" in options:
@@ -260,9 +260,9 @@ def _netplan(files: Mapping[str, str], found: _Found) -> None:
         if section not in ("ethernets",):
             continue
         if settings.get("dhcp4") in (True, "true", "yes"):
-            found.dhcp.append(f"{name} ({path}, dhcp4)")
+            found.dhcp.append(f"on {name} in {path} (dhcp4)")
         if settings.get("dhcp6") in (True, "true", "yes"):
-            found.dhcp.append(f"{name} ({path}, dhcp6)")
+            found.dhcp.append(f"on {name} in {path} (dhcp6)")
         servers = settings.get("nameservers")
         if isinstance(servers, dict):
             found.nameserver(map(str, servers.get("addresses") or []), path)
@@ -309,7 +309,7 @@ def _networkmanager(files: Mapping[str, str], found: _Found) -> None:
         for family in ("ipv4", "ipv6"):
             method = ini.get(family, "method", fallback="auto" if family == "ipv4" else "")
             if method in ("auto", "dhcp") and (family == "ipv4" or method == "dhcp"):
-                found.dhcp.append(f"{name} ({path}, {family} {method})")
+                found.dhcp.append(f"on {name} in {path} ({family} {method})")
             if method != "manual":
                 continue
             found.nameserver(ini.get(family, "dns", fallback="").split(";"), path)
@@ -344,7 +344,7 @@ def _networkd(files: Mapping[str, str], found: _Found) -> None:
             continue
         dhcp = (ini.get(("Network", "DHCP")) or ["no"])[-1]
         if dhcp in ("yes", "true", "ipv4", "ipv6"):
-            found.dhcp.append(f"{name} ({path}, DHCP={dhcp})")
+            found.dhcp.append(f"on {name} in {path} (DHCP={dhcp})")
         found.nameserver(ini.get(("Network", "DNS"), []), path)
         gateways = ini.get(("Network", "Gateway"), []) + ini.get(("Route", "Gateway"), [])
         for address in ini.get(("Network", "Address"), []) + ini.get(("Address", "Address"), []):
@@ -403,7 +403,7 @@ def _ifcfg(files: Mapping[str, str], found: _Found) -> None:
             continue
         proto = v.get("BOOTPROTO", "none").lower()
         if proto in ("dhcp", "bootp"):
-            found.dhcp.append(f"{name} ({path}, BOOTPROTO={proto})")
+            found.dhcp.append(f"on {name} in {path} (BOOTPROTO={proto})")
         found.nameserver((v[k] for k in ("DNS1", "DNS2", "DNS3") if k in v), path)
         gateway = v.get("GATEWAY") or common.get("GATEWAY")
         for suffix in ("", "0", "1", "2", "3"):

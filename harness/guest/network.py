@@ -22,7 +22,7 @@ from harness.guest import appliance
 from harness.guest.netconf import PATHS, Address, NetworkConfig, detect
 
 PHASE = "network"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def read_config(

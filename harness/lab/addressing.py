@@ -119,7 +119,7 @@ def _machine(m: MachineNet) -> MachineAddress:
                               + ": it cannot come up in the lab (state address: and "
                               "network.subnets if the server has a plain interface too)")
         notes += [f"unsupported, left out: {u}" for u in config.unsupported]
-        how = ("DHCP (" + ", ".join(config.dhcp) + ")" if config.dhcp
+        how = ("DHCP, " + "; ".join(config.dhcp) if config.dhcp
                else "DHCP assumed: no network configuration found on its disk")  # fmt: skip
         return MachineAddress(m.name, None, None, None, how, True, tuple(notes))
     first = config.ipv4[0]

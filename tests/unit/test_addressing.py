@@ -27,7 +27,7 @@ def test_dhcp_machines_make_a_plain_lab() -> None:
     addressing = plan([MachineNet("web", None, dhcp), MachineNet("db", None, None, "not read")])
     assert not addressing.replicated
     assert [(m.ip, m.found) for m in addressing.machines] == [
-        (None, "DHCP (eth0 (/etc/network/interfaces, inet dhcp))"),
+        (None, "DHCP, on eth0 in /etc/network/interfaces (inet dhcp)"),
         (None, "DHCP (not read)"),
     ]
 

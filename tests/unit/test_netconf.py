@@ -28,7 +28,7 @@ def test_ifupdown_static_with_prefix_or_netmask_and_sourced_files() -> None:
         ("eth0", "192.168.10.20/24", "192.168.10.1", "/etc/network/interfaces"),
     ]
     found = detect(files)
-    assert found.dhcp == ("eth2 (/etc/network/interfaces.d/eth2, inet dhcp)",)
+    assert found.dhcp == ("on eth2 in /etc/network/interfaces.d/eth2 (inet dhcp)",)
     assert "/etc/network/interfaces.d/eth1" in found.files
 
 
@@ -89,7 +89,7 @@ def test_netplan_addresses_routes_and_dhcp_merged_in_file_order() -> None:
         ("ens18", "192.168.10.20/24", "192.168.10.254"),
         ("ens18", "2001:db8::20/64", None),
     ]
-    assert found.dhcp == ("ens19 (/etc/netplan/01-netcfg.yaml, dhcp4)",)
+    assert found.dhcp == ("on ens19 in /etc/netplan/01-netcfg.yaml (dhcp4)",)
     assert found.unsupported[0].startswith("vlan10 (/etc/netplan/99-override.yaml): a VLAN")
 
 
@@ -123,8 +123,8 @@ def test_networkmanager_keyfile_addresses_with_gateway() -> None:
         ("enp1s0", "2001:db8::21/64", "2001:db8::1", path),
     ]
     assert found.unsupported[0].startswith("bond0 (")
-    assert found.dhcp == ("eth1 (/etc/NetworkManager/system-connections/dhcp.nmconnection, "
-                          "ipv4 auto)",)  # fmt: skip
+    assert found.dhcp == ("on eth1 in /etc/NetworkManager/system-connections/dhcp.nmconnection "
+                          "(ipv4 auto)",)  # fmt: skip
 
 
 def test_networkd_addresses_gateway_and_bond_netdev() -> None:
@@ -141,7 +141,7 @@ def test_networkd_addresses_gateway_and_bond_netdev() -> None:
     assert [(a.cidr, a.gateway) for a in found.addresses] == [
         ("10.9.8.7/24", "10.9.8.1"), ("10.9.9.7/24", "10.9.8.1")]
     assert found.unsupported[0].startswith("bond0 (/etc/systemd/network/20-bond.network): a bond")
-    assert found.dhcp == ("en* (/etc/systemd/network/30-dhcp.network, DHCP=ipv4)",)
+    assert found.dhcp == ("on en* in /etc/systemd/network/30-dhcp.network (DHCP=ipv4)",)
 
 
 def test_rhel_ifcfg_static_netmask_and_global_gateway() -> None:
@@ -160,7 +160,7 @@ def test_rhel_ifcfg_static_netmask_and_global_gateway() -> None:
         ("eth0", "192.168.20.30/24", "192.168.20.1"),
         ("eth0", "2001:db8:20::30/64", None),
     ]
-    assert found.dhcp == ("eth1 (/etc/sysconfig/network-scripts/ifcfg-eth1, BOOTPROTO=dhcp)",)
+    assert found.dhcp == ("on eth1 in /etc/sysconfig/network-scripts/ifcfg-eth1 (BOOTPROTO=dhcp)",)
     assert "eth2" in found.unsupported[0]
 
 

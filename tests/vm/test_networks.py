@@ -99,17 +99,18 @@ def test_static_servers_keep_their_address_two_labs_of_one_subnet_side_by_side(
 def test_an_application_whose_web_server_names_the_database_by_production_ip(
     reports: Path, scratch: Path
 ) -> None:
-    """The demo shop with both servers on static addresses, the web server's order page
-    asking the database at its production IP (no name): both keep their addresses and the
-    page reads the restored database."""
+    """The demo shop with its database on a static address and its web server on DHCP, the
+    order page asking the database at its production IP (no name): the database keeps its
+    address, the web server gets a lease in the replicated subnet from the lab's own DHCP,
+    and the page reads the restored database; the lab's DNS answers production names."""
     db = images.static("db", "db-static", images.ifupdown(f"{DB_IP}/24", "192.168.10.1"))
-    web = images.static("web", "web-static-shop",
-                        images.ifupdown("192.168.10.20/24", "192.168.10.1"),
+    web = images.static("web", "web-dhcp-shop",
+                        "auto lo\\niface lo inet loopback\\n\\nauto eth0\\niface eth0 inet dhcp\\n",
                         f'sh "sed -i s/db.shop.internal/{DB_IP}/ /usr/lib/cgi-bin/orders '
                         '/etc/shop/db.pgpass"\n')
     scenario = _scenario(scratch, "demo-shop.yaml", "shop", {
         "{{ demo }}/web.qcow2": str(web), "{{ demo }}/db.qcow2": str(db)})  # fmt: skip
-    with scenario.open("a") as more:  # the web server's own resolver (10.255.255.53) answers
+    with scenario.open("a") as more:  # the lab's DNS, as the lab's DHCP told the web server
         more.write("  - name: the lab's DNS answers the production name\n"
                    "    machine: web\n    command: getent hosts db.shop.internal\n"
                    f"    stdout_contains: \"{DB_IP}\"\n")  # fmt: skip
@@ -119,13 +120,15 @@ def test_an_application_whose_web_server_names_the_database_by_production_ip(
         assert report["verdict"] == "PASS", report["reason"]
         # the kept lab is reachable afterwards, from a process of its own, by production IP
         said = in_lab_ssh(report["lab"]["lab_id"], "web", "ip", "-4", "-o", "address", "show")
-        assert "192.168.10.20/24" in said.stdout
+        assert "192.168.10.254/24" in said.stdout
     finally:
         cleanup = subprocess.run(command("cleanup"), capture_output=True, text=True, check=True)
     assert f"network namespace rdrill-{report['lab']['lab_id']}" in cleanup.stdout
     machines = {m["machine"]: m for m in report["lab"]["addressing"]["machines"]}
     assert machines["db"]["ip"] == DB_IP
-    assert machines["web"]["ip"] == "192.168.10.20"
+    assert (machines["web"]["ip"], machines["web"]["dhcp"]) == ("192.168.10.254", True)
+    assert machines["web"]["found"] == ("DHCP, on eth0 in /etc/network/interfaces (inet dhcp): "
+                                        "the lab's DHCP gives it 192.168.10.254")  # fmt: skip
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["the web server's order page reads the restored database"]["passed"]
     assert checks["the lab's DNS answers the production name"]["passed"]
