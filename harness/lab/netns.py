@@ -18,9 +18,11 @@ lab, and reaped by name after a kill -9.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -32,6 +34,7 @@ from harness.remote.namespace import RUN_NETNS, link_exists
 
 PREFIX = "rdrill-"
 DNSMASQ = "/usr/sbin/dnsmasq"
+DNSMASQ_START_S = 10.0
 #: A guest's every attempt to leave must be *told* at once, not silently dropped (a silent
 #: drop looks like a network that lets packets out, and the isolation probe says so). With
 #: forwarding off, Linux drops a packet for another address without a word; so forwarding is
@@ -91,7 +94,7 @@ def create(lab_id: str, bridge: str, addresses: Sequence[str], dhcp: bool, dns: 
     return ns
 
 
-def start_dnsmasq(lab_id: str, folder: Path, gateway: str, netmask_net: str,
+def start_dnsmasq(lab_id: str, folder: Path, gateway: str, subnet: str,
                   leases: Sequence[tuple[str, str, str]],
                   names: Sequence[tuple[str, str]]) -> int:  # fmt: skip
     """The lab's DHCP (a fixed lease per MAC) and DNS (the machines' names, nothing else),
@@ -103,7 +106,9 @@ def start_dnsmasq(lab_id: str, folder: Path, gateway: str, netmask_net: str,
         f"--pid-file={folder / 'dnsmasq.pid'}",
     ]  # fmt: skip
     if leases:
-        args += [f"--dhcp-range={netmask_net},static", f"--dhcp-option=option:router,{gateway}",
+        net = ipaddress.IPv4Network(subnet)
+        args += [f"--dhcp-range={net.network_address},static,{net.netmask}",
+                 f"--dhcp-option=option:router,{gateway}",
                  f"--dhcp-option=option:dns-server,{gateway}"]  # fmt: skip
         args += [f"--dhcp-host={mac},{ip},{name}" for mac, ip, name in leases]
     else:
@@ -117,7 +122,20 @@ def start_dnsmasq(lab_id: str, folder: Path, gateway: str, netmask_net: str,
         raise LabError(f"cannot start the lab's DHCP and DNS (dnsmasq): {exc}") from exc
     finally:
         log.close()
+    _started(proc, folder)
     return proc.pid
+
+
+def _started(proc: subprocess.Popen[bytes], folder: Path) -> None:
+    """dnsmasq checks its options and binds its sockets at once, then writes its pid file;
+    one that stops instead fails the lab now, with what it said, not a boot later."""
+    deadline = time.monotonic() + DNSMASQ_START_S
+    while time.monotonic() < deadline and not (folder / "dnsmasq.pid").exists():
+        if proc.poll() is not None:
+            said = (folder / "dnsmasq.log").read_text(errors="replace").strip().splitlines()
+            raise LabError("the lab's DHCP and DNS (dnsmasq) did not start: "
+                           + (said[-1] if said else f"exit {proc.returncode}"))  # fmt: skip
+        time.sleep(0.05)
 
 
 def destroy(lab_id: str, dnsmasq_pid: int | None) -> list[str]:

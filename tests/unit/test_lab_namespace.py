@@ -127,8 +127,8 @@ def test_the_lab_dnsmasq_answers_lab_names_only_and_is_reaped_by_its_lab(lab: La
     tmp_path.chmod(0o755)
     pid = int(lab.py(lab.host, "from pathlib import Path; from harness.lab import netns; print("
                      f"netns.start_dnsmasq({lab.lab_id!r}, Path({str(tmp_path)!r}), "
-                     "'192.168.10.1', '192.168.10.0/24', [], [('db.shop.internal', "
-                     "'192.168.10.21')]))"))  # fmt: skip
+                     "'192.168.10.1', '192.168.10.0/24', [('52:54:00:00:00:01', "
+                     "'192.168.10.254', 'web')], [('db.shop.internal', '192.168.10.21')]))"))
     lab.run(lab.guest, "ip", "route", "add", "10.255.255.53/32", "via", "192.168.10.1")
     for _ in range(50):  # dnsmasq binds its addresses as it starts
         answer = lab.run(lab.guest, "python3", "-c",
@@ -148,3 +148,23 @@ def test_the_lab_dnsmasq_answers_lab_names_only_and_is_reaped_by_its_lab(lab: La
     assert not Path(f"/proc/{pid}").exists() or b"dnsmasq" not in Path(
         f"/proc/{pid}/cmdline").read_bytes()
     assert made not in os.listdir("/run/netns")
+
+
+def test_a_lab_dnsmasq_that_cannot_start_fails_the_lab_with_what_it_said(lab: Lab,
+                                                                         tmp_path: Path) -> None:
+    """A second dnsmasq on the same lab finds DNS's port taken and stops: said at once."""
+    lab.py(lab.host, "from harness.lab import netns; netns.create("
+                     f"{lab.lab_id!r}, 'rdnbr0', ['192.168.10.1/24'], False, True)")
+    tmp_path.chmod(0o755)
+    start = ("from pathlib import Path; from harness.lab import netns; print(netns.start_dnsmasq("
+             f"{lab.lab_id!r}, Path({str(tmp_path)!r}), '192.168.10.1', '192.168.10.0/24', [], "
+             "[('db', '192.168.10.21')]))")  # fmt: skip
+    first = int(lab.py(lab.host, start))
+    (tmp_path / "dnsmasq.pid").unlink()
+    failed = subprocess.run(["nsenter", f"--net=/run/netns/{lab.host}", sys.executable, "-c",
+                             start], capture_output=True, text=True, timeout=60,
+                            check=False)  # fmt: skip
+    assert failed.returncode != 0
+    assert "LabError: the lab's DHCP and DNS (dnsmasq) did not start: " in failed.stderr
+    assert "Address already in use" in failed.stderr
+    lab.py(lab.host, f"from harness.lab import netns; netns.destroy({lab.lab_id!r}, {first})")
