@@ -18,7 +18,7 @@ from typing import Any
 
 from harness import qemu_img
 from harness.errors import ConfigError, PhaseFailed
-from harness.guest import appliance
+from harness.guest import appliance, netconf
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Inspection:
     system: dict[str, Any]
     image: qemu_img.ImageInfo
     known: list[Known] = field(default_factory=list)
+    network: str = ""  # what its own network configuration says, in words
 
 
 def inspect_backup(backup: Path, tcg: bool) -> Inspection:
@@ -87,12 +88,14 @@ def inspect_backup(backup: Path, tcg: bool) -> Inspection:
                           "borg backup write the scenario by hand (README, 'Kinds of backup')")
     try:
         answer = appliance.call({"op": "inspect", "disks": [{"path": str(backup),
-                               "format": image.format}], "tcg": tcg}, "init")  # fmt: skip
+                               "format": image.format}], "tcg": tcg,
+                               "network_paths": list(netconf.PATHS)}, "init")  # fmt: skip
     except PhaseFailed as exc:
         raise ConfigError(f"{backup}: {exc}") from None
     system: dict[str, Any] = answer["system"]
     known = [KNOWN[s] for s in system.get("enabled_services", []) if s in KNOWN]
-    return Inspection(system, image, known)
+    network = netconf.detect({str(k): str(v) for k, v in answer.get("network_files", {}).items()})
+    return Inspection(system, image, known, network.summary())
 
 
 @dataclass
@@ -106,6 +109,7 @@ class Draft:
     known: list[Known]
     files: list[tuple[str, str]] = field(default_factory=list)  # restored (path, sha256)
     warnings: list[str] = field(default_factory=list)  # e.g. a shared repository, no host
+    network: str = ""  # the booted disk's own network configuration, in words
 
 
 def disk_image_draft(backup: Path, inspection: Inspection, name: str) -> Draft:
@@ -115,7 +119,7 @@ def disk_image_draft(backup: Path, inspection: Inspection, name: str) -> Draft:
         [f"  path: {json.dumps(str(backup.resolve()))}",
          f"  format: {inspection.image.format}",
          "  # restore_point: 2026-01-01T02:00:00Z   # default: the file's modification time"],
-        [], inspection.known,
+        [], inspection.known, network=inspection.network,
     )  # fmt: skip
 
 
@@ -168,7 +172,7 @@ def file_level_draft(
     return Draft(
         name, f"{facts.summary}; restored into {_system_name(base.system)}",
         lines, [f"  image: {json.dumps(str(base_image.resolve()))}   # booted, never changed"],
-        base.known, guest_paths, list(facts.warnings),
+        base.known, guest_paths, list(facts.warnings), base.network,
     )  # fmt: skip
 
 
@@ -182,6 +186,9 @@ def scenario_text(draft: Draft, key_file: Path) -> str:
         "# A first drill, written by `restore-drill init`.",
         f"# Found: {draft.found}; services enabled at boot that restore-drill knows: "
         + (", ".join(k.unit for k in draft.known) or "none") + ".",
+        *([f"# Network: {draft.network}; a static address is kept in the lab (README,",
+           "# \"Networks\"): state it with address: if this is not what the server uses."]
+          if draft.network else []),
         "# Run it:   restore-drill run THIS_FILE",
         "# The backup is never changed: the lab boots a copy-on-write overlay, and the report",
         "# proves the backup's hash, mode, owner and ctime unchanged.",

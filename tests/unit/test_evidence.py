@@ -219,7 +219,8 @@ def test_a_replicated_lab_says_what_it_replicates_and_how_each_address_was_found
     assert 'class="banner PASS"' in html
     for text in ("The lab replicates production: <code>192.168.10.0/24</code> with the lab's "
                  "side at <code>192.168.10.1</code> (the gateway in /etc/network/interfaces)",
-                 "<code>rdrill-0badc0de</code>", "put none of these addresses or routes on the drill host's own",
+                 "<code>rdrill-0badc0de</code>",
+                 "put none of these addresses or routes on the drill host's own",
                  "192.168.10.21/24", "static, on eth0 in /etc/network/interfaces",
                  "IPv6 2001:db8::5/64 on eth0", "every address of this host; the lab bridge "
                  "has none", "lab namespace rules"):  # fmt: skip
