@@ -52,7 +52,8 @@ def test_demo_web_drill_passes_with_evidence(reports: Path) -> None:
     phases = [p["name"] for p in report["phases"]]
     assert phases[:2] == ["verify", "hash"]
     assert phases[2:] == [
-        "prepare", "provision", "boot", "ssh", "settle", "checks", "testinfra", "isolation",
+        "prepare", "network", "provision", "boot", "ssh", "settle", "checks", "testinfra",
+        "isolation",
     ]  # fmt: skip
     assert report["isolation"]
     assert all(a["outcome"] == "blocked" for a in report["isolation"]), report["isolation"]
