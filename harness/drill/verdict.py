@@ -37,7 +37,8 @@ def judge(
         "the backup changed during the drill: " + ", ".join(b.path for b in changed)
         if changed else ""
     )  # fmt: skip
-    # Preparing the lab copy (key injection) is drill work, not recovery: not in the RTO.
+    # Drill work before boot (reading the network configuration, key injection) is not
+    # recovery: not in the RTO.
     prep = result.preparation_s
     measured = round(verified_at - prep, 1) if verified_at is not None else None
     if service_ok and measured is not None:
@@ -46,8 +47,8 @@ def judge(
             measured,
             measured <= targets.rto_s,
             "start of the drill to service verified"
-            + (f", less {format_duration(prep)} of guest preparation (drill preparation, "
-               "not recovery)" if prep else ""),
+            + (f", less {format_duration(prep)} of drill preparation before boot (not "
+               "recovery)" if prep else ""),
         )  # fmt: skip
     else:
         result.rto = TargetResult(

@@ -160,5 +160,5 @@ class RunResult:
     console_tail: str = ""
     tracebacks: list[str] = field(default_factory=list)  # unexpected errors (bugs of ours)
     guest_changes: list[GuestChange] = field(default_factory=list)  # in the lab copy only
-    preparation_s: float = 0.0  # drill preparation (key injection): not counted in the RTO
+    preparation_s: float = 0.0  # drill work before boot (network, key injection): not in RTO
     schema_version: int = SCHEMA_VERSION

@@ -162,7 +162,8 @@ def test_every_new_section_renders_in_the_full_page(tmp_path: Path) -> None:
                     {"mode": "0o644", "uid": 0, "gid": 0, "size": 10, "sha256": "aa" * 32},
                     {"mode": "0o644", "uid": 0, "gid": 0, "size": 99, "sha256": "bb" * 32}),
     ]  # fmt: skip
-    run.preparation_s = 19.7
+    run.preparation_s = 40.5  # reading the network configuration too: not the injection's
+    run.phases.append(PhaseResult("prepare guest", 0.1, 19.7, "ok"))
     assert run.backup is not None
     run.backup.chain = [LayerEvidence(1, "/b/full.qcow2", "qcow2", sha256="cc" * 32,
                                       sha256_after="cc" * 32, unchanged=True)]  # fmt: skip
@@ -181,7 +182,8 @@ def test_every_new_section_renders_in_the_full_page(tmp_path: Path) -> None:
                  "drill host 10.213.1.1:22", "Attempts to leave the lab (1 of 1 blocked)",
                  "1 skipped (not run: proves nothing)", "host guard rules",
                  "Warning: the repository holds backups of 2 hosts (db, web)",
-                 "Disk 2 of this server (attached as vdb)", "/b/data.qcow2"):  # fmt: skip
+                 "Disk 2 of this server (attached as vdb)", "/b/data.qcow2",
+                 "This preparation took 19.7s"):  # fmt: skip
         assert text in html, text
 
 
