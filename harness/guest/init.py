@@ -186,9 +186,9 @@ def scenario_text(draft: Draft, key_file: Path) -> str:
         "# A first drill, written by `restore-drill init`.",
         f"# Found: {draft.found}; services enabled at boot that restore-drill knows: "
         + (", ".join(k.unit for k in draft.known) or "none") + ".",
-        *([f"# Network: {draft.network}; a static address is kept in the lab (README,",
-           "# \"Networks\"): state it with address: if this is not what the server uses."]
-          if draft.network else []),
+        *([f"# Network: {draft.network}.",
+           "# A static address is kept in the lab (README, \"Networks\"); state it with",
+           "# address: if this is not what the server uses."] if draft.network else []),
         "# Run it:   restore-drill run THIS_FILE",
         "# The backup is never changed: the lab boots a copy-on-write overlay, and the report",
         "# proves the backup's hash, mode, owner and ctime unchanged.",

@@ -77,7 +77,7 @@ class NetworkConfig:
         parts = [f"{a.cidr} on {a.interface}"
                  + (f" via {a.gateway}" if a.gateway else "") + f" ({a.source})"
                  for a in self.addresses]  # fmt: skip
-        parts += [f"DHCP on {d}" for d in self.dhcp]
+        parts += [f"DHCP {d}" for d in self.dhcp]
         parts += [f"unsupported: {u}" for u in self.unsupported]
         return "; ".join(parts) or "no network configuration found"
 

@@ -193,3 +193,11 @@ def test_nameservers_from_every_format_loopback_stubs_left_out() -> None:
         ("10.1.0.2", "/etc/netplan/1.yaml"), ("10.2.0.2", "/etc/systemd/network/1.network"),
         ("10.255.255.53", "/etc/resolv.conf"),
     )
+
+
+def test_the_summary_reads_as_one_sentence_per_interface() -> None:
+    found = detect({"/etc/network/interfaces": (
+        "auto eth0\niface eth0 inet dhcp\nauto eth1\niface eth1 inet static\n"
+        " address 10.0.0.5/24\n gateway 10.0.0.1\n")})  # fmt: skip
+    assert found.summary() == ("10.0.0.5/24 on eth1 via 10.0.0.1 (/etc/network/interfaces); "
+                               "DHCP on eth0 in /etc/network/interfaces (inet dhcp)")

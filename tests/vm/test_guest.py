@@ -111,7 +111,7 @@ def test_init_writes_a_first_scenario_that_passes_unedited(
     assert init.returncode == 0, init.stderr
     assert "inject_key: true" in init.stdout
     # what the (booted) disk's own network configuration says, read by init too
-    assert "# Network: DHCP on eth0 in /etc/network/interfaces (inet dhcp)" in init.stdout
+    assert "# Network: DHCP on eth0 in /etc/network/interfaces (inet dhcp).\n" in init.stdout
     scenario = scratch / f"{backup}.yaml"
     scenario.write_text(init.stdout)
     drill = run_cli(str(scenario), reports=reports)
