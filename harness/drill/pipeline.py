@@ -445,10 +445,13 @@ class Run:
             gateway = provisioned.gateway if provisioned else ""
             with host_listener() as port:
                 if self.namespace:  # the lab's side, then the drill host on its own addresses
+                    # listed here, outside the lab: a command started inside it would list the
+                    # lab side's addresses as the drill host's
+                    own = netns.host_addresses()
                     with entered(self.namespace), host_listener() as lab_port:
                         host = host_targets(gateway, lab_port, "the lab's side")
                         host |= {f"drill host {a}:{port} (a listener on 0.0.0.0)": f"{a}:{port}"
-                                 for a in netns.host_addresses()}  # fmt: skip
+                                 for a in own}  # fmt: skip
                         attempts = probe_egress(run, self.scenario.isolation_probe, host)
                 else:
                     host = host_targets(gateway, port) if gateway else {}

@@ -15,6 +15,7 @@ from tests.vm import images
 from tests.vm.conftest import ROOT, assert_backup_untouched, command, in_lab_ssh, run_cli
 
 DB_IP = "192.168.10.21"
+HOST_IP = "10.250.99.1"  # stands for the drill host's own LAN address
 
 
 def _scenario(folder: Path, source: str, name: str, replace: dict[str, str]) -> Path:
@@ -60,12 +61,17 @@ def test_static_servers_keep_their_address_two_labs_of_one_subnet_side_by_side(
                                                   "boot_timeout: 5m": "boot_timeout: 90s"})
     stop, samples = threading.Event(), []
     sampler = threading.Thread(target=_sample_host_addresses, args=(stop, samples), daemon=True)
+    # the drill host's own LAN address (here it has none but loopback): the probe must try it
+    subprocess.run(["ip", "link", "add", "rdtest0", "type", "veth", "peer", "name", "rdtest1"],
+                   check=True)  # (no dummy module here)
+    subprocess.run(["ip", "address", "add", f"{HOST_IP}/32", "dev", "rdtest0"], check=True)
     sampler.start()
     try:
         drill = run_cli("--parallel", "3", str(a), str(b), str(c), reports=reports)
     finally:
         stop.set()
         sampler.join()
+        subprocess.run(["ip", "link", "delete", "rdtest0"], check=True)
     assert drill.exit_code == 1, drill.stderr  # the ens18 server fails, the others pass
     by_name = _by_name(drill.folders)
     for name in ("static-a", "static-b"):
@@ -82,7 +88,10 @@ def test_static_servers_keep_their_address_two_labs_of_one_subnet_side_by_side(
         assert all(x["outcome"] == "blocked" for x in report["isolation"])
         assert any(x["target"].startswith("the lab's side 192.168.10.1:")
                    for x in report["isolation"])  # fmt: skip
-        assert any(x["target"].startswith("drill host ") for x in report["isolation"])
+        # the drill host at its own address, never at one of the lab's (it was, once: the
+        # host's addresses were listed from inside the lab namespace)
+        host = [x["target"] for x in report["isolation"] if x["target"].startswith("drill host")]
+        assert [t.split()[2].split(":")[0] for t in host] == [HOST_IP], host
         assert_backup_untouched(report)
     namespaces = {by_name[n]["lab"]["addressing"]["namespace"] for n in ("static-a", "static-b")}
     assert len(namespaces) == 2
