@@ -9,8 +9,9 @@ import posixpath
 import re
 import secrets
 import sys
+import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import click
 
 from harness import __version__
-from harness.durations import format_duration, parse_duration
+from harness.durations import format_duration, format_size, parse_duration
 from harness.errors import ConfigError, DrillError, ExitCode, ScenarioError
 from harness.output.events import Event, Sink
 from harness.scenario.loader import load_scenario, parse_vars
@@ -254,9 +255,9 @@ def run(
     backup was running on its repository, 130 interrupted)."""
     from harness import batch
     from harness.drill import DrillOptions
-    from harness.evidence.signing import load_private
     from harness.interrupts import Interrupts
     from harness.notify import load_notify
+    from harness.signing import load_private
 
     loaded = _load_all(scenarios, var)
     notifier = load_notify(notify_file) if notify_file else None
@@ -343,8 +344,8 @@ def verify(reports: Path, public_keys: tuple[Path, ...]) -> None:
     """Check every manifest, file hash, the ledger chain and the signatures.
 
     Exit 0 only when all holds; otherwise every problem is listed and the exit code is 1."""
-    from harness.evidence.signing import load_public
     from harness.evidence.verify import verify_reports
+    from harness.signing import load_public
 
     if not reports.is_dir():
         raise ConfigError(f"{reports}: no such reports folder")
@@ -367,9 +368,79 @@ def verify(reports: Path, public_keys: tuple[Path, ...]) -> None:
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 def keygen(path: Path) -> None:
     """Create an Ed25519 signing key (0600) and PATH.pub."""
-    from harness.evidence.signing import generate
+    from harness.signing import generate
 
     click.echo(f"signing key {path} ({generate(path)}); public key {path}.pub")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--exclude", multiple=True, metavar="PATTERN",
+              help="Leave out paths matching PATTERN (the relative path or the last name; "
+                   "a folder takes everything under it). Repeatable.")
+@click.option("--one-file-system", is_flag=True, help="Stay on FOLDER's file system.")
+@click.option("--as", "recorded_as", default=None, metavar="PATH",
+              help="Record the folder as PATH: where it lives on the server when FOLDER is "
+                   "a snapshot's mount point (default: FOLDER's absolute path).")
+@click.option("--sign", "signing_key", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="Sign the manifest with this Ed25519 key (restore-drill "
+                                 "keygen); a drill checks it with expect.public_key.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write to this file (atomically: never left half-written) instead of "
+                   "standard output.")
+@click.option("--threads", type=click.IntRange(1, 64), default=None,
+              help="Hashing threads (default: the CPUs, up to 8).")
+def manifest(
+    folder: Path, exclude: tuple[str, ...], one_file_system: bool, recorded_as: str | None,
+    signing_key: Path | None, output: Path | None, threads: int | None,
+) -> None:  # fmt: skip
+    """Record every regular file under FOLDER (SHA-256, size, mode, owner, mtime), at backup
+    time, for a drill's expect.manifest; sha256sum -c reads it as it is."""
+    from harness.data.manifest import Header, write
+    from harness.data.scan import ScanError, scan
+    from harness.signing import fingerprint, load_private
+
+    key = load_private(signing_key) if signing_key else None
+    root = recorded_as or str(folder.resolve())
+    if not root.startswith("/"):
+        raise ConfigError(f"--as {root}: give an absolute path")
+    header = Header(root, datetime.now(UTC).replace(microsecond=0).isoformat(),
+                    os.uname().nodename, exclude, one_file_system)  # fmt: skip
+    progress = _progress() if sys.stderr.isatty() else None
+    entries = scan(str(folder), exclude, one_file_system, threads or 0, progress)
+    try:
+        if output is None:
+            files, total, _ = write(sys.stdout.buffer, header, entries, key)
+            sys.stdout.buffer.flush()
+        else:
+            partial = output.with_name(f".{output.name}.partial")
+            with partial.open("wb") as fh:
+                files, total, _ = write(fh, header, entries, key)
+                fh.flush()
+                os.fsync(fh.fileno())
+            partial.replace(output)
+    except ScanError as exc:
+        raise ConfigError(f"{exc}; no manifest was written" if output else str(exc)) from None
+    finally:
+        if output is not None:
+            output.with_name(f".{output.name}.partial").unlink(missing_ok=True)
+    if progress is not None:
+        click.echo("", err=True)
+    signed = f", signed by {fingerprint(key.public_key())}" if key else ""
+    click.echo(f"manifest: {files} files, {format_size(total)} under {root}{signed}", err=True)
+
+
+def _progress() -> Callable[[int, int], None]:
+    """A progress line on the terminal, at most twice a second."""
+    state = {"at": 0.0}
+
+    def show(files: int, hashed: int) -> None:
+        now = time.monotonic()
+        if now - state["at"] >= 0.5:
+            state["at"] = now
+            click.echo(f"\r{files} files, {hashed / 2**20:.0f} MiB hashed", err=True, nl=False)
+
+    return show
 
 
 @cli.group()
@@ -469,7 +540,7 @@ def prune(reports: Path, older_than: float, dry_run: bool, signing_key: Path | N
 
     Each scenario's latest run and latest verified run are always kept."""
     from harness.evidence.retention import prune as prune_runs
-    from harness.evidence.signing import load_private
+    from harness.signing import load_private
 
     if not reports.is_dir():
         raise ConfigError(f"{reports}: no such reports folder")

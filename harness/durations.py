@@ -43,3 +43,15 @@ def parse_size_mib(text: str | int) -> int:
         raise ValueError(f"not a size: {text!r} (write e.g. 512MiB or 2GiB)")
     number, unit = int(match.group(1)), match.group(2)
     return number * 1024 if unit.startswith("G") else number
+
+
+def format_size(n: int) -> str:
+    """Bytes in words: ``812 bytes``, ``3.2 GiB``."""
+    if n < 1024:
+        return f"{n} bytes"
+    value = n / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

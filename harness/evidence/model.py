@@ -126,6 +126,42 @@ class GuestChange:
 
 
 @dataclass
+class DataProof:
+    """The restored files of one folder compared with what they must be: a manifest recorded
+    at backup time, or the restore stream's own files. Counts are always exact; the lists
+    hold the first :data:`LISTED` of each (paths as text: other bytes as ``\\xNN``)."""
+
+    machine: str
+    source: str  # "manifest" | "restore stream"
+    root: str  # the folder in the guest
+    expected_from: str  # the manifest's path, or what the stream was
+    passed: bool = False
+    files_expected: int = 0
+    files_found: int = 0  # of the expected ones
+    files_matching: int = 0
+    bytes_expected: int = 0
+    bytes_matching: int = 0
+    missing_count: int = 0
+    changed_count: int = 0
+    unexpected_count: int = 0
+    missing: list[str] = field(default_factory=list)
+    changed: list[dict[str, Any]] = field(default_factory=list)  # path, what: [attributes]
+    unexpected: list[str] = field(default_factory=list)
+    strict: bool = False  # unexpected files fail too
+    compared: list[str] = field(default_factory=list)  # content, size, mode, owner, mtime
+    manifest_sha256: str = ""
+    manifest_created: str = ""
+    manifest_host: str = ""
+    signature: str = ""  # what the signature proves, in words
+    signer: str = ""
+    note: str = ""  # why nothing was compared (the folder is missing, ...)
+    duration_s: float = 0.0
+
+
+LISTED = 1000
+
+
+@dataclass
 class TargetResult:
     """A target against what was measured; ``passed`` is None when never measured."""
 
@@ -161,4 +197,5 @@ class RunResult:
     tracebacks: list[str] = field(default_factory=list)  # unexpected errors (bugs of ours)
     guest_changes: list[GuestChange] = field(default_factory=list)  # in the lab copy only
     preparation_s: float = 0.0  # drill work before boot (network, key injection): not in RTO
+    data: list[DataProof] = field(default_factory=list)  # restored files against manifests
     schema_version: int = SCHEMA_VERSION

@@ -18,7 +18,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from harness.evidence import ledger, signing
+from harness import signing
+from harness.evidence import ledger
 
 MANIFEST = "manifest.sha256"
 MANIFEST_SIG = "manifest.sha256.sig"

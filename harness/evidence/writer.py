@@ -21,8 +21,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from harness import signing
 from harness.errors import InfraError
-from harness.evidence import ledger, signing
+from harness.evidence import ledger
 from harness.evidence.html import render_html
 from harness.evidence.junit import render_junit
 from harness.evidence.model import RunResult

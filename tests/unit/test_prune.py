@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.evidence import ledger
-from harness.evidence.signing import generate, load_private
+from harness.signing import generate, load_private
 from harness.evidence.verify import RUN_FOLDER, verify_reports
 from harness.evidence.writer import write_evidence
 from tests.unit.test_evidence import result
