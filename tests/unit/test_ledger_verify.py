@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness.evidence import ledger
-from harness.signing import generate, load_private, load_public
 from harness.evidence.verify import verify_reports
 from harness.evidence.writer import write_evidence
+from harness.signing import generate, load_private, load_public
 from tests.unit.test_evidence import result
 
 

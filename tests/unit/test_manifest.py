@@ -5,8 +5,8 @@ guest command lists it (that command runs here, with the same sh, find and sha25
 from __future__ import annotations
 
 import io
-import re
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -111,7 +111,8 @@ def test_changed_missing_and_added_files_are_each_named(tmp_path: Path) -> None:
     assert changed["sub/deeper/file"][0].startswith("mtime: ")
     assert proof.unexpected == ["added.html"]
     assert (proof.missing_count, proof.changed_count, proof.unexpected_count) == (1, 4, 1)
-    assert proof.files_found == 8 and proof.files_matching == 4
+    assert proof.files_found == 8
+    assert proof.files_matching == 4
     line = summary(proof)
     assert "1 missing (new\\nline)" in line
     assert "1 unexpected (added.html), allowed" in line
@@ -144,7 +145,8 @@ def test_a_missing_folder_and_the_lists_cut_at_a_thousand(tmp_path: Path) -> Non
     entries = [Entry(b"f%06d" % i, "0" * 64, 1, 0o644, 0, 0, "", "", 0) for i in range(100_000)]
     found = {e.path: tree.Found(1, 0o644, 0, 0, "", "", 0, "0" * 64) for e in entries[:98_000]}
     proof = compare(DataProof("m", "manifest", "/", ""), entries, found)
-    assert proof.missing_count == 2000 and len(proof.missing) == 1000
+    assert proof.missing_count == 2000
+    assert len(proof.missing) == 1000
     assert proof.files_matching == 98_000
 
 

@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.evidence import ledger
-from harness.signing import generate, load_private
 from harness.evidence.verify import RUN_FOLDER, verify_reports
 from harness.evidence.writer import write_evidence
+from harness.signing import generate, load_private
 from tests.unit.test_evidence import result
 
 # (scenario, verdict, start): two years of history for two scenarios.
