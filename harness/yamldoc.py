@@ -139,6 +139,12 @@ def schema_problem(
     Messages say what the field must be and never echo its value: a field's value may be a
     secret (``password: {{ secret("PW") }}``), and the file, line and field locate it."""
     path = list(err.absolute_path)
+    if err.validator in ("anyOf", "oneOf") and err.context:
+        # one mapping or a list of them: the branch of the value's own type says what is wrong
+        own = [e for e in err.context
+               if not (e.validator == "type" and list(e.absolute_path) == path)]  # fmt: skip
+        if own:
+            return schema_problem(own[0], node, name, variant_keys)
     if err.validator in ("additionalProperties", "unevaluatedProperties"):
         allowed = _allowed_keys(err, variant_keys)
         # A key of a variant (a check's http, status…) whose own value is wrong counts as

@@ -85,9 +85,13 @@ def summary(proof: DataProof) -> str:
     """One line: the counts, then the first differences by name."""
     if proof.note:
         return proof.note
-    head = (f"{proof.files_matching} of {proof.files_expected} files "
-            f"({format_size(proof.bytes_matching)} of {format_size(proof.bytes_expected)}) "
-            "identical")  # fmt: skip
+    if proof.files_matching == proof.files_expected:
+        head = (f"all {proof.files_expected} files identical "
+                f"({format_size(proof.bytes_expected)})")  # fmt: skip
+    else:
+        head = (f"{proof.files_matching} of {proof.files_expected} files identical "
+                f"({format_size(proof.bytes_matching)} of "
+                f"{format_size(proof.bytes_expected)})")  # fmt: skip
     parts = [head]
     if proof.missing_count:
         parts.append(f"{proof.missing_count} missing ({_first(proof.missing)})")

@@ -55,9 +55,12 @@ def command(root: str, one_file_system: bool = False, as_root: bool = True) -> s
 
 def parse(output: bytes, excludes: tuple[str, ...] = ()) -> dict[bytes, Found]:
     """The files the command listed, by path relative to the folder (excluded ones left
-    out, as the manifest left them out)."""
+    out, as the manifest left them out). :class:`ValueError` if it is not such a listing."""
     if output[:2] == b"\x1f\x8b":
-        output = zlib.decompress(output, wbits=31)
+        try:
+            output = zlib.decompress(output, wbits=31)
+        except zlib.error as exc:
+            raise ValueError(f"not a complete gzip stream ({exc})") from None
     meta: dict[bytes, Found] = {}
     hashes: dict[bytes, str] = {}
     for record in output.split(b"\0"):
@@ -66,8 +69,10 @@ def parse(output: bytes, excludes: tuple[str, ...] = ()) -> dict[bytes, Found]:
         if record[:1] == b"M":
             path, found = _meta(record)
             meta[path] = found
-        else:
+        elif record[64:66] == b"  " and len(record) > 66:
             hashes[_relative(record[66:])] = record[:64].decode()
+        else:
+            raise ValueError(f"an unexpected record {record[:80]!r}")
     out = {}
     for path, found in meta.items():
         if excluded(path, excludes):

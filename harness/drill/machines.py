@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.drill.clock import Cancelled
+from harness.drill.dataproof import Expected
 from harness.evidence.model import BackupEvidence
 from harness.interrupts import Interrupts
 from harness.lab.lifecycle import LabVm
@@ -41,6 +42,7 @@ class Guest:
     hasher: threading.Thread | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # for the report's machines list
     firmware: str = "bios"  # or "uefi" (chosen at verify)
+    expected: list[Expected] = field(default_factory=list)  # its manifests, read at verify
 
 
 def start_machines(

@@ -27,6 +27,7 @@ from harness.checks.isolation import host_listener, host_targets, probe_egress
 from harness.checks.session import testinfra_host
 from harness.checks.testfiles import run_testfiles
 from harness.drill.clock import Clock, utc_now
+from harness.drill.dataproof import prove, read_manifests
 from harness.drill.machines import Guest, join_polling, start_machines
 from harness.drill.proof import Stop, prove_unchanged, start_hashing
 from harness.drill.verdict import bug_reason, judge, tally
@@ -191,6 +192,7 @@ class Run:
                 if closed:
                     raise PhaseFailed("verify", "; ".join(closed))
                 self._firmware(guest, disk)
+                guest.expected = read_manifests(guest.machine.expect)
             result.backup = self._primary().evidence
             phase.detail = "; ".join(details)
         for guest in self.guests:
@@ -413,9 +415,13 @@ class Run:
         guest.host = testinfra_host(guest.client, guest.target, key)
 
     def _checks(self) -> None:
-        """The scenario's checks, each on its machine; then the user's testinfra files."""
+        """Each machine's data against its manifests; the scenario's checks, each on its
+        machine; then the user's testinfra files."""
         scenario, clock, result = self.scenario, self.clock, self.result
         by_name = {g.machine.name: g for g in self.guests}
+        for guest in self.guests:
+            if guest.expected:
+                self._data(guest)
         with clock.phase("checks") as phase:
             for spec in scenario.checks:
                 guest = by_name.get(spec.machine or "", self._primary())
@@ -433,6 +439,21 @@ class Run:
                 for check in tests:
                     self._record(check)
                 phase.detail = tally(tests)
+
+    def _data(self, guest: Guest) -> None:
+        """The guest's restored folders against the manifests recorded at backup time."""
+        with self.clock.phase(f"data{guest.label}") as phase:
+            for expected in guest.expected:
+                proof, check = prove(guest.client, expected, guest.machine.name,
+                                     bool(guest.label), guest.machine.login.user == "root",
+                                     phase.name, self.interrupts.check)  # fmt: skip
+                self.result.data.append(proof)
+                self._record(check)
+            proofs = [p for p in self.result.data if p.machine == guest.machine.name]
+            phase.detail = "; ".join(f"{p.root}: {p.files_matching}/{p.files_expected} files "
+                                     "identical" for p in proofs)  # fmt: skip
+            if not all(p.passed for p in proofs):
+                phase.status = "failed"
 
     def _isolation(self, guest: Guest) -> None:
         with self.clock.phase(f"isolation{guest.label}") as phase:

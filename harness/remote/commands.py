@@ -60,6 +60,41 @@ def run_polled(
     return status, output.decode(errors="replace")
 
 
+def run_capture(
+    client: paramiko.SSHClient, phase: str, command: str, timeout_s: float,
+    cancelled: Callable[[], None],
+) -> tuple[int, bytes, str]:  # fmt: skip
+    """Run ``command`` to its end; its exit status, its whole standard output as bytes (a
+    listing, not a log) and the tail of its standard error. Bounded like :func:`run_polled`."""
+    channel = _session(client, phase)
+    # B601: a fixed command of the harness; paths in it are quoted
+    channel.exec_command(command)  # nosec B601
+    out, err = bytearray(), bytearray()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not (channel.exit_status_ready() and not channel.recv_ready()
+                   and not channel.recv_stderr_ready()):  # fmt: skip
+            cancelled()
+            if time.monotonic() > deadline:
+                raise PhaseTimeout(phase, f"still running after {timeout_s:g}s "
+                                          f"({len(out)} bytes of output so far)")  # fmt: skip
+            busy = False
+            while channel.recv_ready():
+                out += channel.recv(CHUNK)
+                busy = True
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(CHUNK)
+                del err[:-OUTPUT_KEEP]
+                busy = True
+            if not busy:
+                time.sleep(0.02)
+        return channel.recv_exit_status(), bytes(out), err.decode(errors="replace")
+    except (OSError, paramiko.SSHException) as exc:
+        raise PhaseFailed(phase, f"the SSH connection failed: {exc}") from exc
+    finally:
+        channel.close()
+
+
 def stream_into(
     client: paramiko.SSHClient, target: str, data: IO[bytes], timeout_s: float,
     cancelled: Callable[[], None], extract: Sequence[str] = (),

@@ -26,6 +26,7 @@ from harness.redact import redact
 from harness.scenario import model
 from harness.scenario.schema import CHECK_COMMON, CHECK_KINDS, SCHEMA, check_kinds
 from harness.scenario.template import RESERVED, Rendered, render
+from harness.signing import load_public
 from harness.sources import DEFAULT_KIND, REGISTRY
 from harness.yamldoc import (
     NOT_TEXT,
@@ -174,6 +175,7 @@ def machine_dicts(data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
                     "login": top_login,
                     "restore_steps": data.get("restore_steps", []),
                     "address": data.get("address"),
+                    "expect": data.get("expect"),
                 },
             )
         ]
@@ -187,7 +189,7 @@ def machine_dicts(data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
 def _machine_views(p: _Problems, data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
     """The machines complete enough to check further; what is missing is a problem."""
     if "machines" in data:
-        for key in ("backup", "restore_steps", "address"):
+        for key in ("backup", "restore_steps", "address", "expect"):
             if key in data:
                 p.add([key], f"with machines:, each machine has its own (machines[].{key})")
         _dependency_problems(p, data["machines"])
@@ -306,10 +308,30 @@ def _machine_problems(p: _Problems, where: Where, machine: dict[str, Any]) -> No
             p.add([*where, "backup", "restore_point"],
                   "not an ISO 8601 time, e.g. 2026-11-22T02:00:00Z")  # fmt: skip
     p.existing_file([*where, "login", "key_file"], login["key_file"])
+    for at, expect in expect_items(where, machine):
+        p.existing_file([*at, "manifest"], expect["manifest"])
+        p.duration([*at, "timeout"], expect.get("timeout"), MAX_WAIT_S)
+        if "public_key" in expect:
+            public = p.existing_file([*at, "public_key"], expect["public_key"])
+            try:
+                if public is not None:
+                    load_public(public.read_bytes(), str(public))
+            except ConfigError as exc:
+                p.add([*at, "public_key"], str(exc))
     steps = machine.get("restore_steps", [])
     p.unique_names([*where, "restore_steps"], steps, "step")
     for i, step in enumerate(steps):
         p.duration([*where, "restore_steps", i, "timeout"], step.get("timeout"), MAX_WAIT_S)
+
+
+def expect_items(where: Where, machine: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
+    """A machine's ``expect`` as a list (one mapping or several), each with where it is."""
+    expect = machine.get("expect")
+    if expect is None:
+        return []
+    if isinstance(expect, dict):
+        return [([*where, "expect"], expect)]
+    return [([*where, "expect", i], e) for i, e in enumerate(expect)]
 
 
 def is_remote(repository: str) -> bool:
@@ -480,6 +502,17 @@ def _machine(machine: dict[str, Any], base: Path) -> model.Machine:
         depends_on=tuple(machine.get("depends_on", [])),
         hostnames=tuple(machine.get("hostnames", [])),
         address=machine.get("address"),
+        expect=tuple(
+            model.ExpectSpec(
+                manifest=(base / e["manifest"]).resolve(),
+                root=_clean_path(e["root"]) if "root" in e else None,
+                strict=e.get("strict", False),
+                public_key=(base / e["public_key"]).resolve() if "public_key" in e else None,
+                ignore=tuple(e.get("ignore", ())),
+                timeout_s=parse_duration(e.get("timeout", model.DEFAULT_EXPECT_TIMEOUT_S)),
+            )
+            for _, e in expect_items([], machine)
+        ),
     )
 
 

@@ -125,6 +125,22 @@ class CheckSpec:
     machine: str | None = None
 
 
+DEFAULT_EXPECT_TIMEOUT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class ExpectSpec:
+    """A folder of the restored machine that must match a manifest recorded at backup time
+    (``root`` None: the root the manifest names)."""
+
+    manifest: Path
+    root: str | None = None
+    strict: bool = False
+    public_key: Path | None = None
+    ignore: tuple[str, ...] = ()
+    timeout_s: float = DEFAULT_EXPECT_TIMEOUT_S
+
+
 @dataclass(frozen=True)
 class Machine:
     """One VM of the lab: its backup, how it boots and how the harness logs in.
@@ -141,6 +157,7 @@ class Machine:
     depends_on: tuple[str, ...] = ()
     hostnames: tuple[str, ...] = ()
     address: str | None = None  # its production address as stated, "192.168.10.20/24"
+    expect: tuple[ExpectSpec, ...] = ()  # its restored folders against their manifests
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,34 @@ def _check_schema() -> dict[str, Any]:
     }
 
 
+_EXPECT: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["manifest"],
+    "properties": {
+        "manifest": {"description": "the manifest file, relative to the scenario", **_path},
+        "root": {
+            "description": "the folder in the guest (default: the root the manifest names)",
+            "type": "string", "pattern": "^/", "maxLength": 4096,
+        },
+        "strict": {
+            "description": "files the manifest does not list fail the drill too",
+            "type": "boolean", "default": False,
+        },
+        "public_key": {
+            "description": "the manifest must be signed by this Ed25519 key (a .pub of "
+            "restore-drill keygen), relative to the scenario",
+            **_path,
+        },
+        "ignore": {
+            "description": "attributes not compared (content and size always are)",
+            "type": "array", "uniqueItems": True,
+            "items": {"enum": ["mode", "owner", "mtime"]},
+        },
+        "timeout": {**_duration, "description": "bound on listing and hashing the folder"},
+    },
+}  # fmt: skip
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": SCHEMA_ID,
@@ -334,6 +362,12 @@ SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "expect": {
+            "description": "the restored files must match a manifest recorded at backup time "
+            "(restore-drill manifest); a list for several folders",
+            "anyOf": [_EXPECT, {"type": "array", "minItems": 1, "maxItems": 20,
+                                "items": _EXPECT}],
+        },
         "address": {
             "description": "the machine's production address (192.168.10.20/24); default: "
             "as its own network configuration says, else DHCP",
@@ -354,7 +388,7 @@ SCHEMA: dict[str, Any] = {
 
 # Several VMs: each machine has the single-VM keys (its vm merges over the top-level vm; its
 # login, if given, replaces the top-level login), plus its dependencies and host names.
-_MACHINE_KEYS = ("backup", "vm", "login", "restore_steps", "address")
+_MACHINE_KEYS = ("backup", "vm", "login", "restore_steps", "address", "expect")
 SCHEMA["properties"]["machines"] = {
     "description": "several VMs in one isolated lab (instead of backup/vm at the top level)",
     "type": "array",

@@ -88,7 +88,7 @@ def test_the_guest_listing_of_an_identical_tree_matches(tmp_path: Path) -> None:
     assert proof.passed, proof
     assert (proof.files_expected, proof.files_found, proof.files_matching) == (9, 9, 9)
     assert proof.bytes_matching == proof.bytes_expected == manifest.total_bytes
-    assert summary(proof).startswith("9 of 9 files (")
+    assert summary(proof).startswith("all 9 files identical (")
 
 
 def test_changed_missing_and_added_files_are_each_named(tmp_path: Path) -> None:

@@ -1,0 +1,118 @@
+"""The drill's proof of the data: each machine's manifests read and their signatures checked
+before anything boots (a swapped manifest fails at verify), then, after the restore and its
+steps, each folder listed and hashed in the guest in one command and compared."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paramiko
+
+from harness.data import tree
+from harness.data.compare import compare, summary
+from harness.data.manifest import Manifest, ManifestError, parse
+from harness.durations import format_size
+from harness.errors import PhaseFailed
+from harness.evidence.model import CheckResult, DataProof
+from harness.remote.commands import run_capture
+from harness.scenario.model import ExpectSpec
+from harness.signing import load_public
+
+MAX_MANIFEST_BYTES = 4 * 1024**3
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A manifest read and checked: what one folder of a machine must hold."""
+
+    spec: ExpectSpec
+    manifest: Manifest
+    signature: str  # what the signature proves, in words
+
+    @property
+    def root(self) -> str:
+        return self.spec.root or self.manifest.header.root
+
+
+def read_manifests(specs: tuple[ExpectSpec, ...]) -> list[Expected]:
+    """Each manifest parsed, and signed by the scenario's key where it names one; a manifest
+    that cannot be trusted fails the verify phase, naming it and why."""
+    out = []
+    for spec in specs:
+        name = str(spec.manifest)
+        try:
+            if spec.manifest.stat().st_size > MAX_MANIFEST_BYTES:
+                raise PhaseFailed("verify", f"manifest {name} is larger than "
+                                            f"{format_size(MAX_MANIFEST_BYTES)}")  # fmt: skip
+            manifest = parse(spec.manifest.read_bytes())
+        except OSError as exc:
+            raise PhaseFailed("verify", f"manifest {name}: {exc.strerror}") from None
+        except ManifestError as exc:
+            raise PhaseFailed("verify", f"manifest {name}: {exc}") from None
+        trusted = (load_public(spec.public_key.read_bytes(), str(spec.public_key))
+                   if spec.public_key else None)  # fmt: skip
+        problem = manifest.check_signature(trusted)
+        if problem:
+            raise PhaseFailed("verify", f"manifest {name}: {problem}")
+        if trusted is not None:
+            said = f"signed by {manifest.signer}, the scenario's public key: verified"
+        elif manifest.signer:
+            said = (f"signed by {manifest.signer}; not verified: the scenario names no "
+                    "public_key")  # fmt: skip
+        else:
+            said = "not signed"
+        out.append(Expected(spec, manifest, said))
+    return out
+
+
+def prove(
+    client: paramiko.SSHClient, expected: Expected, machine: str, several: bool, as_root: bool,
+    phase: str, cancelled: Callable[[], None],
+) -> tuple[DataProof, CheckResult]:  # fmt: skip
+    """List and hash ``expected.root`` in the guest and compare it with the manifest (the
+    check is named with its machine when the lab has ``several``)."""
+    started = time.monotonic()
+    manifest, spec = expected.manifest, expected.spec
+    header = manifest.header
+    proof = DataProof(
+        machine=machine, source="manifest", root=expected.root,
+        expected_from=str(spec.manifest), strict=spec.strict,
+        manifest_sha256=manifest.sha256, manifest_created=header.created,
+        manifest_host=header.host, signature=expected.signature, signer=manifest.signer,
+    )  # fmt: skip
+    status, out, err = run_capture(client, phase,
+                                   tree.command(expected.root, header.one_file_system, as_root),
+                                   spec.timeout_s, cancelled)  # fmt: skip
+    if status in tree.FAILURES:
+        if status != tree.NO_FOLDER:
+            raise PhaseFailed(phase, f"{expected.root}: {tree.FAILURES[status]}")
+        compare(proof, manifest.entries, {}, spec.ignore)
+        proof.note = (f"{expected.root} does not exist in the guest: all "
+                      f"{proof.files_expected} files missing")  # fmt: skip
+    elif status != 0 and not out:
+        raise PhaseFailed(phase, f"listing {expected.root} in the guest exited {status}: "
+                                 f"{err.strip()[-300:] or 'no output'}")  # fmt: skip
+    else:
+        try:
+            found = tree.parse(out, header.excludes)
+        except ValueError as exc:
+            raise PhaseFailed(phase, f"the guest's listing of {expected.root} is unreadable: "
+                                     f"{exc}") from None  # fmt: skip
+        compare(proof, manifest.entries, found, spec.ignore)
+    proof.duration_s = round(time.monotonic() - started, 2)
+    check = CheckResult(
+        name=f"data: {expected.root} matches {spec.manifest.name}"
+             + (f" on {machine}" if several else ""),
+        kind="data",
+        expectation=(f"{proof.files_expected} files, {format_size(proof.bytes_expected)}, as "
+                     f"recorded{' on ' + header.host if header.host else ''}"
+                     f"{' at ' + header.created if header.created else ''}; "
+                     f"{', '.join(proof.compared)} compared"
+                     + ("; no other file" if spec.strict else "")),
+        observed=summary(proof),
+        passed=proof.passed,
+        duration_s=proof.duration_s,
+    )  # fmt: skip
+    return proof, check
