@@ -6,6 +6,11 @@ environment is reachable through two explicit functions, never implicitly:
 * ``env("NAME")`` / ``env("NAME", "default")``: an environment variable;
 * ``secret("NAME")``: an environment variable whose value is redacted from every report and
   log (or ``secret("NAME", file="/run/secrets/x")`` to read it from a file).
+
+Values recorded at backup time are read by one more: ``values("counts.json")`` is the JSON
+or YAML file (relative to the scenario) as a read-only mapping, so a pre-backup hook can
+write ``{"orders": 2500}`` and a check say ``stdout_matches: "^{{ values('counts.json')
+.orders }}$"``.
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
+import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from harness.errors import Problem
 
-RESERVED = frozenset({"env", "secret", "scenario_dir"})
+RESERVED = frozenset({"env", "secret", "scenario_dir", "values"})
+VALUES_MAX_BYTES = 1024 * 1024
 
 
 class _MissingEnv(Exception):
-    pass
+    """An input the template asks for that is not there: the message says which."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,22 @@ def render(source: str, file: Path, variables: Mapping[str, str]) -> Rendered | 
             secrets.add(value)
         return value
 
+    def values(name: str) -> Any:
+        path = file.parent / name
+        try:
+            if path.stat().st_size > VALUES_MAX_BYTES:
+                raise _MissingEnv(f"values({name!r}): {path} is larger than 1 MiB")
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise _MissingEnv(f"values({name!r}): {path}: {exc.strerror}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" line {where.line + 1}" if where is not None else ""
+            raise _MissingEnv(f"values({name!r}): {path}{at} is not JSON or YAML") from None
+        if not isinstance(data, dict):
+            raise _MissingEnv(f"values({name!r}): {path} must hold a mapping (key: value)")
+        return data
+
     environment = ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
@@ -65,6 +89,7 @@ def render(source: str, file: Path, variables: Mapping[str, str]) -> Rendered | 
         **variables,
         "env": env,
         "secret": secret,
+        "values": values,
         "scenario_dir": str(file.parent.resolve()),
     }
     try:

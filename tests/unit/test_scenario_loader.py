@@ -314,3 +314,56 @@ def test_two_machines_with_one_address_are_refused(scenario_dir: Path) -> None:
     path.write_text(text.replace("    hostnames: [db.shop.internal]",
                                  "    address: 10.0.0.5/24"))
     assert any("10.0.0.5 is also web's address" in p for p in problems(path))
+
+
+def test_expect_loads_one_manifest_or_several(scenario_dir: Path) -> None:
+    (scenario_dir / "site.manifest").write_text("# restore-drill manifest 1\n")
+    (scenario_dir / "etc.manifest").write_text("# restore-drill manifest 1\n")
+    subprocess.run([sys.executable, "-m", "harness", "keygen", str(scenario_dir / "k")],
+                   check=True, capture_output=True)  # fmt: skip
+    one = VALID + "expect: {manifest: site.manifest, public_key: k.pub, ignore: [owner]}\n"
+    [machine] = load_scenario(write(scenario_dir, one)).machines
+    [spec] = machine.expect
+    assert spec.manifest == scenario_dir / "site.manifest"
+    assert spec.public_key == scenario_dir / "k.pub"
+    assert spec.root is None
+    assert spec.ignore == ("owner",)
+    several = VALID + ("expect:\n  - {manifest: site.manifest, root: /var/www//html/}\n"
+                       "  - {manifest: etc.manifest, root: /etc, strict: true, timeout: 5m}\n")
+    [machine] = load_scenario(write(scenario_dir, several)).machines
+    assert [(e.root, e.strict, e.timeout_s) for e in machine.expect] == [
+        ("/var/www/html", False, 1800.0), ("/etc", True, 300.0)]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("expect: {manifest: absent.manifest}\n", "expect.manifest: no such file"),
+    ("expect: {manifest: id_ed25519, public_key: id_ed25519}\n",
+     "expect.public_key: "),
+    ("expect: [{manifest: id_ed25519, ignore: [content]}]\n",
+     "expect[0].ignore[0]: must be one of 'mode', 'owner', 'mtime'"),
+    ("expect: {manifest: id_ed25519, root: var/www}\n",
+     "expect.root: must be an absolute path"),
+    ("expect: {root: /var/www}\n", "expect: 'manifest' is a required property"),
+])  # fmt: skip
+def test_expect_mistakes_are_located(scenario_dir: Path, extra: str, message: str) -> None:
+    found = problems(write(scenario_dir, VALID + extra))
+    assert any(message in p for p in found), found
+    assert all(":20:" in p for p in found), found
+
+
+def test_values_recorded_at_backup_time_reach_the_checks(scenario_dir: Path) -> None:
+    (scenario_dir / "counts.json").write_text('{"orders": 2500, "tables": {"customers": 97}}')
+    text = VALID + ("  - name: orders\n    command: psql -tAc 'select count(*) from orders'\n"  # noqa: S608 - a scenario text, no SQL is run
+                    "    stdout_matches: \"^{{ values('counts.json').orders }}$\"\n"
+                    "  - name: customers\n    command: 'true'\n"
+                    "    stdout_contains: \"{{ values('counts.json').tables.customers }}\"\n")
+    scenario = load_scenario(write(scenario_dir, text))
+    assert scenario.checks[2].options["stdout_matches"] == "^2500$"
+    assert scenario.checks[3].options["stdout_contains"] == "97"
+    (scenario_dir / "counts.json").write_text('{"orders": ')
+    [problem] = problems(write(scenario_dir, text))
+    assert "values('counts.json')" in problem
+    assert "is not JSON or YAML" in problem
+    assert ":22: template:" in problem
+    [problem] = problems(write(scenario_dir, text.replace("counts.json", "absent.json")))
+    assert "No such file or directory" in problem
