@@ -50,6 +50,25 @@ def command(root: str, one_file_system: bool = False, as_root: bool = True) -> s
         f"{{ find .{xdev} -type f -printf 'M%s %m %U %G %u %g %T@ %p\\0' && "
         f"find .{xdev} -type f -print0 | xargs -0 -r sha256sum -z --; }} | $z"
     )
+    return _as_root(script, as_root)
+
+
+def files_command(root: str, as_root: bool = True) -> str:
+    """The command that lists the files named on its standard input (NUL-separated, relative
+    to ``root``) in the same records as :func:`command`: only what a restore wrote is read,
+    however large the folder it wrote into. A file that is not there is left out."""
+    script = (
+        f"cd -- {shlex.quote(root)} 2>/dev/null || exit {NO_FOLDER}; "
+        f"printf '' | sha256sum -z >/dev/null 2>&1 || exit {NO_SHA256_Z}; "
+        "t=$(mktemp) || exit 1; cat >\"$t\"; "
+        "if command -v gzip >/dev/null 2>&1; then z='gzip -1'; else z=cat; fi; "
+        "{ xargs -0 -r stat --printf 'M%s %a %u %g %U %G %.9Y %n\\0' -- <\"$t\" 2>/dev/null; "
+        "xargs -0 -r sha256sum -z -- <\"$t\"; } | $z; rm -f \"$t\""
+    )
+    return _as_root(script, as_root)
+
+
+def _as_root(script: str, as_root: bool) -> str:
     return script if as_root else f"sudo -n sh -c {shlex.quote(script)}"
 
 
@@ -86,9 +105,11 @@ def _meta(record: bytes) -> tuple[bytes, Found]:
     size, mode, uid, gid, user, group, mtime, path = record[1:].split(b" ", 7)
     seconds, _, frac = mtime.decode().partition(".")
     uid_s, gid_s, user_s, group_s = uid.decode(), gid.decode(), user.decode(), group.decode()
+    # a uid without a name: find prints the number, stat "UNKNOWN"
     return _relative(path), Found(
         int(size), int(mode, 8), int(uid_s), int(gid_s),
-        "" if user_s == uid_s else user_s, "" if group_s == gid_s else group_s,
+        "" if user_s in (uid_s, "UNKNOWN") else user_s,
+        "" if group_s in (gid_s, "UNKNOWN") else group_s,
         int(seconds) * 1_000_000_000 + int(frac.ljust(9, "0")[:9]),
     )  # fmt: skip
 

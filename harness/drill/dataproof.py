@@ -12,7 +12,7 @@ import paramiko
 
 from harness.data import tree
 from harness.data.compare import compare, summary
-from harness.data.manifest import Manifest, ManifestError, parse
+from harness.data.manifest import Entry, Manifest, ManifestError, parse
 from harness.durations import format_size
 from harness.errors import PhaseFailed
 from harness.evidence.model import CheckResult, DataProof
@@ -112,6 +112,47 @@ def prove(
                      f"{', '.join(proof.compared)} compared"
                      + ("; no other file" if spec.strict else "")),
         observed=summary(proof),
+        passed=proof.passed,
+        duration_s=proof.duration_s,
+    )  # fmt: skip
+    return proof, check
+
+
+def prove_stream(
+    client: paramiko.SSHClient, entries: list[Entry], target: str, machine: str, several: bool,
+    as_root: bool, phase: str, cancelled: Callable[[], None], timeout_s: float,
+) -> tuple[DataProof, CheckResult]:  # fmt: skip
+    """Hash in the guest the files the restore stream held (as hashed on the host while it
+    passed) and compare: every file the backup gave is in the guest, byte for byte."""
+    started = time.monotonic()
+    proof = DataProof(machine=machine, source="restore stream", root=target,
+                      expected_from="the backup's restore stream, hashed on this host as it "
+                                    "passed")  # fmt: skip
+    names = b"".join(b"./" + e.path + b"\0" for e in entries)
+    status, out, err = run_capture(client, phase, tree.files_command(target, as_root),
+                                   timeout_s, cancelled, names)  # fmt: skip
+    if status in tree.FAILURES:
+        raise PhaseFailed(phase, f"{target}: {tree.FAILURES[status]}")
+    if status != 0 and not out:
+        raise PhaseFailed(phase, f"listing the restored files in the guest exited {status}: "
+                                 f"{err.strip()[-300:] or 'no output'}")  # fmt: skip
+    try:
+        found = tree.parse(out)
+    except ValueError as exc:
+        raise PhaseFailed(phase, f"the guest's listing of {target} is unreadable: "
+                                 f"{exc}") from None  # fmt: skip
+    compare(proof, entries, found)
+    proof.duration_s = round(time.monotonic() - started, 2)
+    check = CheckResult(
+        name=f"data: every file restored into {target} is the backup's"
+             + (f" on {machine}" if several else ""),
+        kind="data",
+        expectation=(f"the {proof.files_expected} files ({format_size(proof.bytes_expected)}) "
+                     f"of the restore stream, hashed as it passed; "
+                     f"{', '.join(proof.compared)} compared"),
+        observed=(f"{proof.files_expected} files, {format_size(proof.bytes_expected)} restored, "
+                  "all identical to the backup" if proof.passed and proof.files_expected
+                  else summary(proof)),
         passed=proof.passed,
         duration_s=proof.duration_s,
     )  # fmt: skip

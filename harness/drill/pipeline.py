@@ -26,8 +26,9 @@ from harness.checks.declarative import run_check
 from harness.checks.isolation import host_listener, host_targets, probe_egress
 from harness.checks.session import testinfra_host
 from harness.checks.testfiles import run_testfiles
+from harness.data.stream import StreamHasher, placement
 from harness.drill.clock import Clock, utc_now
-from harness.drill.dataproof import prove, read_manifests
+from harness.drill.dataproof import prove, prove_stream, read_manifests
 from harness.drill.machines import Guest, join_polling, start_machines
 from harness.drill.proof import Stop, prove_unchanged, start_hashing
 from harness.drill.verdict import bug_reason, judge, tally
@@ -400,19 +401,44 @@ class Run:
             guest.facts["system_state"] = phase.detail
         source = guest.source
         if isinstance(source, FileLevelSource):
-            with clock.phase(f"restore{label}") as phase, source.restore_stream() as tar:
-                limit = machine.backup.restore_timeout_s
-                sent = stream_into(guest.client, source.target, tar, limit, check,
-                                   source.extract_args())  # fmt: skip
-                sub = machine.backup.subpath
-                phase.detail = (f"{sent} bytes of tar restored into {source.target}"
-                                + (f" (the backup's {sub})" if sub else ""))  # fmt: skip
+            self._restore(guest, source, check)
         for step in machine.restore_steps:
             with clock.phase(f"step{label}: {step.name}") as phase:
                 phase.output = run_step(guest.client, phase.name, as_user(step.run, step.user),
                                         step.timeout_s, check)  # fmt: skip
                 phase.detail = "exit 0"
         guest.host = testinfra_host(guest.client, guest.target, key)
+
+    def _restore(self, guest: Guest, source: FileLevelSource, check: Callable[[], None]) -> None:
+        """The backup's files streamed into the guest, each hashed here as it passes; then
+        the same files hashed in the guest and compared (the restore proves its own bytes)."""
+        clock, label, machine = self.clock, guest.label, guest.machine
+        hasher = StreamHasher(placement(*source.layout()))
+        try:
+            with clock.phase(f"restore{label}") as phase, source.restore_stream() as tar:
+                limit = machine.backup.restore_timeout_s
+                sent = stream_into(guest.client, source.target, tar, limit, check,
+                                   source.extract_args(), hasher.feed)  # fmt: skip
+                sub = machine.backup.subpath
+                phase.detail = (f"{sent} bytes of tar restored into {source.target}"
+                                + (f" (the backup's {sub})" if sub else ""))  # fmt: skip
+        finally:
+            entries, problem = hasher.finish()
+        with clock.phase(f"restore proof{label}") as phase:
+            if problem:
+                phase.detail = f"not proven: {problem}"
+                self._record(CheckResult(f"data: every file restored into {source.target} is "
+                                         "the backup's", "data", "the restore stream's files",
+                                         f"not proven: {problem}", False, 0.0, skipped=True))
+                return
+            proof, result = prove_stream(guest.client, entries, source.target, machine.name,
+                                         bool(label), machine.login.user == "root", phase.name,
+                                         check, machine.backup.restore_timeout_s)  # fmt: skip
+            self.result.data.append(proof)
+            self._record(result)
+            phase.detail = result.observed
+            if not proof.passed:
+                phase.status = "failed"
 
     def _checks(self) -> None:
         """Each machine's data against its manifests; the scenario's checks, each on its
@@ -449,7 +475,8 @@ class Run:
                                      phase.name, self.interrupts.check)  # fmt: skip
                 self.result.data.append(proof)
                 self._record(check)
-            proofs = [p for p in self.result.data if p.machine == guest.machine.name]
+            proofs = [p for p in self.result.data
+                      if p.machine == guest.machine.name and p.source == "manifest"]  # fmt: skip
             phase.detail = "; ".join(f"{p.root}: {p.files_matching}/{p.files_expected} files "
                                      "identical" for p in proofs)  # fmt: skip
             if not all(p.passed for p in proofs):

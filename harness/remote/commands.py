@@ -62,16 +62,28 @@ def run_polled(
 
 def run_capture(
     client: paramiko.SSHClient, phase: str, command: str, timeout_s: float,
-    cancelled: Callable[[], None],
+    cancelled: Callable[[], None], stdin: bytes = b"",
 ) -> tuple[int, bytes, str]:  # fmt: skip
-    """Run ``command`` to its end; its exit status, its whole standard output as bytes (a
-    listing, not a log) and the tail of its standard error. Bounded like :func:`run_polled`."""
+    """Run ``command`` to its end, given ``stdin``; its exit status, its whole standard output
+    as bytes (a listing, not a log) and the tail of its standard error. Bounded like
+    :func:`run_polled`; the command must read all its input before it writes much."""
     channel = _session(client, phase)
     # B601: a fixed command of the harness; paths in it are quoted
     channel.exec_command(command)  # nosec B601
     out, err = bytearray(), bytearray()
     deadline = time.monotonic() + timeout_s
     try:
+        offset = 0
+        while offset < len(stdin):
+            cancelled()
+            if time.monotonic() > deadline:
+                raise PhaseTimeout(phase, f"the guest did not take its input within "
+                                          f"{timeout_s:g}s")  # fmt: skip
+            if channel.send_ready():
+                offset += channel.send(stdin[offset : offset + CHUNK])
+            else:
+                time.sleep(0.02)
+        channel.shutdown_write()
         while not (channel.exit_status_ready() and not channel.recv_ready()
                    and not channel.recv_stderr_ready()):  # fmt: skip
             cancelled()
@@ -98,9 +110,11 @@ def run_capture(
 def stream_into(
     client: paramiko.SSHClient, target: str, data: IO[bytes], timeout_s: float,
     cancelled: Callable[[], None], extract: Sequence[str] = (),
+    tap: Callable[[bytes], None] | None = None,
 ) -> int:  # fmt: skip
     """Pipe the tar stream ``data`` into ``tar -x -C target`` (plus ``extract``: what to take,
-    how many leading folders to cut) in the guest; bytes sent.
+    how many leading folders to cut) in the guest; bytes sent. ``tap`` sees every chunk read
+    (the host's hashing of the stream).
 
     Every wait is bounded by ``timeout_s`` and polls ``cancelled``: nothing blocks on a guest
     that stops reading (a full SSH window), and what the guest prints meanwhile (megabytes of
@@ -127,6 +141,8 @@ def stream_into(
                 pending = os.read(fd, CHUNK)
                 if not pending:
                     break  # the whole stream is sent
+                if tap is not None:
+                    tap(pending)
             if not channel.send_ready():
                 time.sleep(0.02)  # the guest has not taken the last chunk yet
                 continue

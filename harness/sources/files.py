@@ -89,12 +89,20 @@ class FileLevelSource:
     def environment(self) -> dict[str, str]:
         return dict(self.spec.environment)
 
-    def extract_args(self) -> list[str]:
-        """What ``tar -x`` in the guest adds: a ``subpath``'s stream still holds the paths as
-        on the server (``var/www/html/…``); they are cut so its content lands in ``target``."""
+    def layout(self) -> tuple[int, tuple[str, ...]]:
+        """How the guest's ``tar -x`` places the stream: how many leading folders it cuts
+        from each member, and which members it takes (none named: all). A ``subpath``'s
+        stream still holds the paths as on the server (``var/www/html/…``); they are cut so
+        its content lands in ``target``."""
         if self.spec.subpath is None:
-            return []
-        return [strip_components(self.spec.subpath)]
+            return 0, ()
+        return strip_count(self.spec.subpath), ()
+
+    def extract_args(self) -> list[str]:
+        """What ``tar -x`` in the guest adds (see :meth:`layout`)."""
+        strip, members = self.layout()
+        return ([f"--strip-components={strip}"] if strip else []) + \
+            (["--", *members] if members else [])  # fmt: skip
 
     # -- the Source interface -------------------------------------------------------------
     def verify(self) -> tuple[BackupEvidence, BootDisk]:
@@ -211,9 +219,9 @@ class FileLevelSource:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def strip_components(folder: str) -> str:
-    """``tar``'s option that cuts ``folder``'s own components off each member's path."""
-    return f"--strip-components={len(folder.strip('/').split('/'))}"
+def strip_count(folder: str) -> int:
+    """How many leading components ``tar --strip-components`` cuts to drop ``folder``."""
+    return len(folder.strip("/").split("/"))
 
 
 def password_env(spec: BackupSpec, variable: str) -> dict[str, str]:

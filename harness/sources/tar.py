@@ -4,7 +4,7 @@ restored into the base VM at ``backup.target``."""
 from __future__ import annotations
 
 from harness.errors import PhaseFailed
-from harness.sources.files import FileLevelSource, Inspected, strip_components
+from harness.sources.files import FileLevelSource, Inspected, strip_count
 
 # Magic bytes → the command that decompresses to stdout.
 _DECOMPRESS = [
@@ -56,11 +56,11 @@ class TarSource(FileLevelSource):
         command, _ = self._compression()
         return [*command, str(self.spec.path)]
 
-    def extract_args(self) -> list[str]:
+    def layout(self) -> tuple[int, tuple[str, ...]]:
         """The whole archive is streamed; the guest's tar takes only the subpath's member."""
         if not self.member:
-            return []
-        return [strip_components(self.member), "--", self.member]
+            return 0, ()
+        return strip_count(self.member), (self.member,)
 
 
 def _member(names: list[str], subpath: str) -> str:
