@@ -5,6 +5,7 @@ Fragments (a ``backup:`` section alone) are checked inside a minimal scenario.""
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ def rendered(text: str) -> Any:
     """The block as the loader's template step would give it (placeholders filled)."""
     env = jinja2.Environment(autoescape=False)  # noqa: S701 - YAML, not HTML
     env.globals.update(env=lambda name, default="": default or f"/{name.lower()}",
-                       secret=lambda name, file=None: f"secret-{name}")  # fmt: skip
+                       secret=lambda name, file=None: f"secret-{name}",
+                       values=lambda name: defaultdict(lambda: 42))  # fmt: skip
     return yaml.safe_load(env.from_string(text).render())
 
 
