@@ -30,7 +30,7 @@ class _Chunks:
 
     def __init__(self) -> None:
         self.queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_CHUNKS)
-        self.buffer = b""
+        self.buffer = bytearray()  # deleting from its front is cheap (CPython moves a start)
         self.ended = False
 
     def read(self, size: int = -1) -> bytes:
@@ -42,7 +42,8 @@ class _Chunks:
                 self.buffer += chunk
         if size < 0:
             size = len(self.buffer)
-        out, self.buffer = self.buffer[:size], self.buffer[size:]
+        out = bytes(self.buffer[:size])
+        del self.buffer[:size]
         return out
 
 

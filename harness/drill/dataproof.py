@@ -82,40 +82,21 @@ def prove(
         manifest_sha256=manifest.sha256, manifest_created=header.created,
         manifest_host=header.host, signature=expected.signature, signer=manifest.signer,
     )  # fmt: skip
-    status, out, err = run_capture(client, phase,
-                                   tree.command(expected.root, header.one_file_system, as_root),
-                                   spec.timeout_s, cancelled)  # fmt: skip
-    if status in tree.FAILURES:
-        if status != tree.NO_FOLDER:
-            raise PhaseFailed(phase, f"{expected.root}: {tree.FAILURES[status]}")
-        compare(proof, manifest.entries, {}, spec.ignore)
+    found = _listing(client, phase, tree.command(expected.root, header.one_file_system, as_root),
+                     expected.root, spec.timeout_s, cancelled, b"", header.excludes)
+    compare(proof, manifest.entries, found or {}, spec.ignore)
+    if found is None:
         proof.note = (f"{expected.root} does not exist in the guest: all "
                       f"{proof.files_expected} files missing")  # fmt: skip
-    elif status != 0 and not out:
-        raise PhaseFailed(phase, f"listing {expected.root} in the guest exited {status}: "
-                                 f"{err.strip()[-300:] or 'no output'}")  # fmt: skip
-    else:
-        try:
-            found = tree.parse(out, header.excludes)
-        except ValueError as exc:
-            raise PhaseFailed(phase, f"the guest's listing of {expected.root} is unreadable: "
-                                     f"{exc}") from None  # fmt: skip
-        compare(proof, manifest.entries, found, spec.ignore)
     proof.duration_s = round(time.monotonic() - started, 2)
-    check = CheckResult(
-        name=f"data: {expected.root} matches {spec.manifest.name}"
-             + (f" on {machine}" if several else ""),
-        kind="data",
-        expectation=(f"{proof.files_expected} files, {format_size(proof.bytes_expected)}, as "
-                     f"recorded{' on ' + header.host if header.host else ''}"
-                     f"{' at ' + header.created if header.created else ''}; "
-                     f"{', '.join(proof.compared)} compared"
-                     + ("; no other file" if spec.strict else "")),
-        observed=summary(proof),
-        passed=proof.passed,
-        duration_s=proof.duration_s,
-    )  # fmt: skip
-    return proof, check
+    name = f"data: {expected.root} matches {spec.manifest.name}"
+    expectation = (f"{proof.files_expected} files, {format_size(proof.bytes_expected)}, as "
+                   f"recorded{' on ' + header.host if header.host else ''}"
+                   f"{' at ' + header.created if header.created else ''}; "
+                   f"{', '.join(proof.compared)} compared"
+                   + ("; no other file" if spec.strict else ""))  # fmt: skip
+    return proof, _check(proof, name + (f" on {machine}" if several else ""), expectation,
+                         summary(proof))
 
 
 def prove_stream(
@@ -129,31 +110,44 @@ def prove_stream(
                       expected_from="the backup's restore stream, hashed on this host as it "
                                     "passed")  # fmt: skip
     names = b"".join(b"./" + e.path + b"\0" for e in entries)
-    status, out, err = run_capture(client, phase, tree.files_command(target, as_root),
-                                   timeout_s, cancelled, names)  # fmt: skip
-    if status in tree.FAILURES:
-        raise PhaseFailed(phase, f"{target}: {tree.FAILURES[status]}")
-    if status != 0 and not out:
-        raise PhaseFailed(phase, f"listing the restored files in the guest exited {status}: "
-                                 f"{err.strip()[-300:] or 'no output'}")  # fmt: skip
-    try:
-        found = tree.parse(out)
-    except ValueError as exc:
-        raise PhaseFailed(phase, f"the guest's listing of {target} is unreadable: "
-                                 f"{exc}") from None  # fmt: skip
+    found = _listing(client, phase, tree.files_command(target, as_root), target, timeout_s,
+                     cancelled, names)
+    if found is None:
+        raise PhaseFailed(phase, f"{target}: {tree.FAILURES[tree.NO_FOLDER]}")
     compare(proof, entries, found)
     proof.duration_s = round(time.monotonic() - started, 2)
-    check = CheckResult(
-        name=f"data: every file restored into {target} is the backup's"
-             + (f" on {machine}" if several else ""),
-        kind="data",
-        expectation=(f"the {proof.files_expected} files ({format_size(proof.bytes_expected)}) "
-                     f"of the restore stream, hashed as it passed; "
-                     f"{', '.join(proof.compared)} compared"),
-        observed=(f"{proof.files_expected} files, {format_size(proof.bytes_expected)} restored, "
-                  "all identical to the backup" if proof.passed and proof.files_expected
-                  else summary(proof)),
-        passed=proof.passed,
-        duration_s=proof.duration_s,
-    )  # fmt: skip
-    return proof, check
+    name = f"data: every file restored into {target} is the backup's"
+    expectation = (f"the {proof.files_expected} files ({format_size(proof.bytes_expected)}) "
+                   f"of the restore stream, hashed as it passed; "
+                   f"{', '.join(proof.compared)} compared")
+    observed = (f"{proof.files_expected} files, {format_size(proof.bytes_expected)} restored, "
+                "all identical to the backup" if proof.passed and proof.files_expected
+                else summary(proof))  # fmt: skip
+    return proof, _check(proof, name + (f" on {machine}" if several else ""), expectation,
+                         observed)
+
+
+def _listing(
+    client: paramiko.SSHClient, phase: str, command: str, root: str, timeout_s: float,
+    cancelled: Callable[[], None], stdin: bytes, excludes: tuple[str, ...] = (),
+) -> dict[bytes, tree.Found] | None:  # fmt: skip
+    """What :mod:`harness.data.tree`'s ``command`` lists in the guest; None when ``root`` does
+    not exist there. A guest that cannot list fails ``phase``, saying why."""
+    status, out, err = run_capture(client, phase, command, timeout_s, cancelled, stdin)
+    if status == tree.NO_FOLDER:
+        return None
+    if status in tree.FAILURES:
+        raise PhaseFailed(phase, f"{root}: {tree.FAILURES[status]}")
+    if status != 0 and not out:
+        raise PhaseFailed(phase, f"listing {root} in the guest exited {status}: "
+                                 f"{err.strip()[-300:] or 'no output'}")  # fmt: skip
+    try:
+        return tree.parse(out, excludes)
+    except ValueError as exc:
+        raise PhaseFailed(phase, f"the guest's listing of {root} is unreadable: "
+                                 f"{exc}") from None  # fmt: skip
+
+
+def _check(proof: DataProof, name: str, expectation: str, observed: str) -> CheckResult:
+    """The check a data proof adds to the drill's list (its verdict counts like any)."""
+    return CheckResult(name, "data", expectation, observed, proof.passed, proof.duration_s)
