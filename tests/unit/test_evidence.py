@@ -230,3 +230,35 @@ def test_a_replicated_lab_says_what_it_replicates_and_how_each_address_was_found
     # it serves no DNS here (no name to answer): the nameserver line would not be true
     assert "10.255.255.53" not in html
     assert "DHCP allowed" not in html
+
+
+def test_the_data_section_shows_the_counts_the_differences_and_the_signature(
+    tmp_path: Path,
+) -> None:
+    from harness.evidence.model import DataProof
+
+    run = result()
+    run.data = [
+        DataProof("main", "manifest", "/var/www/html", "/b/site.manifest", passed=False,
+                  files_expected=3, files_found=2, files_matching=1, bytes_expected=300,
+                  bytes_matching=100, missing_count=1, changed_count=1, unexpected_count=1,
+                  missing=["assets/logo.png"],
+                  changed=[{"path": "index.html", "what": ["content: sha256 aa… → bb…",
+                                                           "mode: 0644 → 0600"]}],
+                  unexpected=["new<b>.html"], compared=["content", "size", "mode"],
+                  manifest_sha256="dd" * 32, manifest_created="2026-12-02T02:00:00+00:00",
+                  manifest_host="web1", signer="ed25519:ab",
+                  signature="signed by ed25519:ab, the scenario's public key: verified"),
+        DataProof("main", "restore stream", "/var/www/html", "the restore stream", passed=True,
+                  files_expected=2, files_found=2, files_matching=2, bytes_expected=200,
+                  bytes_matching=200, compared=["content", "size"]),
+    ]  # fmt: skip
+    html = (write(tmp_path, run) / "report.html").read_text()
+    assert 'class="banner FAIL"' in html  # the full page, not the fallback
+    for text in ("Data (1 of 2 folder(s) as expected)", "/b/site.manifest", "dd" * 32,
+                 "recorded on web1 at 2026-12-02T02:00:00+00:00",
+                 "the scenario&#39;s public key: verified", "Missing (1)", "assets/logo.png",
+                 "Changed (1)", "content: sha256 aa… → bb…; mode: 0644 → 0600",
+                 "Not expected (1): allowed", "new&lt;b&gt;.html",
+                 "<strong>1 identical</strong> (100 bytes)"):  # fmt: skip
+        assert text in html, text
