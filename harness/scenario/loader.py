@@ -334,6 +334,31 @@ def expect_items(where: Where, machine: dict[str, Any]) -> list[tuple[Where, dic
     return [([*where, "expect", i], e) for i, e in enumerate(expect)]
 
 
+def _integrity_problems(p: _Problems, at: Where, kind: str, backup: dict[str, Any]) -> None:
+    """What each kind's integrity check can do, and a check that would write refused."""
+    integrity = backup.get("integrity")
+    if integrity is None:
+        return
+    p.duration([*at, "timeout"], integrity.get("timeout"), MAX_WAIT_S)
+    if "read_data_subset" in integrity and kind != "restic":
+        p.add([*at, "read_data_subset"], "only restic reads a subset of its data")
+    if "verify_data" in integrity and kind != "borg":
+        p.add([*at, "verify_data"], "only borg check has --verify-data")
+    if kind == "borg" and is_remote(backup.get("repository", "")):
+        p.add(at, "borg check writes to the repository (its config and a nonce): it is run "
+                  "only on a local repository, through a copy-on-write view of it")  # fmt: skip
+    if kind == "file" and "path" in backup:
+        file = p.base / backup["path"]
+        try:
+            with file.open("rb") as fh:
+                dump = fh.read(5) == b"PGDMP"
+        except OSError:
+            return  # said at path
+        if not dump:
+            p.add(at, "the only check of a single file is pg_restore --list, for a pg_dump "
+                      "archive (custom format); this file is not one")  # fmt: skip
+
+
 def is_remote(repository: str) -> bool:
     """``sftp:host:/r``, ``s3:…``, ``ssh://…``, ``user@host:repo``: a colon before any slash."""
     return bool(re.match(r"^[^/]+:", repository))
@@ -363,6 +388,7 @@ def _backup_problems(
                                            "sha256 is for a single file")  # fmt: skip
     if vm.get("secure_boot") and vm.get("firmware") == "bios":
         p.add([*where, "vm", "secure_boot"], "Secure Boot needs UEFI (firmware: uefi or auto)")
+    _integrity_problems(p, [*where, "backup", "integrity"], kind, backup)
     if "glob_archives" in backup and "prefix" in backup:
         p.add([*where, "backup", "prefix"], "give glob_archives or prefix, not both")
     if "archive" in backup and ({"glob_archives", "prefix", "host"} & backup.keys()):
@@ -553,6 +579,17 @@ def _backup(backup: dict[str, Any], base: Path) -> model.BackupSpec:
         restore_timeout_s=parse_duration(
             backup.get("restore_timeout", model.DEFAULT_RESTORE_TIMEOUT_S)
         ),
+        integrity=_integrity(backup.get("integrity")),
+    )
+
+
+def _integrity(spec: dict[str, Any] | None) -> model.IntegritySpec | None:
+    if spec is None or not spec.get("check", True):
+        return None
+    return model.IntegritySpec(
+        read_data_subset=spec.get("read_data_subset"),
+        verify_data=spec.get("verify_data", False),
+        timeout_s=parse_duration(spec.get("timeout", model.DEFAULT_INTEGRITY_TIMEOUT_S)),
     )
 
 

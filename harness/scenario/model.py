@@ -19,6 +19,18 @@ DEFAULT_RESTORE_TIMEOUT_S = 1800.0
 DEFAULT_STEP_TIMEOUT_S = 600.0
 
 
+DEFAULT_INTEGRITY_TIMEOUT_S = 7200.0
+
+
+@dataclass(frozen=True)
+class IntegritySpec:
+    """The backup tool's own integrity check (``backup.integrity``)."""
+
+    read_data_subset: str | None = None  # restic --read-data-subset
+    verify_data: bool = False  # borg check --verify-data
+    timeout_s: float = DEFAULT_INTEGRITY_TIMEOUT_S
+
+
 @dataclass(frozen=True)
 class BackupSpec:
     """Which backup to restore and how to prove it untouched.
@@ -48,6 +60,7 @@ class BackupSpec:
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
     target: str | None = None
     restore_timeout_s: float = DEFAULT_RESTORE_TIMEOUT_S
+    integrity: IntegritySpec | None = None  # None: no check of the tool's own
 
     @property
     def selector(self) -> str:

@@ -212,6 +212,26 @@ SCHEMA: dict[str, Any] = {
                     "maxLength": 4096,
                 },
                 "restore_timeout": {**_duration, "description": "bound on the data restore"},
+                "integrity": {
+                    "description": "the backup tool's own integrity check, a phase of its own "
+                    "before boot, not counted in the RTO (restic check, borg check, "
+                    "pg_restore --list); never writes to the repository",
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "check": {"type": "boolean", "default": True},
+                        "read_data_subset": {
+                            "description": "restic: the share of pack files read and "
+                            "verified (5%, 1/10, 500M)",
+                            "type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?%|[0-9]+/[0-9]+|"
+                                                         r"[0-9]+[KMGT]?)$",
+                        },
+                        "verify_data": {
+                            "description": "borg: read and verify every chunk (check "
+                            "--verify-data)", "type": "boolean", "default": False,
+                        },
+                        "timeout": {**_duration, "description": "bound on the check"},
+                    },
+                },
                 "format": {"enum": _image_formats, "default": "auto"},
                 "disks": {
                     "description": "a server of several disks: each disk's image, in "

@@ -40,11 +40,13 @@ REGISTRY: dict[str, Kind] = {
     "disk-image": Kind("harness.sources.disk_image:DiskImageSource",
                        frozenset({"path", "format", "sha256", "disks"}), (), restored=False),
     "tar": Kind("harness.sources.tar:TarSource", _FILES | {"subpath"}, ("path",)),
-    "file": Kind("harness.sources.tar:SingleFileSource", _FILES, ("path", "target")),
+    "file": Kind("harness.sources.tar:SingleFileSource", _FILES | {"integrity"},
+                 ("path", "target")),
     "restic": Kind("harness.sources.restic:ResticSource",
-                   _REPOSITORY | {"snapshot", "tags", "path"}, ("repository",)),
+                   _REPOSITORY | {"snapshot", "tags", "path", "integrity"}, ("repository",)),
     "borg": Kind("harness.sources.borg:BorgSource",
-                 _REPOSITORY | {"archive", "glob_archives", "prefix"}, ("repository",)),
+                 _REPOSITORY | {"archive", "glob_archives", "prefix", "integrity"},
+                 ("repository",)),
 }  # fmt: skip
 
 __all__ = ["DEFAULT_KIND", "REGISTRY", "BootDisk", "HashCancelled", "Kind", "Proof", "Source",

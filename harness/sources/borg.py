@@ -91,6 +91,17 @@ class BorgSource(FileLevelSource):
         return self.tool_bytes(["borg", "--bypass-lock", "extract", "--stdout",
                                 f"{self.spec.repository}::{self.archive}", path])  # fmt: skip
 
+    def integrity_argv(self, location: str) -> list[str]:
+        verify = self.spec.integrity is not None and self.spec.integrity.verify_data
+        return ["borg", "--bypass-lock", "check", "-v", *(["--verify-data"] if verify else []),
+                "--", location]  # fmt: skip
+
+    def integrity_summary(self, output: str) -> str:
+        said = [line.strip() for line in output.splitlines()
+                if ("check" in line and ("problems" in line or "errors" in line))
+                or line.startswith("Finished cryptographic")]  # fmt: skip
+        return "; ".join(said) or super().integrity_summary(output)
+
     def stream_command(self) -> list[str]:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it
         # borg stores paths without their leading "/": a subpath selects that folder.

@@ -29,6 +29,7 @@ from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources import BootDisk
 from harness.sources.disk_image import inspect_image
 from harness.sources.identity import Proof, confirm_unchanged, hash_backup, identity
+from harness.sources.view import copy_on_write
 
 TOOL_TIMEOUT_S = 300.0
 SAMPLE_MAX_BYTES = 1024 * 1024  # init's sample files: small ones, read whole
@@ -190,23 +191,61 @@ class FileLevelSource:
         """Run the tool to completion (bounded); its output. A failure fails ``phase``."""
         return self.tool_bytes(argv, phase).decode(errors="replace")
 
-    def tool_bytes(self, argv: list[str], phase: str = "verify") -> bytes:
-        """:meth:`run_tool`'s output as the tool wrote it (a file's content)."""
+    def tool_bytes(
+        self, argv: list[str], phase: str = "verify", timeout_s: float = TOOL_TIMEOUT_S,
+        merged: bool = False, name: str = "",
+    ) -> bytes:  # fmt: skip
+        """:meth:`run_tool`'s output as the tool wrote it (a file's content); ``merged``:
+        its standard error too (a check's report). ``name`` is the tool's, for messages."""
+        name = name or argv[0]
         with self._tool_env() as env:
             try:
                 done = subprocess.run(
-                    argv, capture_output=True, env=env, timeout=TOOL_TIMEOUT_S, check=False,
-                    stdin=subprocess.DEVNULL,
+                    argv, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT if merged else subprocess.PIPE, env=env,
+                    timeout=timeout_s, check=False, stdin=subprocess.DEVNULL,
                 )  # fmt: skip
             except FileNotFoundError:
                 raise _missing(argv[0]) from None
             except subprocess.TimeoutExpired:
-                raise PhaseTimeout(phase, f"{argv[0]} gave no answer within "
-                                          f"{TOOL_TIMEOUT_S:g}s") from None  # fmt: skip
+                raise PhaseTimeout(phase, f"{name} gave no answer within "
+                                          f"{timeout_s:g}s") from None  # fmt: skip
         if done.returncode != 0:
-            raise PhaseFailed(phase, f"{argv[0]} failed (exit {done.returncode}): "
+            raise PhaseFailed(phase, f"{name} failed (exit {done.returncode}): "
                                      f"{_tail(done.stderr or done.stdout)}")  # fmt: skip
         return done.stdout
+
+    # -- the tool's own integrity check ----------------------------------------------------
+    def integrity_argv(self, location: str) -> list[str]:
+        """The check's command line, given where the repository (or file) is to be read."""
+        raise PhaseFailed("integrity", f"a {self.spec.kind} backup has no integrity check")
+
+    def integrity_summary(self, output: str) -> str:
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        return lines[-1] if lines else "no output"
+
+    def check_integrity(self) -> str:
+        """Run the tool's own check (``backup.integrity``); what it said. A local repository
+        is read through a copy-on-write view (:mod:`.view`): the check cannot write to it."""
+        spec = self.spec.integrity
+        assert spec is not None  # noqa: S101 - only called when the scenario asks
+        location = self.spec.location
+        tool = self.integrity_argv("")[0]
+        if shutil.which(tool) is None:
+            raise _missing(tool)
+        if location is not None and location.is_dir():
+            with copy_on_write(location) as (prefix, view):
+                argv = self.integrity_argv(view)
+                out = self.tool_bytes(prefix + argv, "integrity", spec.timeout_s, merged=True,
+                                      name=tool)  # fmt: skip
+            how = "through a copy-on-write view of the repository"
+        else:
+            argv = self.integrity_argv(str(location) if location else str(self.spec.repository))
+            out = self.tool_bytes(argv, "integrity", spec.timeout_s, merged=True)
+            how = "reading the file" if location else "on the remote repository"
+        shown = " ".join(self.integrity_argv("<repository>" if location is None or
+                                             location.is_dir() else "<file>"))  # fmt: skip
+        return f"{shown} ({how}): {self.integrity_summary(out.decode(errors='replace'))}"
 
     @contextmanager
     def _tool_env(self) -> Iterator[dict[str, str]]:

@@ -24,9 +24,21 @@ class ResticSource(FileLevelSource):
     written_once = ("data/",)
     written_once_are = "content-addressed file(s)"
 
-    def _restic(self, *args: str) -> list[str]:
+    def _restic(self, *args: str, repository: str = "") -> list[str]:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it
-        return ["restic", "--repo", self.spec.repository, "--no-lock", "--no-cache", *args]
+        return ["restic", "--repo", repository or self.spec.repository, "--no-lock",
+                "--no-cache", *args]  # fmt: skip
+
+    def integrity_argv(self, location: str) -> list[str]:
+        spec = self.spec.integrity
+        subset = spec.read_data_subset if spec else None
+        return self._restic("check", *([f"--read-data-subset={subset}"] if subset else []),
+                            repository=location)  # fmt: skip
+
+    def integrity_summary(self, output: str) -> str:
+        said = [line.strip() for line in output.splitlines()
+                if line.startswith(("read ", "no errors", "Fatal", "error"))]  # fmt: skip
+        return "; ".join(said) or super().integrity_summary(output)
 
     def environment(self) -> dict[str, str]:
         if self.spec.password_file is not None:

@@ -94,3 +94,16 @@ class SingleFileSource(FileLevelSource):
         assert self.spec.path is not None  # noqa: S101 - the loader requires it
         path = self.spec.path
         return ["tar", "-c", "-C", str(path.parent), "--", path.name]
+
+    def integrity_argv(self, location: str) -> list[str]:
+        """A pg_dump archive (the loader admits no other file): every block read, the data
+        decompressed, SQL written nowhere."""
+        return ["pg_restore", "--file=/dev/null", "--", location]
+
+    def integrity_summary(self, output: str) -> str:
+        assert self.spec.path is not None  # noqa: S101 - the loader requires it
+        listing = self.run_tool(["pg_restore", "--list", "--", str(self.spec.path)], "integrity")
+        entries = sum(1 for line in listing.splitlines() if line and not line.startswith(";"))
+        return (f"the whole archive read and decompressed, {entries} entries in its table of "
+                "contents" + (f" ({super().integrity_summary(output)})" if output.strip()
+                              else ""))  # fmt: skip
