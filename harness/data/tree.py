@@ -1,16 +1,18 @@
 """A folder of the restored guest, as it is: one shell command lists every regular file
-under it with its attributes (GNU ``find -printf``) and its SHA-256 (``sha256sum -z``),
-compressed when the guest has ``gzip``: one round trip over the drill's SSH connection,
-hashing done in the guest. Nothing is needed in the guest beyond coreutils and findutils.
+under it with its attributes (GNU ``find -printf``) and its SHA-256 (``sha256sum -z``, as many
+at once as the guest has CPUs): one round trip over the drill's SSH connection, hashing done
+in the guest. Nothing is needed in the guest beyond coreutils and findutils.
 
-The output is NUL-separated records: ``M<size> <mode> <uid> <gid> <user> <group> <mtime>
-./<path>`` for each file's attributes, ``<sha256>  ./<path>`` for its hash. This module builds
-the command and reads its output; :mod:`harness.remote.commands` runs it."""
+The output is NUL-separated records: ``M<size> <mode> <uid> <gid> <mtime> ./<path>`` for each
+file's attributes, ``<sha256>  ./<path>`` for its hash, and ``U<name>:<uid>``,
+``G<name>:<gid>`` for the guest's user and group names (looked up once here: ``find``'s
+``%u`` looks each file's owner up again, which took 16 s for 100,000 files under software
+emulation, against 2 s without). This module builds the command and reads its output;
+:mod:`harness.remote.commands` runs it."""
 
 from __future__ import annotations
 
 import shlex
-import zlib
 from dataclasses import dataclass
 
 from harness.data.scan import excluded
@@ -39,6 +41,18 @@ class Found:
     sha256: str = ""
 
 
+_NAMES = (
+    "{ getent passwd || cat /etc/passwd; } 2>/dev/null | cut -d: -f1,3 | sed 's/^/U/' | "
+    "tr '\\n' '\\0'; { getent group || cat /etc/group; } 2>/dev/null | cut -d: -f1,3 | "
+    "sed 's/^/G/' | tr '\\n' '\\0'; "
+)
+_CPUS = "n=$(nproc 2>/dev/null || echo 1); "
+# Hashes by as many sha256sum at once as there are CPUs, each into its own file in "$d":
+# processes writing one pipe would interleave their buffers mid-record.
+_HASH = ("xargs -0 -r -P \"$n\" -n 2000 sh -c 'sha256sum -z -- \"$@\" >\"$(mktemp -p \"$0\" h.XXXXXX)\"' "
+         "\"$d\"; cat \"$d\"/h.* 2>/dev/null; rm -rf \"$d\"")
+
+
 def command(root: str, one_file_system: bool = False, as_root: bool = True) -> str:
     """The shell command that lists ``root``'s files (run by ``sh -c``)."""
     xdev = " -xdev" if one_file_system else ""
@@ -46,10 +60,11 @@ def command(root: str, one_file_system: bool = False, as_root: bool = True) -> s
         f"cd -- {shlex.quote(root)} 2>/dev/null || exit {NO_FOLDER}; "
         f"printf '' | sha256sum -z >/dev/null 2>&1 || exit {NO_SHA256_Z}; "
         f"find . -maxdepth 0 -printf '' 2>/dev/null || exit {NO_FIND_PRINTF}; "
-        "if command -v gzip >/dev/null 2>&1; then z='gzip -1'; else z=cat; fi; "
-        f"{{ find .{xdev} -type f -printf 'M%s %m %U %G %u %g %T@ %p\\0' && "
-        f"find .{xdev} -type f -print0 | xargs -0 -r sha256sum -z --; }} | $z"
-    )
+        + _NAMES + _CPUS +
+        "d=$(mktemp -d) || exit 1; "
+        f"find .{xdev} -type f -printf 'M%s %m %U %G %T@ %p\\0' && "
+        f"find .{xdev} -type f -print0 | " + _HASH
+    )  # fmt: skip
     return _as_root(script, as_root)
 
 
@@ -60,11 +75,10 @@ def files_command(root: str, as_root: bool = True) -> str:
     script = (
         f"cd -- {shlex.quote(root)} 2>/dev/null || exit {NO_FOLDER}; "
         f"printf '' | sha256sum -z >/dev/null 2>&1 || exit {NO_SHA256_Z}; "
-        "t=$(mktemp) || exit 1; cat >\"$t\"; "
-        "if command -v gzip >/dev/null 2>&1; then z='gzip -1'; else z=cat; fi; "
-        "{ xargs -0 -r stat --printf 'M%s %a %u %g %U %G %.9Y %n\\0' -- <\"$t\" 2>/dev/null; "
-        "xargs -0 -r sha256sum -z -- <\"$t\"; } | $z; rm -f \"$t\""
-    )
+        "d=$(mktemp -d) || exit 1; cat >\"$d/list\"; " + _NAMES + _CPUS +
+        "xargs -0 -r -n 2000 stat --printf 'M%s %a %u %g %.9Y %n\\0' -- <\"$d/list\" "
+        "2>/dev/null; " + _HASH.replace("xargs ", "xargs -a \"$d/list\" ", 1)
+    )  # fmt: skip
     return _as_root(script, as_root)
 
 
@@ -75,43 +89,34 @@ def _as_root(script: str, as_root: bool) -> str:
 def parse(output: bytes, excludes: tuple[str, ...] = ()) -> dict[bytes, Found]:
     """The files the command listed, by path relative to the folder (excluded ones left
     out, as the manifest left them out). :class:`ValueError` if it is not such a listing."""
-    if output[:2] == b"\x1f\x8b":
-        try:
-            output = zlib.decompress(output, wbits=31)
-        except zlib.error as exc:
-            raise ValueError(f"not a complete gzip stream ({exc})") from None
-    meta: dict[bytes, Found] = {}
+    meta: dict[bytes, tuple[int, int, int, int, int]] = {}
     hashes: dict[bytes, str] = {}
+    users: dict[int, str] = {}
+    groups: dict[int, str] = {}
     for record in output.split(b"\0"):
+        kind = record[:1]
         if not record:
             continue
-        if record[:1] == b"M":
-            path, found = _meta(record)
-            meta[path] = found
+        if kind == b"M":
+            size, mode, uid, gid, mtime, path = record[1:].split(b" ", 5)
+            seconds, _, frac = mtime.partition(b".")
+            meta[_relative(path)] = (int(size), int(mode, 8), int(uid), int(gid),
+                                     int(seconds) * 1_000_000_000
+                                     + int(frac.ljust(9, b"0")[:9] or b"0"))  # fmt: skip
+        elif kind in (b"U", b"G"):
+            name, _, number = record[1:].decode(errors="replace").rpartition(":")
+            if number.isdigit():
+                (users if kind == b"U" else groups).setdefault(int(number), name)
         elif record[64:66] == b"  " and len(record) > 66:
             hashes[_relative(record[66:])] = record[:64].decode()
         else:
             raise ValueError(f"an unexpected record {record[:80]!r}")
-    out = {}
-    for path, found in meta.items():
-        if excluded(path, excludes):
-            continue
-        sha = hashes.get(path, "")
-        out[path] = found if not sha else Found(**{**found.__dict__, "sha256": sha})
-    return out
-
-
-def _meta(record: bytes) -> tuple[bytes, Found]:
-    size, mode, uid, gid, user, group, mtime, path = record[1:].split(b" ", 7)
-    seconds, _, frac = mtime.decode().partition(".")
-    uid_s, gid_s, user_s, group_s = uid.decode(), gid.decode(), user.decode(), group.decode()
-    # a uid without a name: find prints the number, stat "UNKNOWN"
-    return _relative(path), Found(
-        int(size), int(mode, 8), int(uid_s), int(gid_s),
-        "" if user_s in (uid_s, "UNKNOWN") else user_s,
-        "" if group_s in (gid_s, "UNKNOWN") else group_s,
-        int(seconds) * 1_000_000_000 + int(frac.ljust(9, "0")[:9]),
-    )  # fmt: skip
+    return {
+        path: Found(size, mode, uid, gid, users.get(uid, ""), groups.get(gid, ""), mtime,
+                    hashes.get(path, ""))
+        for path, (size, mode, uid, gid, mtime) in meta.items()
+        if not excluded(path, excludes)
+    }  # fmt: skip
 
 
 def _relative(path: bytes) -> bytes:
