@@ -187,8 +187,11 @@ def _message(err: jsonschema.ValidationError) -> str:
     if rule == "type":
         wanted = [value] if isinstance(value, str) else \
             list(value)  # fmt: skip
+        quote = ("; put it in quotes (YAML reads 12345678 as a number)"
+                 if wanted == ["string"] and isinstance(err.instance, int | float)
+                 and not isinstance(err.instance, bool) else "")  # fmt: skip
         return "must be " + " or ".join(_JSON_TYPES.get(t, t) for t in wanted) + \
-            f", not {_json_type(err.instance)}"  # fmt: skip
+            f", not {_json_type(err.instance)}{quote}"  # fmt: skip
     if rule == "pattern" and "propertyNames" in err.schema_path:  # a key: no secret
         return f"key {err.instance!r} " + _PATTERNS.get(value, "is not allowed")
     if rule == "pattern":

@@ -49,8 +49,9 @@ _NAMES = (
 _CPUS = "n=$(nproc 2>/dev/null || echo 1); "
 # Hashes by as many sha256sum at once as there are CPUs, each into its own file in "$d":
 # processes writing one pipe would interleave their buffers mid-record.
-_HASH = ("xargs -0 -r -P \"$n\" -n 5000 sh -c 'sha256sum -z -- \"$@\" >\"$(mktemp -p \"$0\" h.XXXXXX)\"' "
-         "\"$d\"; cat \"$d\"/h.* 2>/dev/null; rm -rf \"$d\"")
+_HASH = ("xargs -0 -r -P \"$n\" -n 5000 "
+         "sh -c 'sha256sum -z -- \"$@\" >\"$(mktemp -p \"$0\" h.XXXXXX)\"' \"$d\"; "
+         "cat \"$d\"/h.* 2>/dev/null; rm -rf \"$d\"")
 
 
 def command(root: str, one_file_system: bool = False, as_root: bool = True) -> str:

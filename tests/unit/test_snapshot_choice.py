@@ -130,11 +130,11 @@ def test_a_selector_nothing_matches_fails_verify_naming_it(
 def test_a_named_restic_snapshot_of_another_host_fails_verify(shared: Path) -> None:
     db = source(shared, RESTIC + "  host: db\n")
     db.verify()
-    named, _ = source(shared, RESTIC + f"  snapshot: {db.snapshot_id[:8]}\n").verify()
+    named, _ = source(shared, RESTIC + f"  snapshot: '{db.snapshot_id[:8]}'\n").verify()
     assert named.details["selector"] == "the snapshot named"  # not "the newest of any host"
     assert named.warnings == []
     with pytest.raises(PhaseFailed, match="does not match host=web"):
-        source(shared, RESTIC + f"  snapshot: {db.snapshot_id[:8]}\n  host: web\n").verify()
+        source(shared, RESTIC + f"  snapshot: '{db.snapshot_id[:8]}'\n  host: web\n").verify()
 
 
 @pytest.mark.parametrize("backup", [RESTIC, BORG], ids=["restic", "borg"])
