@@ -3,6 +3,7 @@ turns errors into exit codes (see README, "Exit codes")."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import posixpath
@@ -404,6 +405,11 @@ def manifest(
     root = recorded_as or str(folder.resolve())
     if not root.startswith("/"):
         raise ConfigError(f"--as {root}: give an absolute path")
+    if output is not None and output.resolve().parent.is_relative_to(folder.resolve()):
+        # the manifest itself (and its partial file) cannot be in the manifest
+        mine = output.resolve().relative_to(folder.resolve())
+        exclude = (*exclude, glob.escape(str(mine)),
+                   glob.escape(str(mine.with_name(f".{mine.name}.partial"))))  # fmt: skip
     header = Header(root, datetime.now(UTC).replace(microsecond=0).isoformat(),
                     os.uname().nodename, exclude, one_file_system)  # fmt: skip
     progress = _progress() if sys.stderr.isatty() else None

@@ -47,9 +47,9 @@ _NAMES = (
     "sed 's/^/G/' | tr '\\n' '\\0'; "
 )
 _CPUS = "n=$(nproc 2>/dev/null || echo 1); "
-# Hashes by as many sha256sum at once as there are CPUs, each into its own file in "$d":
-# processes writing one pipe would interleave their buffers mid-record.
-_HASH = ("xargs -0 -r -P \"$n\" -n 5000 "
+# Hashes the files named in "$d/list" by as many sha256sum at once as there are CPUs, each
+# into its own file in "$d": processes writing one pipe would interleave records.
+_HASH = ("xargs -a \"$d/list\" -0 -r -P \"$n\" -n 5000 "
          "sh -c 'sha256sum -z -- \"$@\" >\"$(mktemp -p \"$0\" h.XXXXXX)\"' \"$d\"; "
          "cat \"$d\"/h.* 2>/dev/null; rm -rf \"$d\"")
 
@@ -63,8 +63,11 @@ def command(root: str, one_file_system: bool = False, as_root: bool = True) -> s
         f"find . -maxdepth 0 -printf '' 2>/dev/null || exit {NO_FIND_PRINTF}; "
         + _NAMES + _CPUS +
         "d=$(mktemp -d) || exit 1; "
-        f"find .{xdev} -type f -printf 'M%s %m %U %G %T@ %p\\0' && "
-        f"find .{xdev} -type f -print0 | " + _HASH
+        # the listing's own folder, if it is under the root, is not listed
+        "x=/; case \"$d\" in \"$PWD\"/*) x=\"./${d#\"$PWD\"/}\";; esac; "
+        # one traversal: the attributes to the output, the names to the list to hash
+        f"find .{xdev} -path \"$x\" -prune -o -type f -fprint0 \"$d/list\" "
+        "-printf 'M%s %m %U %G %T@ %p\\0' && " + _HASH
     )  # fmt: skip
     return _as_root(script, as_root)
 
@@ -78,7 +81,7 @@ def files_command(root: str, as_root: bool = True) -> str:
         f"printf '' | sha256sum -z >/dev/null 2>&1 || exit {NO_SHA256_Z}; "
         "d=$(mktemp -d) || exit 1; cat >\"$d/list\"; " + _NAMES + _CPUS +
         "xargs -0 -r -n 2000 stat --printf 'M%s %a %u %g %.9Y %n\\0' -- <\"$d/list\" "
-        "2>/dev/null; " + _HASH.replace("xargs ", "xargs -a \"$d/list\" ", 1)
+        "2>/dev/null; " + _HASH
     )  # fmt: skip
     return _as_root(script, as_root)
 

@@ -222,3 +222,14 @@ def test_many_files_hashed_in_parallel_batches_all_come_back_whole(tmp_path: Pat
                     guest_listing(root))  # fmt: skip
     assert proof.passed
     assert proof.files_matching == 5_000
+
+
+def test_a_manifest_written_into_its_own_folder_leaves_itself_out(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    make_tree(root)
+    main(["manifest", str(root), "-o", str(root / "files [v1].manifest")])
+    manifest = parse((root / "files [v1].manifest").read_bytes())
+    assert b"files [v1].manifest" not in {e.path for e in manifest.entries}
+    assert len(manifest.entries) == 11  # the tree's 9 files and the two excluded ones
+    found = guest_listing(root, manifest.header.excludes)
+    assert b"files [v1].manifest" not in found
