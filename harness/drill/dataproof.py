@@ -47,12 +47,13 @@ def read_manifests(specs: tuple[ExpectSpec, ...]) -> list[Expected]:
                 raise PhaseFailed("verify", f"manifest {name} is larger than "
                                             f"{format_size(MAX_MANIFEST_BYTES)}")  # fmt: skip
             manifest = parse(spec.manifest.read_bytes())
+            trusted = (load_public(spec.public_key.read_bytes(), str(spec.public_key))
+                       if spec.public_key else None)  # fmt: skip
         except OSError as exc:
-            raise PhaseFailed("verify", f"manifest {name}: {exc.strerror}") from None
+            raise PhaseFailed("verify", f"manifest {name}: {exc.filename}: "
+                                        f"{exc.strerror}") from None  # fmt: skip
         except ManifestError as exc:
             raise PhaseFailed("verify", f"manifest {name}: {exc}") from None
-        trusted = (load_public(spec.public_key.read_bytes(), str(spec.public_key))
-                   if spec.public_key else None)  # fmt: skip
         problem = manifest.check_signature(trusted)
         if problem:
             raise PhaseFailed("verify", f"manifest {name}: {problem}")

@@ -233,3 +233,30 @@ def test_a_manifest_written_into_its_own_folder_leaves_itself_out(tmp_path: Path
     assert len(manifest.entries) == 11  # the tree's 9 files and the two excluded ones
     found = guest_listing(root, manifest.header.excludes)
     assert b"files [v1].manifest" not in found
+
+
+def test_the_drill_reads_each_manifest_and_says_what_its_signature_proves(tmp_path: Path) -> None:
+    from harness.drill.dataproof import read_manifests
+    from harness.errors import PhaseFailed
+    from harness.scenario.model import ExpectSpec
+
+    root = tmp_path / "site"
+    make_tree(root)
+    generate(tmp_path / "k")
+    (tmp_path / "signed.manifest").write_bytes(manifest_bytes(root, tmp_path / "k"))
+    (tmp_path / "plain.manifest").write_bytes(manifest_bytes(root))
+    key = tmp_path / "k.pub"
+    said = [e.signature for e in read_manifests((
+        ExpectSpec(tmp_path / "signed.manifest", public_key=key),
+        ExpectSpec(tmp_path / "signed.manifest"),
+        ExpectSpec(tmp_path / "plain.manifest"),
+    ))]  # fmt: skip
+    assert said[0].endswith("the scenario's public key: verified")
+    assert said[1].endswith("not verified: the scenario names no public_key")
+    assert said[2] == "not signed"
+    with pytest.raises(PhaseFailed, match="the manifest is not signed, and the scenario names"):
+        read_manifests((ExpectSpec(tmp_path / "plain.manifest", public_key=key),))
+    with pytest.raises(PhaseFailed) as failed:  # gone since the scenario was loaded
+        read_manifests((ExpectSpec(tmp_path / "gone.manifest"),))
+    assert failed.value.phase == "verify"
+    assert "gone.manifest: No such file or directory" in str(failed.value)
