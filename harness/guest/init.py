@@ -18,7 +18,7 @@ from typing import Any
 
 from harness import qemu_img
 from harness.errors import ConfigError, PhaseFailed
-from harness.guest import appliance, netconf
+from harness.guest.network import inspect
 
 
 @dataclass(frozen=True)
@@ -87,14 +87,11 @@ def inspect_backup(backup: Path, tcg: bool) -> Inspection:
                           f"({', '.join(qemu_img.BOOTABLE_FORMATS)}); for a tar, restic or "
                           "borg backup write the scenario by hand (README, 'Kinds of backup')")
     try:
-        answer = appliance.call({"op": "inspect", "disks": [{"path": str(backup),
-                               "format": image.format}], "tcg": tcg,
-                               "network_paths": list(netconf.PATHS)}, "init")  # fmt: skip
+        answer, network = inspect([(backup, image.format)], tcg, "init")
     except PhaseFailed as exc:
         raise ConfigError(f"{backup}: {exc}") from None
     system: dict[str, Any] = answer["system"]
     known = [KNOWN[s] for s in system.get("enabled_services", []) if s in KNOWN]
-    network = netconf.detect({str(k): str(v) for k, v in answer.get("network_files", {}).items()})
     return Inspection(system, image, known, network.summary())
 
 

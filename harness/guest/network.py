@@ -37,20 +37,28 @@ def read_config(
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
-        answer = appliance.call({
-            "op": "inspect", "disks": [{"path": str(p), "format": f} for p, f in disks],
-            "tcg": tcg, "network_paths": list(PATHS),
-        }, PHASE)  # fmt: skip
+        _, config = inspect(disks, tcg, PHASE)
     except PhaseFailed as exc:  # not a Linux system: nothing to read, DHCP as ever
         return None, f"its configuration could not be read: {exc}"
     except InfraError as exc:  # no libguestfs here: drills of DHCP servers still work
         return None, f"its configuration was not read: {exc}"
-    config = detect({str(k): str(v) for k, v in answer.get("network_files", {}).items()})
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"version": CACHE_VERSION, **asdict(config)}))
     tmp.replace(cached)
     return config, ""
+
+
+def inspect(
+    disks: list[tuple[Path, str]], tcg: bool, phase: str
+) -> tuple[dict[str, Any], NetworkConfig]:
+    """libguestfs's read-only inspection of ``disks`` (path, format; the boot disk first):
+    its whole answer (the system, for ``init``) and the network configuration it found."""
+    answer = appliance.call({
+        "op": "inspect", "disks": [{"path": str(p), "format": f} for p, f in disks],
+        "tcg": tcg, "network_paths": list(PATHS),
+    }, phase)  # fmt: skip
+    return answer, detect({str(k): str(v) for k, v in answer.get("network_files", {}).items()})
 
 
 def _key(layers: list[Path]) -> str:
