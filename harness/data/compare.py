@@ -18,7 +18,6 @@ from harness.durations import format_size
 from harness.evidence.model import LISTED, DataProof
 
 ATTRIBUTES = ("content", "size", "mode", "owner", "mtime")
-IGNORABLE = ("mode", "owner", "mtime")
 
 
 def compare(

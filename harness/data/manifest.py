@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import BinaryIO, NamedTuple
@@ -232,13 +232,6 @@ def parse(data: bytes) -> Manifest:
                     tuple(meta.get("exclude", ())), _first(meta, "one-file-system") == "yes")
     return Manifest(header, tuple(entries), hashlib.sha256(data).hexdigest(), signer,
                     signed_digest, signature)  # fmt: skip
-
-
-def iter_sha256sum(manifest: Manifest) -> Iterator[bytes]:
-    """The manifest's files as plain ``sha256sum`` lines (no attributes)."""
-    for entry in manifest.entries:
-        name, marked = escape(entry.path)
-        yield (b"\\" if marked else b"") + entry.sha256.encode() + b"  " + name + b"\n"
 
 
 def _signed_text(digest: str) -> bytes:

@@ -55,14 +55,12 @@ class StreamHasher:
         self.chunks = _Chunks()
         self.entries: dict[bytes, Entry] = {}
         self.error = ""
-        self.bytes_seen = 0
         self.thread = threading.Thread(target=self._read, name="stream-proof", daemon=True)
         self.thread.start()
 
     def feed(self, chunk: bytes) -> None:
         """One chunk of the stream, as sent to the guest. Never blocks for long: a reader
         that failed takes no more chunks, and the stream goes on without it."""
-        self.bytes_seen += len(chunk)
         if not self.error:
             self._put(chunk)
 
@@ -104,9 +102,7 @@ class StreamHasher:
             linked = self.entries.get(target.encode("utf-8", "surrogateescape")) if target else None
             if linked is not None:
                 self.entries.pop(path, None)
-                self.entries[path] = Entry(path, linked.sha256, linked.size, linked.mode,
-                                           linked.uid, linked.gid, linked.user, linked.group,
-                                           linked.mtime_ns)  # fmt: skip
+                self.entries[path] = linked._replace(path=path)
             return
         if not member.isreg():
             self.entries.pop(path, None)  # a later member that is not a file replaces it
@@ -133,8 +129,7 @@ def placement(strip: int, members: tuple[str, ...]) -> Placement:
         name = name.lstrip("/")
         if wanted and not any(name == m or name.startswith(f"{m}/") for m in wanted):
             return None
-        parts = [p for p in name.split("/") if p][strip:] if strip else \
-            [p for p in name.split("/") if p and p != "."]  # fmt: skip
+        parts = [p for p in name.split("/") if p][strip:]
         parts = [p for p in parts if p != "."]
         return "/".join(parts) or None
 
