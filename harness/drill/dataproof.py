@@ -117,15 +117,27 @@ def prove_stream(
         raise PhaseFailed(phase, f"{target}: {tree.FAILURES[tree.NO_FOLDER]}")
     compare(proof, entries, found)
     proof.duration_s = round(time.monotonic() - started, 2)
-    name = f"data: every file restored into {target} is the backup's"
     expectation = (f"the {proof.files_expected} files ({format_size(proof.bytes_expected)}) "
                    f"of the restore stream, hashed as it passed; "
                    f"{', '.join(proof.compared)} compared")
     observed = (f"{proof.files_expected} files, {format_size(proof.bytes_expected)} restored, "
                 "all identical to the backup" if proof.passed and proof.files_expected
                 else summary(proof))  # fmt: skip
-    return proof, _check(proof, name + (f" on {machine}" if several else ""), expectation,
+    return proof, _check(proof, _stream_check_name(target, machine, several), expectation,
                          observed)
+
+
+def stream_not_proven(target: str, machine: str, several: bool, problem: str) -> CheckResult:
+    """The restore proof's check when the stream could not be read as tar: skipped (it proves
+    nothing), never passed."""
+    return CheckResult(_stream_check_name(target, machine, several), "data",
+                       "the restore stream's files", f"not proven: {problem}", False, 0.0,
+                       skipped=True)  # fmt: skip
+
+
+def _stream_check_name(target: str, machine: str, several: bool) -> str:
+    return (f"data: every file restored into {target} is the backup's"
+            + (f" on {machine}" if several else ""))  # fmt: skip
 
 
 def _listing(

@@ -28,7 +28,7 @@ from harness.checks.session import testinfra_host
 from harness.checks.testfiles import run_testfiles
 from harness.data.stream import StreamHasher, placement
 from harness.drill.clock import Clock, utc_now
-from harness.drill.dataproof import prove, prove_stream, read_manifests
+from harness.drill.dataproof import prove, prove_stream, read_manifests, stream_not_proven
 from harness.drill.machines import Guest, join_polling, start_machines
 from harness.drill.proof import Stop, prove_unchanged, start_hashing
 from harness.drill.verdict import bug_reason, judge, tally
@@ -445,9 +445,8 @@ class Run:
         with clock.phase(f"restore proof{label}") as phase:
             if problem:
                 phase.detail = f"not proven: {problem}"
-                self._record(CheckResult(f"data: every file restored into {source.target} is "
-                                         "the backup's", "data", "the restore stream's files",
-                                         f"not proven: {problem}", False, 0.0, skipped=True))
+                self._record(stream_not_proven(source.target, machine.name, bool(label),
+                                               problem))  # fmt: skip
                 return
             proof, result = prove_stream(guest.client, entries, source.target, machine.name,
                                          bool(label), machine.login.user == "root", phase.name,
@@ -487,14 +486,14 @@ class Run:
     def _data(self, guest: Guest) -> None:
         """The guest's restored folders against the manifests recorded at backup time."""
         with self.clock.phase(f"data{guest.label}") as phase:
+            proofs = []
             for expected in guest.expected:
                 proof, check = prove(guest.client, expected, guest.machine.name,
                                      bool(guest.label), guest.machine.login.user == "root",
                                      phase.name, self.interrupts.check)  # fmt: skip
+                proofs.append(proof)
                 self.result.data.append(proof)
                 self._record(check)
-            proofs = [p for p in self.result.data
-                      if p.machine == guest.machine.name and p.source == "manifest"]  # fmt: skip
             phase.detail = "; ".join(f"{p.root}: {p.files_matching}/{p.files_expected} files "
                                      "identical" for p in proofs)  # fmt: skip
             if not all(p.passed for p in proofs):

@@ -105,3 +105,16 @@ def test_a_stream_that_is_not_tar_is_said_not_proven(tmp_path: Path) -> None:
     entries, problem = hasher.finish()
     assert entries == []
     assert problem.startswith("the stream could not be read as tar")
+
+
+def test_a_restore_proof_not_made_is_a_skipped_check_named_with_its_machine() -> None:
+    """With several machines each check names its machine; the check of a proof that could
+    not be made did not (two machines' checks shared one name)."""
+    from harness.drill.dataproof import stream_not_proven
+
+    check = stream_not_proven("/var/www/html", "web", True, "the tar reader did not finish")
+    assert check.name == "data: every file restored into /var/www/html is the backup's on web"
+    assert (check.skipped, check.passed) == (True, False)
+    assert check.observed == "not proven: the tar reader did not finish"
+    single = stream_not_proven("/srv", "main", False, "x")
+    assert single.name == "data: every file restored into /srv is the backup's"
