@@ -355,7 +355,7 @@ def _integrity_problems(p: _Problems, at: Where, kind: str, backup: dict[str, An
         except OSError:
             return  # said at path
         if not dump:
-            p.add(at, "the only check of a single file is pg_restore --list, for a pg_dump "
+            p.add(at, "the only check of a single file is pg_restore's, for a pg_dump "
                       "archive (custom format); this file is not one")  # fmt: skip
 
 

@@ -256,6 +256,8 @@ def test_the_data_section_shows_the_counts_the_differences_and_the_signature(
     html = (write(tmp_path, run) / "report.html").read_text()
     assert 'class="banner FAIL"' in html  # the full page, not the fallback
     for text in ("Data (1 of 2 folder(s) as expected)", "/b/site.manifest", "dd" * 32,
+                 "with what it must hold: a manifest recorded at backup time, or the files of "
+                 "the restore stream, as hashed on the drill host while they passed.",
                  "recorded on web1 at 2026-12-02T02:00:00+00:00",
                  "the scenario&#39;s public key: verified", "Missing (1)", "assets/logo.png",
                  "Changed (1)", "content: sha256 aa… → bb…; mode: 0644 → 0600",

@@ -101,7 +101,8 @@ def test_what_a_kind_cannot_check_is_refused_at_load(scenario_dir: Path) -> None
         "  kind: restic\n  repository: /r\n  integrity: {verify_data: true}\n":
             "backup.integrity.verify_data: only borg check has --verify-data",
         "  kind: file\n  path: id_ed25519\n  target: /x\n  integrity: {}\n":
-            "backup.integrity: the only check of a single file is pg_restore --list",
+            "backup.integrity: the only check of a single file is pg_restore's, for a pg_dump "
+            "archive (custom format); this file is not one",
         "  kind: restic\n  repository: /r\n  integrity: {read_data_subset: lots}\n":
             "backup.integrity.read_data_subset: ",
     }  # fmt: skip
