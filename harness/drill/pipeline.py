@@ -31,6 +31,7 @@ from harness.drill.clock import Clock, utc_now
 from harness.drill.dataproof import prove, prove_stream, read_manifests, stream_not_proven
 from harness.drill.machines import Guest, join_polling, start_machines
 from harness.drill.proof import Stop, prove_unchanged, start_hashing
+from harness.drill.recovery import recover, restore
 from harness.drill.verdict import bug_reason, judge, tally
 from harness.durations import format_duration
 from harness.errors import Aborted, DrillError, ExitCode, PhaseFailed
@@ -63,6 +64,7 @@ from harness.remote.ssh import Target, public_key_line, wait_for_ssh, wait_until
 from harness.scenario.model import Scenario
 from harness.sources import BootDisk, open_source
 from harness.sources.files import FileLevelSource
+from harness.sources.pgbackrest import PgBackRestSource
 
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
 
@@ -221,10 +223,11 @@ class Run:
             for g in self.guests:
                 assert g.disk is not None  # noqa: S101 - verified above
                 more = tuple(ExtraDisk(d.path, d.image, d.chain) for d in g.disk.extra)
+                shares = g.source.shares() if isinstance(g.source, PgBackRestSource) else ()
                 disks.append(VmDisk(g.machine.name, g.disk.path, g.disk.image,
                                     g.machine.vm.memory_mib, g.machine.vm.vcpus,
                                     g.machine.hostnames, g.disk.chain, more, g.firmware,
-                                    g.machine.vm.secure_boot))  # fmt: skip
+                                    g.machine.vm.secure_boot, shares))  # fmt: skip
             made = lab.provision(disks, "kvm" if chosen == "kvm" else "qemu", addressing)
             self.namespace = made.namespace or None
             for guest, vm in zip(self.guests, made.vms, strict=True):
@@ -418,7 +421,9 @@ class Run:
             phase.detail = wait_until_settled(guest.client, machine.vm.settle_timeout_s, check)
             guest.facts["system_state"] = phase.detail
         source = guest.source
-        if isinstance(source, FileLevelSource):
+        if isinstance(source, PgBackRestSource):
+            self._recover(guest, source, check)
+        elif isinstance(source, FileLevelSource):
             self._restore(guest, source, check)
         for step in machine.restore_steps:
             with clock.phase(f"step{label}: {step.name}") as phase:
@@ -456,6 +461,37 @@ class Run:
             phase.detail = result.observed
             if not proof.passed:
                 phase.status = "failed"
+
+    def _recover(self, guest: Guest, source: PgBackRestSource,
+                 check: Callable[[], None]) -> None:  # fmt: skip
+        """The server's own pgBackRest restore and PostgreSQL's WAL replay, each a phase of
+        the recovery; the restore point becomes what PostgreSQL says it recovered to."""
+        clock, label, machine = self.clock, guest.label, guest.machine
+        root, limit = machine.login.user == "root", machine.backup.restore_timeout_s
+        evidence = guest.evidence
+        assert evidence is not None  # noqa: S101 - verified before
+        with clock.phase(f"restore{label}") as phase:
+            phase.detail = restore(guest.client, source, root, phase.name, limit, check)
+        with clock.phase(f"recovery{label}") as phase:
+            got = recover(guest.client, source, root, phase.name, limit, check)
+            assert source.chosen is not None  # noqa: S101 - verified before
+            if got.restore_point is not None:
+                evidence.restore_point = got.restore_point.isoformat()
+                evidence.restore_point_source = ("PostgreSQL: the last transaction it "
+                                                 "replayed (pg_last_xact_replay_timestamp)")
+            else:
+                evidence.restore_point = source.chosen.stopped.isoformat()
+                evidence.restore_point_source = (f"the end of backup set {source.chosen.label}"
+                                                 ": PostgreSQL replayed no transaction after "
+                                                 "it")  # fmt: skip
+            stopped = got.stopped_before()
+            evidence.details["recovered to"] = evidence.restore_point + (
+                f" (PostgreSQL {got.version}: {stopped})" if stopped
+                else f" (PostgreSQL {got.version})")  # fmt: skip
+            if got.log:
+                evidence.details["PostgreSQL recovery log"] = " | ".join(got.log)
+            phase.detail = (f"PostgreSQL {got.version} promoted; restore point "
+                            f"{evidence.restore_point} ({evidence.restore_point_source})")
 
     def _checks(self) -> None:
         """Each machine's data against its manifests; the scenario's checks, each on its

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from harness import qemu_img
 from harness.errors import LabError
-from harness.lab import guard, netns
+from harness.lab import guard, netns, share
 from harness.lab.access import qemu_account
 from harness.lab.addressing import Addressing
 from harness.lab.hypervisor import Hypervisor, LabObject
@@ -72,6 +72,7 @@ class LabRecord:
     guarded: bool = False  # an nftables table blocks guest → host traffic (lab.guard)
     netns: bool = False  # the lab's side of a replicated network: a namespace (lab.netns)
     dnsmasq_pid: int | None = None  # its DHCP and DNS
+    share_pids: list[int] = field(default_factory=list)  # virtiofsd of each share (lab.share)
 
     def owner_alive(self) -> bool:
         return self.pid_start is not None and _process_start(self.pid) == self.pid_start
@@ -100,6 +101,7 @@ class VmDisk:
     more: tuple[ExtraDisk, ...] = ()  # the server's further disks, in production order
     firmware: str = "bios"  # or "uefi"
     secure_boot: bool = False
+    shares: tuple[share.Share, ...] = ()  # host folders the VM reads in place, read-only
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class Lab:
             more = [self._overlay(f"{disk.machine}.disk{n}.qcow2", further)
                     for n, further in enumerate(disk.more, 2)]  # one overlay per further disk
             console_log = self.dir / f"{disk.machine}.console.log"
+            served = [self._share(f"{disk.machine}-{s.tag}", s) for s in disk.shares]
             dom_xml = domain_xml(
                 DomainPlan(
                     name=domain, lab_id=self.lab_id,
@@ -209,6 +212,7 @@ class Lab:
                     more_disks=tuple(more), firmware=disk.firmware,
                     secure_boot=disk.secure_boot,
                     nvram=self.dir / f"{disk.machine}.VARS.fd" if disk.firmware == "uefi" else None,
+                    shares=tuple((s.tag, s.socket) for s in served),
                 )
             )  # fmt: skip
             ip = plan.address(i) if named else None
@@ -243,6 +247,16 @@ class Lab:
                                                           first.cidr, leases, names)  # fmt: skip
             self._save()
         return ns, netns.guard_rules(self.lab_id, bool(leases), bool(names))
+
+    def _share(self, name: str, wanted: share.Share) -> share.Served:
+        """A read-only view of a host folder, served to one VM (see :mod:`.share`). The view
+        is a mount in the lab folder: teardown and reaping unmount it before removing the
+        folder; virtiofsd's pid is recorded as soon as it runs."""
+        share.mount_view(wanted.source, self.dir / f"share-{name}")
+        served = share.serve(share.Share(name, wanted.source), self.dir, self.hv.uri)
+        self.record.share_pids.append(served.pid)
+        self._save()
+        return share.Served(wanted.tag, served.view, served.socket, served.pid)
 
     def _overlay(self, name: str, disk: ExtraDisk) -> tuple[Path, tuple[qemu_img.Layer, ...]]:
         """A qcow2 overlay in the lab folder over ``disk``, QEMU's to write; the overlay and
@@ -351,6 +365,20 @@ def _remove(hv: Hypervisor, domains: Sequence[str], networks: Sequence[str], fol
     removed += [f"network {n}" for n in networks if hv.destroy_network(n)]
     if guarded_lab and guard.unblock(guarded_lab):
         removed.append(f"host guard {guard.table_name(guarded_lab)}")
+    removed += [f"virtiofsd {pid}" for pid in (record.share_pids if record else [])
+                if share.stop(pid, folder)]  # fmt: skip
+    return removed + _remove_folder(folder)
+
+
+def _remove_folder(folder: Path) -> list[str]:
+    """The lab folder, after unmounting the read-only views in it. A folder that still holds
+    a mount is left in place (and said): never remove files through a mount."""
+    removed = []
+    for point in share.mounts_under(folder):
+        share.unmount(point)
+        removed.append(f"share view {point.name}")
+    if share.mounts_under(folder):
+        raise LabError(f"{folder} still holds a mount: not removed")
     if folder.exists():
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(f"folder {folder}")
@@ -410,6 +438,5 @@ def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[s
     for folder in labs_dir.glob("*") if labs_dir.exists() else []:
         young = folder.is_dir() and time.time() - folder.stat().st_mtime < 60  # being made
         if folder.is_dir() and not young and folder.name not in records:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(f"folder {folder}")
+            removed += _remove_folder(folder)
     return removed

@@ -70,6 +70,8 @@ class DomainPlan:
     firmware: str = "bios"  # or "uefi": OVMF, its variables in ``nvram`` (this lab's own)
     secure_boot: bool = False
     nvram: Path | None = None
+    #: host folders shared read-only (virtiofs): each guest tag and virtiofsd's socket
+    shares: tuple[tuple[str, Path], ...] = ()
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -139,6 +141,10 @@ def domain_xml(plan: DomainPlan) -> str:
     lab.set("scenario", plan.scenario)
     lab.set("overlay", str(plan.overlay))
     _sub(dom, "memory", str(plan.memory_mib), unit="MiB")
+    if plan.shares:  # virtiofsd maps the guest's memory: it must be shared memory
+        memory = _sub(dom, "memoryBacking")
+        _sub(memory, "source", type="memfd")
+        _sub(memory, "access", mode="shared")
     _sub(dom, "vcpu", str(plan.vcpus))
     os_el = _sub(dom, "os")
     if plan.firmware == "uefi":
@@ -161,6 +167,12 @@ def domain_xml(plan: DomainPlan) -> str:
     disks = ((plan.overlay, plan.backing), *plan.more_disks)
     for letter, (overlay, backing) in zip("abcdefghijklmnopq", disks, strict=False):
         _disk(devices, overlay, backing, f"vd{letter}", plan.keep_labels)
+
+    for tag, socket in plan.shares:  # virtiofsd started by the harness (lab.share)
+        fs = _sub(devices, "filesystem", type="mount")
+        _sub(fs, "driver", type="virtiofs", queue="1024")
+        _sub(fs, "source", socket=str(socket))
+        _sub(fs, "target", dir=tag)
 
     iface = _sub(devices, "interface", type="network")
     _sub(iface, "source", network=plan.network)

@@ -359,6 +359,22 @@ def _integrity_problems(p: _Problems, at: Where, kind: str, backup: dict[str, An
                       "archive (custom format); this file is not one")  # fmt: skip
 
 
+def _pgbackrest_problems(p: _Problems, at: Where, backup: dict[str, Any]) -> None:
+    if is_remote(backup.get("repository", "")):
+        p.add([*at, "repository"], "a pgBackRest repository is shared into the lab read-only: "
+                                   "give its folder on this host (repo1-path)")  # fmt: skip
+    if "restore_point" in backup:
+        p.add([*at, "restore_point"], "the restore point is what PostgreSQL recovers to; "
+                                      "choose it with target_time")  # fmt: skip
+    if "target_time" in backup:
+        try:
+            _parse_time(backup["target_time"])
+        except ValueError:
+            p.add([*at, "target_time"], "not an ISO 8601 time (2026-12-01T23:30:00+01:00)")
+        if "recovery_target" in backup:
+            p.add([*at, "recovery_target"], "give target_time or recovery_target, not both")
+
+
 def is_remote(repository: str) -> bool:
     """``sftp:host:/r``, ``s3:…``, ``ssh://…``, ``user@host:repo``: a colon before any slash."""
     return bool(re.match(r"^[^/]+:", repository))
@@ -394,6 +410,8 @@ def _backup_problems(
     if "archive" in backup and ({"glob_archives", "prefix", "host"} & backup.keys()):
         p.add([*where, "backup", "archive"], "a named archive takes no selector "
                                              "(host, glob_archives, prefix)")  # fmt: skip
+    if kind == "pgbackrest":
+        _pgbackrest_problems(p, [*where, "backup"], backup)
     if "repository" in backup and not is_remote(backup["repository"]):
         folder = (p.base / backup["repository"]).resolve()
         if not folder.is_dir():
@@ -580,6 +598,12 @@ def _backup(backup: dict[str, Any], base: Path) -> model.BackupSpec:
             backup.get("restore_timeout", model.DEFAULT_RESTORE_TIMEOUT_S)
         ),
         integrity=_integrity(backup.get("integrity")),
+        stanza=backup.get("stanza"),
+        backup_set=backup.get("set"),
+        target_time=_parse_time(backup["target_time"]) if "target_time" in backup else None,
+        recovery_target=backup.get("recovery_target", "latest"),
+        pg_path=_clean_path(backup["pg_path"]) if "pg_path" in backup else None,
+        service=backup.get("service", "postgresql"),
     )
 
 

@@ -61,6 +61,13 @@ class BackupSpec:
     target: str | None = None
     restore_timeout_s: float = DEFAULT_RESTORE_TIMEOUT_S
     integrity: IntegritySpec | None = None  # None: no check of the tool's own
+    # pgBackRest: which stanza and backup set, recovered to what, where, by which service
+    stanza: str | None = None
+    backup_set: str | None = None
+    target_time: datetime | None = None
+    recovery_target: str = "latest"  # latest | immediate (unless target_time)
+    pg_path: str | None = None  # default: the data directory the backup was taken of
+    service: str = "postgresql"
 
     @property
     def selector(self) -> str:

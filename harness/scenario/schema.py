@@ -167,7 +167,8 @@ SCHEMA: dict[str, Any] = {
                 },
                 "repository": {
                     "description": "restic/borg repository: a local path (relative to the "
-                    "scenario) or a URL the tool understands (sftp:, s3:, rest:, ssh://)",
+                    "scenario) or a URL the tool understands (sftp:, s3:, rest:, ssh://); "
+                    "pgbackrest: the repository folder (repo1-path) on this host",
                     **_path,
                 },
                 "snapshot": {"description": "restic snapshot id (default: latest)", **_text},
@@ -231,6 +232,35 @@ SCHEMA: dict[str, Any] = {
                         },
                         "timeout": {**_duration, "description": "bound on the check"},
                     },
+                },
+                "stanza": {
+                    "description": "pgbackrest: the stanza (default: the repository's only one)",
+                    **_text,
+                },
+                "set": {
+                    "description": "pgbackrest: the backup set label (default: the newest "
+                    "that ended before target_time, else the newest)",
+                    "type": "string", "pattern": r"^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$",
+                },
+                "target_time": {
+                    "description": "pgbackrest: recover to this ISO 8601 time (a zone, or "
+                    "UTC); default: recovery_target",
+                    "type": "string",
+                },
+                "recovery_target": {
+                    "description": "pgbackrest: latest (replay all archived WAL) or "
+                    "immediate (stop where the backup is consistent)",
+                    "enum": ["latest", "immediate"], "default": "latest",
+                },
+                "pg_path": {
+                    "description": "pgbackrest: the data directory in the guest (default: "
+                    "the one the backup was taken of)",
+                    "type": "string", "pattern": "^/[^\\0]*$", "maxLength": 4096,
+                },
+                "service": {
+                    "description": "pgbackrest: the systemd unit stopped before the restore "
+                    "and started after it (default postgresql)",
+                    "type": "string", "pattern": "^[A-Za-z0-9@._:-]{1,255}$",
                 },
                 "format": {"enum": _image_formats, "default": "auto"},
                 "disks": {

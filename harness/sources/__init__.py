@@ -5,7 +5,9 @@ module and one line here.
 
 A *disk image* is booted as it is (through an overlay). The *file-level* kinds (tar, file,
 restic, borg) boot the scenario's base image and restore their files into the running
-guest as one tar stream produced by the backup's own tool (see :mod:`.files`).
+guest as one tar stream produced by the backup's own tool (see :mod:`.files`). A
+*pgBackRest* repository is shared into the base image read-only and recovered there by the
+server's own tools, to a point in time (see :mod:`.pgbackrest`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ REGISTRY: dict[str, Kind] = {
     "borg": Kind("harness.sources.borg:BorgSource",
                  _REPOSITORY | {"archive", "glob_archives", "prefix", "integrity"},
                  ("repository",)),
+    "pgbackrest": Kind("harness.sources.pgbackrest:PgBackRestSource",
+                       frozenset({"repository", "stanza", "set", "target_time", "recovery_target",
+                                  "pg_path", "service", "restore_timeout"}), ("repository",)),
 }  # fmt: skip
 
 __all__ = ["DEFAULT_KIND", "REGISTRY", "BootDisk", "HashCancelled", "Kind", "Proof", "Source",

@@ -112,9 +112,10 @@ class FileLevelSource:
         image, chain, image_check = inspect_image(self.image_path, self.vm.image_format,
                                                   "base image")  # fmt: skip
         facts = self.inspect()
+        restore_point: datetime | None
         if self.spec.restore_point:
             restore_point, source = self.spec.restore_point, "scenario"
-        elif facts.restore_point:
+        elif facts.restore_point or facts.restore_point_source:  # known, or known later
             restore_point, source = facts.restore_point, facts.restore_point_source
         elif before is not None:
             restore_point, source = datetime.fromtimestamp(before.mtime_ns / 1e9, UTC), "mtime"
@@ -122,7 +123,8 @@ class FileLevelSource:
             raise PhaseFailed("verify", "the backup's time is unknown: set backup.restore_point")
         evidence = BackupEvidence(
             kind=self.spec.kind, path=str(location or self.spec.repository),
-            format=self.spec.kind, restore_point=restore_point.isoformat(),
+            format=self.spec.kind,
+            restore_point=restore_point.isoformat() if restore_point else "",
             restore_point_source=source, sha256_expected=self.spec.sha256,
             image_check=f"{facts.summary}; base image {image.format}: {image_check}",
             identity_before=before, base_image=str(self.image_path),
