@@ -252,11 +252,13 @@ class Lab:
         """A read-only view of a host folder, served to one VM (see :mod:`.share`). The view
         is a mount in the lab folder: teardown and reaping unmount it before removing the
         folder; virtiofsd's pid is recorded as soon as it runs."""
-        share.mount_view(wanted.source, self.dir / f"share-{name}")
-        served = share.serve(share.Share(name, wanted.source), self.dir, self.hv.uri)
+        view = self.dir / f"share-{name}"
+        share.mount_view(wanted.source, view)
+        socket = self.dir / f"vfs{len(self.record.share_pids) + 1}.sock"  # 107 bytes at most
+        served = share.serve(wanted, view, socket, self.hv.uri)
         self.record.share_pids.append(served.pid)
         self._save()
-        return share.Served(wanted.tag, served.view, served.socket, served.pid)
+        return served
 
     def _overlay(self, name: str, disk: ExtraDisk) -> tuple[Path, tuple[qemu_img.Layer, ...]]:
         """A qcow2 overlay in the lab folder over ``disk``, QEMU's to write; the overlay and

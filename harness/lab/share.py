@@ -31,9 +31,13 @@ from harness.lab.access import qemu_account
 from harness.lab.tool import run_tool
 
 START_S = 10.0
+SOCKET_MAX = 107  # bytes of a Unix socket's path (sun_path, NUL-terminated)
 VIRTIOFSD = ("/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd", "/usr/lib/virtiofsd")
 #: what every file and folder of the view allows: reading by anyone, writing by no one
 VIEW_PERMS = "a+rX,a-w"
+
+
+_children: dict[int, subprocess.Popen[bytes]] = {}  # the virtiofsd this process started
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,13 @@ def mount_view(source: Path, view: Path) -> None:
              f"make a read-only view of {source}", "bindfs")
 
 
-def serve(share: Share, folder: Path, uri: str) -> Served:
-    """Start virtiofsd on ``folder``'s view of the share; returns once its socket exists."""
-    view = folder / f"share-{share.tag}"
-    socket = folder / f"share-{share.tag}.sock"
-    log_path = folder / f"share-{share.tag}.log"
+def serve(share: Share, view: Path, socket: Path, uri: str) -> Served:
+    """Start virtiofsd on ``view`` (the share's read-only view) listening on ``socket``;
+    returns once the socket exists. Its output goes to ``socket`` with ``.log``."""
+    if len(bytes(socket)) > SOCKET_MAX:
+        raise LabError(f"the socket path {socket} is longer than a socket's {SOCKET_MAX} "
+                       "bytes: set RESTORE_DRILL_STATE_DIR to a shorter folder")  # fmt: skip
+    log_path = socket.with_suffix(".log")
     argv = [virtiofsd(), f"--socket-path={socket}", "-o", f"source={view}", "-o", "cache=auto",
             "-o", "sandbox=namespace"]  # fmt: skip
     account = qemu_account(uri)
@@ -97,11 +103,20 @@ def serve(share: Share, folder: Path, uri: str) -> Served:
             raise LabError(f"virtiofsd did not start for the share {share.tag}: "
                            + (said[-1] if said else f"no socket within {START_S:g}s"))
         time.sleep(0.05)
+    _children[proc.pid] = proc
     return Served(share.tag, view, socket, proc.pid)
 
 
 def stop(pid: int, folder: Path) -> bool:
-    """Stop a virtiofsd of this lab (a pid whose command line names ``folder``)."""
+    """Stop a virtiofsd of this lab: one this process started (waited for), or one a killed
+    drill left (a pid whose command line names ``folder``); whether it was still running."""
+    child = _children.pop(pid, None)
+    if child is not None:
+        running = child.poll() is None  # it exits by itself once QEMU has gone
+        if running:
+            child.kill()
+        child.wait(timeout=START_S)
+        return running
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 from pathlib import Path
@@ -10,8 +11,10 @@ import pytest
 
 from harness import qemu_img
 from harness.errors import InfraError
+from harness.lab import share
 from harness.lab.hypervisor import Hypervisor, LabObject
 from harness.lab.lifecycle import KeptVm, Lab, VmDisk, list_labs, reap
+from harness.lab.share import Share, mounts_under
 
 URI = "test:///default"
 
@@ -156,3 +159,55 @@ def test_several_vms_share_one_network_with_fixed_addresses_and_lab_only_names(
     assert names(hv) >= {db.domain_name, web.domain_name, made.network_name}
     removed = lab.teardown()
     assert {f"domain {db.domain_name}", f"domain {web.domain_name}"} <= set(removed)
+
+
+def test_a_shared_folder_is_a_read_only_view_and_a_killed_drills_share_is_reaped(
+    hv: Hypervisor, backup: Path, tmp_path: Path
+) -> None:
+    """A pgBackRest repository owned by another user, mode 0640: the lab's view of it is
+    readable by anyone and refuses writes (EROFS), virtiofsd serves it, and after a kill -9
+    a later run stops virtiofsd, unmounts the view and removes the folder; the repository
+    keeps every file's mode, owner and ctime."""
+    repo = tmp_path / "repo"
+    (repo / "backup").mkdir(parents=True)
+    info = repo / "backup" / "backup.info"
+    info.write_text("[db]\n")
+    for path in (repo, repo / "backup"):
+        path.chmod(0o750)
+    info.chmod(0o640)
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(repo)], check=True)
+    before = {p: p.stat() for p in (repo, repo / "backup", info)}
+    root = tmp_path / "state"
+    lab = Lab(hv, "unit", root)
+    made = lab.provision([VmDisk("db", backup, qemu_img.info(backup), 256, 1,
+                                 shares=(Share("rdrill-pgbackrest", repo),))], "qemu")  # fmt: skip
+    [vm] = made.vms
+    view = lab.dir / "share-db-rdrill-pgbackrest"
+    socket = lab.dir / "vfs1.sock"
+    assert f'<source socket="{socket}" />' in vm.domain_xml
+    assert '<target dir="rdrill-pgbackrest" />' in vm.domain_xml
+    assert '<access mode="shared" />' in vm.domain_xml  # virtiofs needs shared memory
+    assert (view / "backup" / "backup.info").stat().st_mode & 0o777 == 0o444
+    assert (view / "backup").stat().st_mode & 0o777 == 0o555
+    with pytest.raises(OSError, match="Read-only file system") as refused:
+        (view / "backup" / "written").write_text("x")
+    assert refused.value.errno == errno.EROFS
+    [pid] = json.loads((lab.dir / "lab.json").read_text())["share_pids"]
+    assert b"virtiofsd" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    lab.start(vm)
+
+    record = json.loads((lab.dir / "lab.json").read_text())
+    record["pid"], record["pid_start"] = 999999, "1"  # as after a kill -9
+    (lab.dir / "lab.json").write_text(json.dumps(record))
+    orphan = share._children.pop(pid)  # a later run did not start it: found by its pid
+    removed = reap(hv, include_kept=False, root=root)
+    assert orphan.wait(timeout=10) == -9
+    assert f"virtiofsd {pid}" in removed
+    assert "share view share-db-rdrill-pgbackrest" in removed
+    assert not lab.dir.exists()
+    assert not mounts_under(root)
+    for path, was in before.items():
+        now = path.stat()
+        assert (now.st_mode, now.st_uid, now.st_gid, now.st_ctime_ns) == (
+            was.st_mode, was.st_uid, was.st_gid, was.st_ctime_ns)  # fmt: skip
+    assert info.read_text() == "[db]\n"
