@@ -27,6 +27,8 @@ from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources.files import FileLevelSource, Inspected
 
 SHARE_TAG = "rdrill-pgbackrest"
+#: the restore point until PostgreSQL has recovered (and for good if it never does)
+NOT_RECOVERED = "it is what PostgreSQL recovers to, and no recovery completed"
 INFO_MAX_BYTES = 64 * 1024 * 1024
 TYPES = {"full": "full", "diff": "differential", "incr": "incremental"}
 
@@ -121,6 +123,7 @@ class PgBackRestSource(FileLevelSource):
     """A stanza of a local pgBackRest repository, recovered into ``vm.image``."""
 
     tool = "pgbackrest"
+    written_once_are = "backup set file(s) and WAL segment(s) (written once, never in place)"
 
     def __init__(self, spec: BackupSpec, vm: VmSpec) -> None:
         super().__init__(spec, vm)
@@ -133,6 +136,18 @@ class PgBackRestSource(FileLevelSource):
     def repository(self) -> Path:
         assert self.spec.local_repository is not None  # noqa: S101 - the loader requires it
         return self.spec.local_repository
+
+    @property
+    def by_stat(self) -> tuple[str, ...]:
+        """A backup set's folder (``backup/<stanza>/2…``) and the WAL archive's (one per
+        database history: ``archive/<stanza>/15-1/``) are written once and never in place;
+        the info files beside them are hashed."""
+        if self.spec.verify_after == "full-hash" or not self.stanza:
+            return ()
+        archive = self.repository / "archive" / self.stanza
+        histories = sorted(f"archive/{self.stanza}/{p.name}/" for p in archive.glob("*-*")
+                           if p.is_dir())  # fmt: skip
+        return (*histories, f"backup/{self.stanza}/2")
 
     def shares(self) -> tuple[Share, ...]:
         """The repository, read-only, for the guest's ``pgbackrest``."""
@@ -207,7 +222,7 @@ class PgBackRestSource(FileLevelSource):
             summary=f"pgBackRest stanza {stanza}: {len(sets)} backup set(s); set "
                     f"{chosen.label} recovers to {self.target_words()}",
             restore_point=None,
-            restore_point_source="what PostgreSQL recovers to (known after the recovery)",
+            restore_point_source=NOT_RECOVERED,
             details=details,
         )  # fmt: skip
 

@@ -6,7 +6,9 @@ written as pgBackRest 2.45 writes them (the demo repository's, shortened)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 from harness.drill.recovery import parse
 from harness.errors import PhaseFailed, PhaseTimeout
 from harness.scenario.loader import ScenarioError, load_scenario
-from harness.sources import open_source
+from harness.sources import Proof, open_source
 from harness.sources.pgbackrest import InfoError, PgBackRestSource, backup_sets, choose, parse_info
 
 FULL, DIFF = "20261201-010000F", "20261201-010000F_20261202-010000D"
@@ -114,7 +116,8 @@ def test_verify_names_the_set_its_chain_and_the_recorded_data_directory(tmp_path
     evidence, _ = pgbackrest_source(tmp_path).verify()
     assert evidence.kind == "pgbackrest"
     assert evidence.restore_point == ""  # known only after PostgreSQL's recovery
-    assert "known after the recovery" in evidence.restore_point_source
+    assert evidence.restore_point_source == "it is what PostgreSQL recovers to, and no " \
+        "recovery completed"
     details = evidence.details
     assert details["stanza"] == "db"
     assert details["backup set"] == (f"{DIFF} (differential, 2026-12-02 01:00:00 UTC to "
@@ -237,3 +240,22 @@ def test_a_recovery_that_stops_or_never_ends_fails_in_postgresqls_words() -> Non
               "postgresql")  # fmt: skip
     with pytest.raises(PhaseFailed, match="see the postgresql@15-main log"):
         parse("STOPPED\n", "recovery", 60, "postgresql@15-main")
+
+
+def test_sets_and_wal_are_proven_by_stat_and_any_write_is_caught(tmp_path: Path) -> None:
+    """The info files are hashed; a set's files and WAL segments (written once) by name and
+    stat, so a large repository is not read twice a night; a touched segment still fails."""
+    repo = make_repository(tmp_path)
+    src = pgbackrest_source(tmp_path)
+    evidence, _ = src.verify()
+    src.hash(evidence, threading.Event())
+    assert evidence.details["repository proof"].startswith(
+        "4 backup set file(s) and WAL segment(s) (written once, never in place) under "
+        "archive/db/15-1/, backup/db/2 by name and stat")  # fmt: skip
+    assert "2 other file(s) by SHA-256" in evidence.details["repository proof"]
+    src.confirm_unchanged(evidence, Proof())
+    assert evidence.unchanged is True
+    segment = next((repo / "archive/db/15-1/0000000100000000").iterdir())
+    os.utime(segment, ns=(0, 0))  # the mtime back to 1970: the ctime moves on regardless
+    src.confirm_unchanged(evidence, Proof())
+    assert evidence.unchanged is False

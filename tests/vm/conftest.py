@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -177,8 +178,11 @@ def assert_backup_untouched(report: dict[str, Any]) -> None:
     assert backup["identity_after"] == before
     if path.is_dir():  # a repository: every file's stat facts, and every file's content
         assert asdict(identity(path)) == before
-        # restic packs and borg segments enter the proof by name and stat (the report says so)
-        by_stat = ("data/",) if "repository proof" in backup["details"] else ()
+        # restic packs, borg segments, pgBackRest sets and WAL enter the proof by name and
+        # stat: the report names the folders
+        said = re.search(r" under (.*?) by name and stat",
+                         backup["details"].get("repository proof", ""))  # fmt: skip
+        by_stat = tuple(said.group(1).split(", ")) if said else ()
         assert sha256_path(path, by_stat=by_stat) == backup["sha256"] == backup["sha256_after"]
         return
     st = path.stat()
