@@ -132,9 +132,12 @@ def validate(scenarios: tuple[Path, ...], var: tuple[str, ...]) -> None:
               default=None, help="The drill's SSH key (created if missing; default "
               "~/.config/restore-drill/drill_ed25519).")  # fmt: skip
 @click.option("--name", default=None, help="Scenario name (default: from the backup).")
-@click.option("--kind", type=click.Choice(["disk-image", "tar", "file", "restic", "borg"]),
+@click.option("--kind", type=click.Choice(["disk-image", "tar", "file", "restic", "borg",
+                                           "pgbackrest"]),
               default="disk-image", show_default=True,
-              help="For restic and borg, BACKUP is the repository.")  # fmt: skip
+              help="For restic, borg and pgbackrest, BACKUP is the repository.")  # fmt: skip
+@click.option("--stanza", default=None,
+              help="pgbackrest: the stanza (default: the repository's only one).")
 @click.option("--base-image", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="File-level kinds: the VM image the files are restored into.")
 @click.option("--target", default=None,
@@ -151,19 +154,22 @@ def validate(scenarios: tuple[Path, ...], var: tuple[str, ...]) -> None:
 def init(
     backup: str, key_file: Path | None, name: str | None, kind: str, base_image: Path | None,
     target: str | None, subpath: str | None, host: str | None, password_file: Path | None,
-    accelerator: str,
+    accelerator: str, stanza: str | None,
 ) -> None:  # fmt: skip
     """Inspect BACKUP (read-only) and print a first scenario that runs as it is.
 
     restore-drill init /backups/web.qcow2 > web.yaml && restore-drill run web.yaml
 
     restore-drill init --kind restic /srv/restic-repo --password-file pw --base-image base.qcow2
+
+    restore-drill init --kind pgbackrest /srv/pgbackrest --base-image db-base.qcow2
     """
     from harness.guest.init import (
         disk_image_draft,
         ensure_key,
         file_level_draft,
         inspect_backup,
+        pgbackrest_draft,
         scenario_text,
     )
     from harness.lab import accel
@@ -172,6 +178,8 @@ def init(
     if kind != "disk-image" and base_image is None:
         raise ConfigError(f"--kind {kind}: the files are restored into a VM: give its image "
                           "with --base-image")  # fmt: skip
+    if stanza is not None and kind != "pgbackrest":
+        raise ConfigError(f"--stanza: a {kind} backup has no stanza (pgbackrest only)")
     for option, value in (("--target", target), ("--subpath", subpath)):
         if value is not None and not value.startswith("/"):
             raise ConfigError(f"{option} {value}: must be an absolute path")
@@ -182,6 +190,9 @@ def init(
         inspection = inspect_backup(Path(backup), tcg)
         stem = name or inspection.system.get("hostname") or stem
         draft = disk_image_draft(Path(backup), inspection, "")
+    elif kind == "pgbackrest":
+        assert base_image is not None  # noqa: S101 - checked above
+        draft = pgbackrest_draft(backup, stanza, base_image, tcg, "")
     else:
         assert base_image is not None  # noqa: S101 - checked above
         draft = file_level_draft(kind, backup, password_file, target, base_image, tcg, "",

@@ -30,6 +30,7 @@ MOUNT = f"{RUN}/pgbackrest"
 CONFIG = f"{RUN}/pgbackrest.conf"
 GRACE_S = 30.0  # the host's wait beyond the guest's own bound
 NOT_RUNNING_S = 15  # no postmaster.pid this long after the start: the server stopped
+STOP_WAIT_S = 120  # for the server to stop (a shutdown checkpoint, under emulation)
 #: server log lines worth the evidence (PostgreSQL's own words on the recovery)
 LOG_LINES = ("recovery stopping", "last completed transaction", "consistent recovery state",
              "redo done", "archive recovery complete", "recovery ended", "starting point-in-time",
@@ -55,10 +56,15 @@ printf '[global]\nrepo1-path=%s\nlock-path=%s\nlog-level-console=info\n' {mount}
 printf 'log-level-file=off\n[%s]\npg1-path=%s\n' {stanza} {pg} >>{config}
 chmod 0644 {config}
 systemctl stop {service} >/dev/null 2>&1 || true
-if [ -f {pg}/postmaster.pid ] && kill -0 "$(head -1 {pg}/postmaster.pid)" 2>/dev/null; then
-    echo "PostgreSQL still runs in {pg} after 'systemctl stop {service}': set backup.service" >&2
-    exit 23
-fi
+waited=0   # a stop propagated to the cluster's own unit (Debian's PartOf) may still be running
+while [ -f {pg}/postmaster.pid ] && kill -0 "$(head -1 {pg}/postmaster.pid)" 2>/dev/null; do
+    if [ "$waited" -ge {stop_wait} ]; then
+        echo "PostgreSQL still runs in {pg} {stop_wait}s after 'systemctl stop {service}': \
+set backup.service" >&2
+        exit 23
+    fi
+    sleep 1; waited=$((waited + 1))
+done
 if [ -d {pg} ]; then find {pg} -mindepth 1 -delete; else install -d -o "$owner" -m 0700 {pg}; fi
 cd /
 runuser -u "$owner" -- pgbackrest --config={config} --stanza={stanza} --set={label} {target} \
@@ -127,7 +133,7 @@ def restore(client: paramiko.SSHClient, source: PgBackRestSource, root: bool, ph
     script = _RESTORE.format(
         mount=MOUNT, run=RUN, tag=SHARE_TAG, pg=shlex.quote(source.pg_path), config=CONFIG,
         stanza=shlex.quote(source.stanza), service=shlex.quote(source.spec.service),
-        label=shlex.quote(source.chosen.label), target=target,
+        label=shlex.quote(source.chosen.label), target=target, stop_wait=STOP_WAIT_S,
     )  # fmt: skip
     status, out, err = run_capture(client, phase, _wrap(script, root), timeout_s, cancelled)
     said = out.decode(errors="replace")

@@ -107,6 +107,7 @@ class Draft:
     files: list[tuple[str, str]] = field(default_factory=list)  # restored (path, sha256)
     warnings: list[str] = field(default_factory=list)  # e.g. a shared repository, no host
     network: str = ""  # the booted disk's own network configuration, in words
+    database: bool = False  # a PostgreSQL recovery: check that it ended
 
 
 def disk_image_draft(backup: Path, inspection: Inspection, name: str) -> Draft:
@@ -173,6 +174,43 @@ def file_level_draft(
     )  # fmt: skip
 
 
+def pgbackrest_draft(location: str, stanza: str | None, base_image: Path, tcg: bool,
+                     name: str) -> Draft:  # fmt: skip
+    """A pgBackRest stanza recovered into ``base_image`` to the end of its archived WAL: the
+    repository says which set and data directory, the base image which services run."""
+    from harness.scenario.model import BackupSpec, VmSpec
+    from harness.sources.pgbackrest import PgBackRestSource
+
+    repository = Path(location)
+    if not (repository / "backup").is_dir():
+        raise ConfigError(f"{location}: not a pgBackRest repository (no backup/ folder)")
+    spec = BackupSpec(kind="pgbackrest", path=None, format="auto", restore_point=None,
+                      sha256=None, verify_after="hash", repository=str(repository.resolve()),
+                      local_repository=repository.resolve(), target="/", stanza=stanza)  # fmt: skip
+    vm = VmSpec(memory_mib=1024, vcpus=2, accelerator="auto", boot_timeout_s=600,
+                settle_timeout_s=300, image=base_image.resolve())  # fmt: skip
+    source = PgBackRestSource(spec, vm)
+    try:
+        facts = source.inspect()
+    except PhaseFailed as exc:
+        raise ConfigError(f"{location}: {exc}") from None
+    base = inspect_backup(base_image, tcg)
+    lines = ["  kind: pgbackrest", f"  repository: {json.dumps(str(repository.resolve()))}",
+             f"  stanza: {json.dumps(source.stanza)}",
+             "  # target_time: \"2026-12-01T23:30:00+01:00\"   # default: the end of the "
+             "archived WAL",
+             f"  pg_path: {json.dumps(source.pg_path)}   # the data directory the backup was "
+             "taken of",
+             "  # service: postgresql   # the systemd unit stopped and started around the "
+             "restore",
+             "  restore_timeout: 1h   # bounds the restore, and the WAL replay"]  # fmt: skip
+    return Draft(
+        name, f"{facts.summary}; recovered into {_system_name(base.system)}",
+        lines, [f"  image: {json.dumps(str(base_image.resolve()))}   # booted, never changed"],
+        base.known, network=base.network, database=True,
+    )  # fmt: skip
+
+
 def _system_name(system: dict[str, Any]) -> str:
     return f"{system.get('distro', 'Linux')} {system.get('version', '')}".strip()
 
@@ -191,7 +229,7 @@ def scenario_text(draft: Draft, key_file: Path) -> str:
         "# proves the backup's hash, mode, owner and ctime unchanged.",
         "version: 1",
         f"name: {draft.name}",
-        f"description: restore drill ({draft.found})",
+        f"description: {json.dumps(f'restore drill ({draft.found})')}",
         "backup:",
         *draft.backup,
         "targets:",
@@ -236,7 +274,14 @@ def scenario_text(draft: Draft, key_file: Path) -> str:
                       f"    command: {json.dumps(known.command)}"]  # fmt: skip
             if known.command_user:
                 lines.append(f"    user: {known.command_user}")
-    if not draft.known and not draft.files:
+    if draft.database:
+        lines += ["  # PostgreSQL finished its recovery and accepts writes. Add a check of your",
+                  "  # data: a row count, the newest row (values('counts.json'), README).",
+                  "  - name: PostgreSQL recovered and accepts writes",
+                  "    command: psql -tAc 'SELECT pg_is_in_recovery()'",
+                  "    user: postgres",
+                  '    stdout_matches: "^f$"']  # fmt: skip
+    if not draft.known and not draft.files and not draft.database:
         lines += ["  # No service we know was enabled: this only proves the system boots and",
                   "  # takes a login. Add checks for what this server is for.",
                   "  - name: the system booted",

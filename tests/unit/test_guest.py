@@ -52,3 +52,18 @@ def test_create_user_needs_inject_key(scenario_dir: Path) -> None:
                          "  key_file: id_ed25519\n  create_user: true\n")
     assert any("login.create_user: needs inject_key: true" in p
                for p in problems(write(scenario_dir, text)))  # fmt: skip
+
+
+def test_a_first_scenario_keeps_a_colon_in_what_was_found(tmp_path: Path) -> None:
+    """What init found goes into the description: a summary holding ": " (pgBackRest's
+    "stanza db: 1 backup set(s)") must stay one YAML string, not break the file."""
+    import yaml
+
+    from harness.guest.init import Draft, scenario_text
+
+    draft = Draft("ledger", "pgBackRest stanza db: 1 backup set(s); set 20261202-201413F",
+                  ['  path: "/b.qcow2"'], [], [], database=True)  # fmt: skip
+    loaded = yaml.safe_load(scenario_text(draft, tmp_path / "key"))
+    assert loaded["description"] == ("restore drill (pgBackRest stanza db: 1 backup set(s); "
+                                     "set 20261202-201413F)")
+    assert loaded["checks"][-1]["stdout_matches"] == "^f$"

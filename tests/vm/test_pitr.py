@@ -1,6 +1,7 @@
 """Point-in-time recovery from the demo pgBackRest repository, three labs side by side: to
 the target time between two batches of payments (150 rows: the first batch, not the
-second), to the end of the WAL (200 rows), and to a time the archive never reaches (FAIL in
+second), to the end of the WAL with the scenario `restore-drill init` wrote (200 rows), and
+to a time the archive never reaches (FAIL in
 PostgreSQL's own words, restore point unknown). The restore point of each is what PostgreSQL
 recovered to, and every file of the repository keeps its content, mode, owner and ctime,
 checked here independently of the drill's own proof."""
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from tests.vm.conftest import DEMO, ROOT, Drill, assert_backup_untouched, run_cli
+from tests.vm.conftest import DEMO, ROOT, Drill, assert_backup_untouched, command, run_cli
 
 PITR = str(ROOT / "scenarios" / "demo-db-pitr.yaml")
 REPOSITORY = DEMO / "pgbackrest-repo"
@@ -28,13 +30,31 @@ def stat_everything(folder: Path) -> dict[str, tuple[int, int, int, int, int]]:
     return found
 
 
-def test_point_in_time_recovery_from_pgbackrest(tmp_path: Path) -> None:
+def first_scenario(scratch: Path, rows: int) -> Path:
+    """What `restore-drill init --kind pgbackrest` writes for the demo repository (to the end
+    of the WAL, the drill's key injected), with one check of the data added."""
+    init = subprocess.run(
+        command("init", "--kind", "pgbackrest", str(REPOSITORY), "--base-image",
+                str(DEMO / "db.qcow2"), "--key", str(scratch / "drill_ed25519"),
+                "--name", "ledger-first"),
+        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    assert '  pg_path: "/var/lib/postgresql/15/main"' in init.stdout  # as the backup recorded
+    scenario = scratch / "ledger-first.yaml"
+    count = "psql -d ledger -tAc 'SELECT count(*) FROM payments'"
+    scenario.write_text(f"{init.stdout}  - name: every payment is back\n    command: {count}\n"
+                        f"    user: postgres\n    stdout_matches: \"^{rows}$\"\n")  # fmt: skip
+    return scenario
+
+
+def test_point_in_time_recovery_from_pgbackrest(tmp_path: Path, scratch: Path) -> None:
     pitr = json.loads((DEMO / "pitr.json").read_text())
     before = stat_everything(REPOSITORY)
     assert any(st[1] != 0 for st in before.values())  # owned by postgres, as on a server
     runs = {
         "time": (PITR,),
-        "latest": (PITR, "--var", "target=latest", "--var", "name=demo-db-pitr-latest"),
+        "latest": (str(first_scenario(scratch, pitr["rows_latest"])),),
         "beyond": (PITR, "--var", "target_time=2099-01-01T00:00:00Z",
                    "--var", "name=demo-db-pitr-beyond"),
     }  # fmt: skip
@@ -58,8 +78,9 @@ def test_point_in_time_recovery_from_pgbackrest(tmp_path: Path) -> None:
     assert names.index("restore") < names.index("recovery") < names.index("checks")
     assert_backup_untouched(report)
 
-    latest = drills["latest"]
+    latest = drills["latest"]  # the scenario init wrote: every check passed, 200 rows
     assert latest.exit_code == 0, latest.stderr
+    assert all(c["passed"] for c in latest.report["checks"]), latest.report["checks"]
     latest_point = datetime.fromisoformat(latest.report["backup"]["restore_point"])
     assert latest_point > target > point  # the second batch came back too
     assert "time" not in latest.report["backup"]["details"]["recovery target"]
