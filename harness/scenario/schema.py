@@ -216,7 +216,7 @@ SCHEMA: dict[str, Any] = {
                 "integrity": {
                     "description": "the backup tool's own integrity check, a phase of its own "
                     "before boot, not counted in the RTO (restic check, borg check, "
-                    "pg_restore --list); never writes to the repository",
+                    "pg_restore --list, pgbackrest verify); never writes to the repository",
                     "type": "object", "additionalProperties": False,
                     "properties": {
                         "check": {"type": "boolean", "default": True},

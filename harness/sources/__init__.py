@@ -51,7 +51,8 @@ REGISTRY: dict[str, Kind] = {
                  ("repository",)),
     "pgbackrest": Kind("harness.sources.pgbackrest:PgBackRestSource",
                        frozenset({"repository", "stanza", "set", "target_time", "recovery_target",
-                                  "pg_path", "service", "restore_timeout"}), ("repository",)),
+                                  "pg_path", "service", "restore_timeout", "integrity"}),
+                       ("repository",)),
 }  # fmt: skip
 
 __all__ = ["DEFAULT_KIND", "REGISTRY", "BootDisk", "HashCancelled", "Kind", "Proof", "Source",

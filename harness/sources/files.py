@@ -226,6 +226,11 @@ class FileLevelSource:
         lines = [line.strip() for line in output.splitlines() if line.strip()]
         return lines[-1] if lines else "no output"
 
+    def integrity_problem(self, output: str) -> str:
+        """What the check found wrong though it exited 0 (a tool that reports, not fails);
+        "" when nothing."""
+        return ""
+
     def check_integrity(self) -> str:
         """Run the tool's own check (``backup.integrity``); what it said. A local repository
         is read through a copy-on-write view (:mod:`.view`): the check cannot write to it."""
@@ -247,7 +252,11 @@ class FileLevelSource:
             how = "reading the file" if location else "on the remote repository"
         shown = " ".join(self.integrity_argv("<repository>" if location is None or
                                              location.is_dir() else "<file>"))  # fmt: skip
-        return f"{shown} ({how}): {self.integrity_summary(out.decode(errors='replace'))}"
+        said = out.decode(errors="replace")
+        problem = self.integrity_problem(said)
+        if problem:
+            raise PhaseFailed("integrity", f"{tool} found damage: {problem}")
+        return f"{shown} ({how}): {self.integrity_summary(said)}"
 
     @contextmanager
     def _tool_env(self) -> Iterator[dict[str, str]]:

@@ -14,6 +14,7 @@ import pytest
 
 from harness.errors import PhaseFailed
 from harness.sources.identity import identity
+from tests.unit.test_pgbackrest import pgbackrest_source
 from tests.unit.test_scenario_loader import problems, write
 from tests.unit.test_sources import KINDS, backups, corrupt_largest_file, source
 
@@ -132,3 +133,33 @@ def test_a_drill_fails_at_integrity_before_anything_is_created(
     assert [p["name"] for p in report["phases"]] == ["verify", "integrity"]
     assert report["backup"]["unchanged"] is True
     assert report["rto"]["measured_s"] is None
+
+
+def test_pgbackrest_verify_reads_every_file_and_its_report_decides(tmp_path: Path) -> None:
+    """pgBackRest 2.45's verify exits 0 even when a file is damaged, and says so in its
+    report: a damaged backup file fails the phase with that report; the repository (a copy of
+    the demo's, owned by postgres) is left exactly as it was."""
+    demo = Path("/var/cache/restore-drill/demo/pgbackrest-repo")
+    if not demo.exists():
+        pytest.skip("the demo data is not built (scripts/build-demo-data)")
+    subprocess.run(["cp", "-a", str(demo), str(tmp_path / "repo")], check=True)
+    repository = tmp_path / "repo"
+    before = identity(repository)
+    src = pgbackrest_source(tmp_path, "  integrity: {}\n")
+    src.verify()
+    found = src.check_integrity()
+    assert found.startswith("pgbackrest --config=/dev/null --repo1-path=<repository> "
+                            "--stanza=db --log-level-console=info --log-level-file=off "
+                            "--verbose verify (through a copy-on-write view of the "
+                            "repository): status: ok; archiveId: 15-1, total WAL checked: "), found
+    assert ", status: valid, total files checked: " in found
+    assert identity(repository) == before
+    damaged = max((repository / "backup").rglob("*.gz"), key=lambda p: p.stat().st_size)
+    with damaged.open("r+b") as fh:
+        fh.seek(100)
+        fh.write(b"XXXX")
+    with pytest.raises(PhaseFailed) as failed:
+        src.check_integrity()
+    assert failed.value.phase == "integrity"
+    assert str(failed.value).startswith("pgbackrest found damage: status: error; "), failed.value
+    assert "checksum invalid: 1" in str(failed.value)

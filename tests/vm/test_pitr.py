@@ -53,7 +53,7 @@ def test_point_in_time_recovery_from_pgbackrest(tmp_path: Path, scratch: Path) -
     before = stat_everything(REPOSITORY)
     assert any(st[1] != 0 for st in before.values())  # owned by postgres, as on a server
     runs = {
-        "time": (PITR,),
+        "time": (PITR, "--var", "integrity=yes"),
         "latest": (str(first_scenario(scratch, pitr["rows_latest"])),),
         "beyond": (PITR, "--var", "target_time=2099-01-01T00:00:00Z",
                    "--var", "name=demo-db-pitr-beyond"),
@@ -75,7 +75,9 @@ def test_point_in_time_recovery_from_pgbackrest(tmp_path: Path, scratch: Path) -
     assert "recovery stopping before commit" in backup["details"]["recovered to"]
     assert report["rpo"]["detail"].startswith(f"restore point {backup['restore_point']}")
     names = [p["name"] for p in report["phases"]]
+    assert names.index("integrity") < names.index("boot")  # pgbackrest verify, before boot
     assert names.index("restore") < names.index("recovery") < names.index("checks")
+    assert "status: ok" in backup["details"]["integrity check"]
     assert_backup_untouched(report)
 
     latest = drills["latest"]  # the scenario init wrote: every check passed, 200 rows
