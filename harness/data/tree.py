@@ -46,7 +46,10 @@ _NAMES = (
     "tr '\\n' '\\0'; { getent group || cat /etc/group; } 2>/dev/null | cut -d: -f1,3 | "
     "sed 's/^/G/' | tr '\\n' '\\0'; "
 )
-_CPUS = "n=$(nproc 2>/dev/null || echo 1); "
+# Two hashing processes per CPU: while one waits (on a page, on the pipe) the other hashes;
+# measured under TCG on 2 vCPUs: 100,000 files compared in 9.4 s and 9.8 s, against 11.1 s
+# with one per CPU.
+_CPUS = "n=$(( $(nproc 2>/dev/null || echo 1) * 2 )); "
 # Hashes the files named in "$d/list" by as many sha256sum at once as there are CPUs, each
 # into its own file in "$d": processes writing one pipe would interleave records.
 _HASH = ("xargs -a \"$d/list\" -0 -r -P \"$n\" -n 5000 "
@@ -64,7 +67,7 @@ def command(root: str, one_file_system: bool = False, as_root: bool = True) -> s
         + _NAMES + _CPUS +
         "d=$(mktemp -d) || exit 1; "
         # the listing's own folder, if it is under the root, is not listed
-        "x=/; case \"$d\" in \"$PWD\"/*) x=\"./${d#\"$PWD\"/}\";; esac; "
+        "x=/dev/null; case \"$d\" in \"$PWD\"/*) x=\"./${d#\"$PWD\"/}\";; esac; "
         # one traversal: the attributes to the output, the names to the list to hash
         f"find .{xdev} -path \"$x\" -prune -o -type f -fprint0 \"$d/list\" "
         "-printf 'M%s %m %U %G %T@ %p\\0' && " + _HASH
