@@ -144,7 +144,7 @@ def restore(client: paramiko.SSHClient, source: PgBackRestSource, root: bool, ph
     size = re.search(r"restore size = ([^,]+), file total = (\d+)", said)
     done = f"{size.group(2)} files, {size.group(1)}" if size else "restored"
     return (f"backup set {source.chosen.label} ({done}) restored into {source.pg_path} by the "
-            f"server's pgbackrest, to {source.target_words()}")  # fmt: skip
+            f"server's pgbackrest; recovery target: {source.target_words()}")  # fmt: skip
 
 
 def recover(client: paramiko.SSHClient, source: PgBackRestSource, root: bool, phase: str,
