@@ -160,6 +160,13 @@ def create_overlay(overlay: Path, backing: Path, image: ImageInfo, timeout_s: fl
         raise InfraError(f"cannot create the overlay {overlay}: {proc.stderr.strip()}")
 
 
+def create_blank(path: Path, size: int, timeout_s: float = 60) -> None:
+    """An empty, sparse qcow2 disk of ``size`` bytes (a whole-system restore's target)."""
+    proc = _run(["create", "-q", "-f", "qcow2", str(path), str(size)], timeout_s, "provision")
+    if proc.returncode != 0:
+        raise InfraError(f"cannot create the blank disk {path}: {proc.stderr.strip()}")
+
+
 def version(timeout_s: float = 10) -> str:
     """``qemu-img --version``'s first line, for the evidence."""
     proc = _run(["--version"], timeout_s, "verify")

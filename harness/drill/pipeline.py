@@ -27,6 +27,7 @@ from harness.checks.isolation import host_listener, host_targets, probe_egress
 from harness.checks.session import testinfra_host
 from harness.checks.testfiles import run_testfiles
 from harness.data.stream import StreamHasher, placement
+from harness.drill.baremetal import bootloader, key_change, partition
 from harness.drill.clock import Clock, utc_now
 from harness.drill.dataproof import prove, prove_stream, read_manifests, stream_not_proven
 from harness.drill.machines import Guest, join_polling, start_machines
@@ -219,15 +220,7 @@ class Run:
         self.addressing = addressing = self._network(tcg=chosen != "kvm")
         with clock.phase("provision") as phase:
             self.lab = lab = Lab(hv, scenario.name)
-            disks = []
-            for g in self.guests:
-                assert g.disk is not None  # noqa: S101 - verified above
-                more = tuple(ExtraDisk(d.path, d.image, d.chain) for d in g.disk.extra)
-                shares = g.source.shares() if isinstance(g.source, PgBackRestSource) else ()
-                disks.append(VmDisk(g.machine.name, g.disk.path, g.disk.image,
-                                    g.machine.vm.memory_mib, g.machine.vm.vcpus,
-                                    g.machine.hostnames, g.disk.chain, more, g.firmware,
-                                    g.machine.vm.secure_boot, shares))  # fmt: skip
+            disks = [_vm_disk(g) for g in self.guests]
             made = lab.provision(disks, "kvm" if chosen == "kvm" else "qemu", addressing)
             self.namespace = made.namespace or None
             for guest, vm in zip(self.guests, made.vms, strict=True):
@@ -285,6 +278,10 @@ class Run:
             with ThreadPoolExecutor(max_workers=4, thread_name_prefix="network") as pool:
                 machines = list(pool.map(lambda g: self._machine_network(g, tcg), self.guests))
             addressing = plan(machines, [(s.cidr, s.gateway) for s in spec.subnets])
+            if addressing.replicated and any(g.machine.vm.disk for g in self.guests):
+                raise PhaseFailed("network", "a whole-system restore needs the lab's DHCP for "
+                                             "its rescue system, and this lab replicates "
+                                             "production subnets (no DHCP there)")  # fmt: skip
             for guest in self.guests:
                 guest.facts["address"] = asdict(addressing.of(guest.machine.name))
             phase.detail = "; ".join(
@@ -302,6 +299,10 @@ class Run:
         machine, disk, spec = guest.machine, guest.disk, self.scenario.network
         assert disk is not None  # noqa: S101 - verified before
         boots = guard_applies(self.options.uri)  # libvirt's test driver boots nothing
+        if machine.vm.disk is not None:
+            return MachineNet(machine.name, None, None, "a whole-system restore: the rescue "
+                                                        "system's lease, then the rebuilt "
+                                                        "system's")  # fmt: skip
         if machine.address or not spec.detect or not boots:
             why = ("" if machine.address else "network.detect is off" if boots
                    else f"nothing boots under {self.options.uri}")  # fmt: skip
@@ -356,6 +357,8 @@ class Run:
         assert guest.vm is not None  # noqa: S101
         vm, limit = guest.vm, guest.machine.vm.boot_timeout_s
         hv, name = self.hv, f"boot{guest.label}"
+        if vm.rescue is not None:
+            self._rebuild(guest, check)
         with self.clock.phase(name) as phase:
             watch = self._watch(vm)
             try:
@@ -379,6 +382,50 @@ class Run:
                 if watch:
                     watch.stop()
             guest.facts["ip"] = phase.detail = guest.ip
+
+    def _rebuild(self, guest: Guest, check: Callable[[], None]) -> None:
+        """restore: system: the rescue system boots beside the blank disk, partitions it,
+        restores every file, installs the restored system's own boot loader, and is powered
+        off; the rebuilt disk then boots alone (:meth:`_boot`). Each a phase of the recovery."""
+        assert self.lab is not None  # noqa: S101 - provisioned
+        assert self.hv is not None  # noqa: S101
+        vm, source = guest.vm, guest.source
+        assert vm is not None  # noqa: S101
+        assert vm.rescue is not None  # noqa: S101 - only called for one
+        assert isinstance(source, FileLevelSource)  # noqa: S101 - restore: system is
+        assert source.system is not None  # noqa: S101 - planned at verify
+        rescue, label, machine = vm.rescue, guest.label, guest.machine
+        login, limit = machine.login, machine.backup.restore_timeout_s
+        with self.clock.phase(f"rescue boot{label}") as phase:
+            self.lab.start(vm, rescue=True)
+            self.powered_on += 1
+            self.clock.say("note", f"{phase.name}: rescue system powered on, waiting up to "
+                                   f"{format_duration(machine.vm.boot_timeout_s)} for its "
+                                   "DHCP lease")  # fmt: skip
+            ip = self.hv.wait_for_lease(vm.domain_name, rescue.mac, machine.vm.boot_timeout_s,
+                                        check)  # fmt: skip
+            target = Target(ip, 22, "root", login.key_file, None, self.namespace)
+            client, key = wait_for_ssh(target, login.timeout_s, check)
+            guest.client = client
+            guest.facts["rescue"] = {"ip": ip, "mac": rescue.mac, "image": str(guest.disk.path
+                                     if guest.disk else ""),
+                                     "host_key": {"type": key.type,
+                                                  "fingerprint": key.fingerprint}}  # fmt: skip
+            phase.detail = f"rescue system at {ip}, {key.type} {key.fingerprint}"
+        disk, boot = source.system
+        with self.clock.phase(f"partition{label}") as phase:
+            phase.detail = partition(client, disk, phase.name, limit, check)
+        self._restore(guest, source, check)
+        with self.clock.phase(f"bootloader{label}") as phase:
+            inject = (login.user, public_key_line(login.key_file)) if login.inject_key else None
+            phase.detail, phase.output = bootloader(client, boot, phase.name, limit, check,
+                                                    inject)  # fmt: skip
+            change = key_change(phase.output, machine.name) if inject else None
+            if change is not None:
+                self.result.guest_changes.append(change)
+        client.close()
+        guest.client = None
+        self.lab.power_off(vm)  # the rebuilt disk is unmounted and flushed
 
     def _watch(self, vm: LabVm) -> Watch | None:
         """Watch what the guest's NIC sends while it boots (for a failure's reason): on the
@@ -423,7 +470,7 @@ class Run:
         source = guest.source
         if isinstance(source, PgBackRestSource):
             self._recover(guest, source, check)
-        elif isinstance(source, FileLevelSource):
+        elif isinstance(source, FileLevelSource) and source.system is None:
             self._restore(guest, source, check)
         for step in machine.restore_steps:
             with clock.phase(f"step{label}: {step.name}") as phase:
@@ -443,18 +490,23 @@ class Run:
                 sent = stream_into(guest.client, source.target, tar, limit, check,
                                    source.extract_args(), hasher.feed)  # fmt: skip
                 sub = machine.backup.subpath
-                phase.detail = (f"{sent} bytes of tar restored into {source.target}"
+                into = (f"the rebuilt disk (mounted at {source.target} in the rescue system)"
+                        if source.system else source.target)  # fmt: skip
+                phase.detail = (f"{sent} bytes of tar restored into {into}"
                                 + (f" (the backup's {sub})" if sub else ""))  # fmt: skip
         finally:
             entries, problem = hasher.finish()
+        if source.system is not None:  # extracted --numeric-owner: owners compared by number
+            entries = [e._replace(user="", group="") for e in entries]
         with clock.phase(f"restore proof{label}") as phase:
             if problem:
                 phase.detail = f"not proven: {problem}"
                 self._record(stream_not_proven(source.target, machine.name, bool(label),
                                                problem))  # fmt: skip
                 return
+            root = machine.login.user == "root" or source.system is not None  # the rescue's
             proof, result = prove_stream(guest.client, entries, source.target, machine.name,
-                                         bool(label), machine.login.user == "root", phase.name,
+                                         bool(label), root, phase.name,
                                          check, machine.backup.restore_timeout_s)  # fmt: skip
             self.result.data.append(proof)
             self._record(result)
@@ -593,7 +645,8 @@ class Run:
         self._safely("the proof that the backup is unchanged", self._prove_unchanged)
         if self.primary is not None:  # the report's lab section shows the first machine's
             first = self.primary.facts
-            self.result.lab.update({k: first[k] for k in ("ip", "host_key", "system_state")
+            self.result.lab.update({k: first[k] for k in ("ip", "host_key", "system_state",
+                                                          "rescue")
                                     if k in first})  # fmt: skip
         if len(self.guests) > 1:
             self.result.machines = [
@@ -624,6 +677,19 @@ class Run:
         self.failure = self.failure or failure
 
 
+def _vm_disk(guest: Guest) -> VmDisk:
+    """What the lab boots for one machine (its verified disk), and how."""
+    disk, machine = guest.disk, guest.machine
+    assert disk is not None  # noqa: S101 - verified before
+    more = tuple(ExtraDisk(d.path, d.image, d.chain) for d in disk.extra)
+    shares = guest.source.shares() if isinstance(guest.source, PgBackRestSource) else ()
+    blank = machine.vm.disk.size_bytes if machine.vm.disk else 0
+    key = public_key_line(machine.login.key_file) if blank else ""
+    return VmDisk(machine.name, disk.path, disk.image, machine.vm.memory_mib, machine.vm.vcpus,
+                  machine.hostnames, disk.chain, more, guest.firmware, machine.vm.secure_boot,
+                  shares, blank, key)  # fmt: skip
+
+
 def _addressing_facts(addressing: Addressing, namespace: str, guard: str) -> dict[str, Any]:
     """The report's account of the lab network: replicated subnets or plain DHCP, and how
     each machine's address was found."""
@@ -643,13 +709,17 @@ def _read_console(lab: Lab) -> bytes:
     if lab.provisioned is None:
         return b""
     vms = lab.provisioned.vms
+    logs = [(f"{vm.machine}: " if len(vms) > 1 else "", vm) for vm in vms]
+    files = [(f"{who}rescue system", vm.rescue.console_log) for who, vm in logs if vm.rescue]
+    files += [(f"{who}rebuilt system" if vm.rescue else who.rstrip(": "), vm.console_log)
+              for who, vm in logs]  # fmt: skip
     out = b""
-    for vm in vms:
+    for title, path in files:
         try:
-            data = vm.console_log.read_bytes()[-CONSOLE_KEEP_BYTES // len(vms) :]
+            data = path.read_bytes()[-CONSOLE_KEEP_BYTES // len(files) :]
         except OSError:
             continue
-        out += f"===== {vm.machine} =====\n".encode() + data if len(vms) > 1 else data
+        out += f"===== {title} =====\n".encode() + data if len(files) > 1 else data
     return out
 
 

@@ -102,6 +102,10 @@ class VmDisk:
     firmware: str = "bios"  # or "uefi"
     secure_boot: bool = False
     shares: tuple[share.Share, ...] = ()  # host folders the VM reads in place, read-only
+    #: a whole-system restore: the blank disk's size; ``backing`` is then the rescue system,
+    #: which boots first beside the blank disk and lets in ``rescue_key``
+    blank_bytes: int = 0
+    rescue_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,20 @@ class LabVm:
     console_log: Path
     mac: str
     ip: str | None = None
+    rescue: RescueVm | None = None  # a whole-system restore: the rescue system's domain
+
+
+@dataclass(frozen=True)
+class RescueVm:
+    """The rescue system of a whole-system restore: the same domain name, booted first from
+    an overlay of the rescue image with the blank disk as its second disk, on a MAC of its
+    own (the rebuilt system's lease is then its own, and in a lab of several machines its
+    reserved address); ``domain_xml`` of the :class:`LabVm` then boots the rebuilt disk alone."""
+
+    domain_xml: str
+    console_log: Path
+    mac: str
+    disk: Path  # the blank disk, as QEMU sees it in the rescue system: /dev/vdb
 
 
 @dataclass(frozen=True)
@@ -218,11 +236,36 @@ class Lab:
             ip = plan.address(i) if named else None
             if addressing is not None and replicated:
                 ip = addressing.of(disk.machine).ip
-            vms.append(LabVm(disk.machine, domain, dom_xml, overlay, console_log, mac, ip))
+            vm = LabVm(disk.machine, domain, dom_xml, overlay, console_log, mac, ip)
+            if disk.blank_bytes:
+                vm = self._rebuilt(vm, disk, DomainPlan(
+                    name=domain, lab_id=self.lab_id, scenario=self.record.scenario,
+                    domain_type=domain_type, memory_mib=disk.memory_mib, vcpus=disk.vcpus,
+                    overlay=overlay, backing=backing, network=name, mac=mac,
+                    console_log=console_log, keep_labels=keep_labels))  # fmt: skip
+            vms.append(vm)
         gateway = addressing.subnets[0].gateway if addressing and replicated else plan.gateway
         self.provisioned = Provisioned(name, net_xml, tuple(vms), gateway, host_guard,
                                        security_driver, namespace, namespace_guard)  # fmt: skip
         return self.provisioned
+
+    def _rebuilt(self, vm: LabVm, disk: VmDisk, rescue: DomainPlan) -> LabVm:
+        """A whole-system restore's two boots of one domain: the rescue system (its overlay
+        first, the blank disk second, the drill's key in its SMBIOS strings, a MAC of its
+        own), then the blank disk alone once the rescue system has rebuilt it."""
+        blank = self.dir / f"{disk.machine}.rebuilt.qcow2"
+        qemu_img.create_blank(blank, disk.blank_bytes)
+        _give_to_qemu(blank, self.hv.uri)
+        mac = _mac()
+        while mac == vm.mac:
+            mac = _mac()
+        rescue_log = self.dir / f"{disk.machine}.rescue.console.log"
+        rescue_xml = domain_xml(replace(
+            rescue, mac=mac, console_log=rescue_log, more_disks=((blank, ()),),
+            oem_strings=(f"rdrill-authorized-key={disk.rescue_key}",)))  # fmt: skip
+        rebuilt_xml = domain_xml(replace(rescue, overlay=blank, backing=(), video=True))
+        return replace(vm, domain_xml=rebuilt_xml, overlay=blank,
+                       rescue=RescueVm(rescue_xml, rescue_log, mac, blank))  # fmt: skip
 
     def _namespace(self, bridge: str, addressing: Addressing,
                    hosts: list[tuple[str, tuple[str, ...]]],
@@ -295,9 +338,13 @@ class Lab:
                 last = exc
         raise last or LabError("no free subnet in 10.213.0.0/16 for the lab network")
 
-    def start(self, vm: LabVm) -> None:
-        """Power on one VM."""
-        self.hv.create_domain(vm.domain_xml)
+    def start(self, vm: LabVm, rescue: bool = False) -> None:
+        """Power on one VM (``rescue``: its rescue system, see :class:`RescueVm`)."""
+        self.hv.create_domain(vm.rescue.domain_xml if rescue and vm.rescue else vm.domain_xml)
+
+    def power_off(self, vm: LabVm) -> None:
+        """Cut the power of a VM (the rescue system, once it has flushed the rebuilt disk)."""
+        self.hv.destroy_domain(vm.domain_name)
 
     def keep(self, vms: list[KeptVm]) -> None:
         """Leave the lab up on purpose; ``cleanup`` removes it later. Each VM's host key, as

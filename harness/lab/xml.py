@@ -72,6 +72,10 @@ class DomainPlan:
     nvram: Path | None = None
     #: host folders shared read-only (virtiofs): each guest tag and virtiofsd's socket
     shares: tuple[tuple[str, Path], ...] = ()
+    #: SMBIOS type 11 strings the guest reads (the rescue system: the drill's public key)
+    oem_strings: tuple[str, ...] = ()
+    #: a VGA adapter (no display is opened): a rebuilt system's BIOS GRUB hangs without one
+    video: bool = False
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -146,12 +150,7 @@ def domain_xml(plan: DomainPlan) -> str:
         _sub(memory, "source", type="memfd")
         _sub(memory, "access", mode="shared")
     _sub(dom, "vcpu", str(plan.vcpus))
-    os_el = _sub(dom, "os")
-    if plan.firmware == "uefi":
-        _uefi(os_el, plan)
-    else:
-        _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
-    _sub(os_el, "boot", dev="hd")
+    _os(dom, plan)
     features = _sub(dom, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
@@ -185,9 +184,26 @@ def domain_xml(plan: DomainPlan) -> str:
     _sub(serial, "target", port="0")
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
+    if plan.video:
+        _sub(_sub(devices, "video"), "model", type="vga")
     _sub(devices, "rng", model="virtio").append(_backend_random())
     _sub(devices, "memballoon", model="none")
     return _tostring(dom)
+
+
+def _os(dom: ET.Element, plan: DomainPlan) -> None:
+    """Firmware and boot device; SMBIOS strings the guest reads, if any."""
+    os_el = _sub(dom, "os")
+    if plan.firmware == "uefi":
+        _uefi(os_el, plan)
+    else:
+        _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
+    _sub(os_el, "boot", dev="hd")
+    if plan.oem_strings:
+        _sub(os_el, "smbios", mode="sysinfo")
+        strings = _sub(_sub(dom, "sysinfo", type="smbios"), "oemStrings")
+        for text in plan.oem_strings:
+            _sub(strings, "entry", text)
 
 
 def _uefi(os_el: ET.Element, plan: DomainPlan) -> None:

@@ -301,6 +301,13 @@ def _machine_problems(p: _Problems, where: Where, machine: dict[str, Any]) -> No
         p.add([*where, "vm", "memory"], f"{memory!r} is out of range (64MiB to 256GiB)")
     backup = machine["backup"]
     _backup_problems(p, where, backup, vm)
+    if backup.get("restore") == "system":
+        if machine.get("address"):
+            p.add([*where, "address"], "not with restore: system: the rescue system and the "
+                                       "rebuilt one take the lab's DHCP")  # fmt: skip
+        if login.get("create_user"):
+            p.add([*where, "login", "create_user"], "not with restore: system: the user must "
+                                                    "exist in the backup")  # fmt: skip
     if "restore_point" in backup:
         try:
             _parse_time(backup["restore_point"])
@@ -419,13 +426,55 @@ def _backup_problems(
     if "password_file" in backup:
         p.existing_file([*where, "backup", "password_file"], backup["password_file"])
     p.duration([*where, "backup", "restore_timeout"], backup.get("restore_timeout"), MAX_WAIT_S)
+    if backup.get("restore") == "system":
+        _system_problems(p, where, backup, vm)
+    else:
+        for key in ("disk", "rescue_image"):
+            if key in vm:
+                p.add([*where, "vm", key], "only for a whole-system restore (backup.restore: "
+                                           "system)")  # fmt: skip
+        if "root" in backup:
+            p.add([*where, "backup", "root"], "only with restore: system (files: subpath)")
     if not REGISTRY[kind].restored and "image" in vm:
         p.add([*where, "vm", "image"], f"a {kind} backup is itself the VM's disk; drop vm.image")
-    elif REGISTRY[kind].restored:
+    elif REGISTRY[kind].restored and backup.get("restore") != "system":
         if "image" not in vm:
             p.add([*where, "vm"], f"a {kind} backup is restored into a base VM: set vm.image")
         else:
             p.existing_file([*where, "vm", "image"], vm["image"])
+
+
+def _system_problems(
+    p: _Problems, where: Where, backup: dict[str, Any], vm: dict[str, Any]
+) -> None:  # fmt: skip
+    """A whole-system restore: a blank disk, a rescue image, no base image, BIOS."""
+    for key, instead in (("subpath", "root"), ("target", "nothing: the files land at /")):
+        if key in backup:
+            p.add([*where, "backup", key], f"not with restore: system (use {instead})")
+    if "image" in vm:
+        p.add([*where, "vm", "image"], "a whole-system restore boots a rescue system beside a "
+                                       "blank disk, not a base image: drop vm.image "
+                                       "(vm.rescue_image names another rescue system)")
+    if "disk" not in vm:
+        p.add([*where, "vm"], "a whole-system restore needs vm.disk: {size: 8GiB}")
+    if vm.get("firmware") == "uefi":
+        p.add([*where, "vm", "firmware"], "a whole-system restore rebuilds BIOS (MBR) systems "
+                                          "only (README, 'Bare-metal restore')")  # fmt: skip
+    disk = vm.get("disk", {})
+    if "size" in disk and not 1024 <= parse_size_mib(disk["size"]) <= 16 * 1024 * 1024:
+        p.add([*where, "vm", "disk", "size"], f"{disk['size']!r} is out of range (1GiB to 16TiB)")
+    layout = disk.get("layout", "auto")
+    if layout != "auto":
+        p.existing_file([*where, "vm", "disk", "layout"], layout)
+    elif "partitions" in disk:
+        p.add([*where, "vm", "disk", "partitions"], "only with a layout file (auto makes one "
+                                                    "root partition, and swap if fstab has one)")
+    if "rescue_image" in vm:
+        p.existing_file([*where, "vm", "rescue_image"], vm["rescue_image"])
+    elif not model.default_rescue_image().is_file():
+        p.add([*where, "backup", "restore"], f"no rescue image at {model.default_rescue_image()}: "
+                                             "run scripts/build-rescue-image, or name one in "
+                                             "vm.rescue_image")  # fmt: skip
 
 
 def _check_problems(p: _Problems, checks: list[dict[str, Any]], machines: list[str]) -> None:
@@ -524,6 +573,9 @@ def _machine(machine: dict[str, Any], base: Path) -> model.Machine:
             image_format=vm.get("image_format", "auto"),
             firmware=vm.get("firmware", "auto"),
             secure_boot=vm.get("secure_boot", False),
+            disk=_disk(vm["disk"], base) if "disk" in vm else None,
+            rescue_image=(base / vm["rescue_image"]).resolve() if "rescue_image" in vm
+            else model.default_rescue_image() if "disk" in vm else None,
         ),
         login=model.LoginSpec(
             user=login["user"],
@@ -563,7 +615,9 @@ def _machine(machine: dict[str, Any], base: Path) -> model.Machine:
 def _backup(backup: dict[str, Any], base: Path) -> model.BackupSpec:
     repository = backup.get("repository")
     local = None if repository is None or is_remote(repository) else (base / repository).resolve()
-    subpath = _clean_path(backup["subpath"]) if "subpath" in backup else None
+    system = backup.get("restore") == "system"
+    inside = backup.get("root" if system else "subpath")
+    subpath = _clean_path(inside) if inside is not None else None
     kind = backup.get("kind", DEFAULT_KIND)
     restored = REGISTRY[kind].restored
     file_path = "path" in backup and repository is None
@@ -593,7 +647,9 @@ def _backup(backup: dict[str, Any], base: Path) -> model.BackupSpec:
         else None,
         environment=dict(backup.get("environment", {})),
         # Without a target, the files land where they were on the server.
-        target=backup.get("target", subpath or "/") if restored else None,
+        target=model.SYSTEM_TARGET if system
+        else backup.get("target", subpath or "/") if restored else None,
+        restore="system" if system else "files",
         restore_timeout_s=parse_duration(
             backup.get("restore_timeout", model.DEFAULT_RESTORE_TIMEOUT_S)
         ),
@@ -605,6 +661,16 @@ def _backup(backup: dict[str, Any], base: Path) -> model.BackupSpec:
         pg_path=_clean_path(backup["pg_path"]) if "pg_path" in backup else None,
         service=backup.get("service", "postgresql"),
     )
+
+
+def _disk(disk: dict[str, Any], base: Path) -> model.DiskSpec:
+    layout = disk.get("layout", "auto")
+    return model.DiskSpec(
+        size_bytes=parse_size_mib(disk["size"]) * 1024 * 1024,
+        layout=None if layout == "auto" else (base / layout).resolve(),
+        partitions={_clean_path(k) if k != "swap" else k: v
+                    for k, v in disk.get("partitions", {}).items()},
+    )  # fmt: skip
 
 
 def _integrity(spec: dict[str, Any] | None) -> model.IntegritySpec | None:

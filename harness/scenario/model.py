@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,14 @@ DEFAULT_STEP_TIMEOUT_S = 600.0
 
 
 DEFAULT_INTEGRITY_TIMEOUT_S = 7200.0
+#: where the rescue system mounts the rebuilt root file system (restore: system)
+SYSTEM_TARGET = "/mnt/rdrill-root"
+
+
+def default_rescue_image() -> Path:
+    """restore-drill's own rescue image, as ``scripts/build-rescue-image`` writes it."""
+    return Path(os.environ.get("RESTORE_DRILL_RESCUE_IMAGE",
+                               "/var/cache/restore-drill/rescue/rescue.qcow2"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,9 @@ class BackupSpec:
     recovery_target: str = "latest"  # latest | immediate (unless target_time)
     pg_path: str | None = None  # default: the data directory the backup was taken of
     service: str = "postgresql"
+    #: files: restored into the running vm.image; system: the whole machine rebuilt on a
+    #: blank disk from a rescue system (bare metal), ``subpath`` then being the system's root
+    restore: str = "files"
 
     @property
     def selector(self) -> str:
@@ -103,6 +115,16 @@ class Targets:
 
 
 @dataclass(frozen=True)
+class DiskSpec:
+    """The blank disk a whole-system restore rebuilds the machine on (``vm.disk``)."""
+
+    size_bytes: int
+    layout: Path | None = None  # an ``sfdisk --dump`` saved at backup time; None: auto
+    #: with a layout file: the partition (1, 2, …) each mount point of fstab (or swap) is on
+    partitions: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class VmSpec:
     """The VM the backup boots in."""
 
@@ -115,6 +137,8 @@ class VmSpec:
     image_format: str = "auto"
     firmware: str = "auto"  # auto | bios | uefi
     secure_boot: bool = False
+    disk: DiskSpec | None = None  # restore: system: the blank disk
+    rescue_image: Path | None = None  # restore: system: what boots beside it
 
 
 @dataclass(frozen=True)

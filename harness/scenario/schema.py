@@ -194,6 +194,19 @@ SCHEMA: dict[str, Any] = {
                     "(default: the same path)",
                     "type": "string", "pattern": "^/[^\\0]*$", "maxLength": 4096,
                 },
+                "restore": {
+                    "description": "tar/restic/borg: files (default): restore the files into "
+                    "the running vm.image; system: rebuild the whole machine from a rescue "
+                    "system on a blank disk (vm.disk): partition, file systems with the UUIDs "
+                    "and labels its fstab names, files, its own boot loader, then boot it "
+                    "(README, 'Bare-metal restore')",
+                    "enum": ["files", "system"], "default": "files",
+                },
+                "root": {
+                    "description": "restore: system: the system's root inside the backup when "
+                    "it is not / (e.g. a backup made of a mounted snapshot, /mnt/snap)",
+                    "type": "string", "pattern": "^/[^\\0]*$", "maxLength": 4096,
+                },
                 "password": {"description": "repository password; use secret()", **_text},
                 "password_file": {"description": "file holding the repository password", **_path},
                 "environment": {
@@ -335,6 +348,35 @@ SCHEMA: dict[str, Any] = {
                     **_path,
                 },
                 "image_format": {"enum": _image_formats, "default": "auto"},
+                "disk": {
+                    "description": "restore: system: the blank disk the machine is rebuilt on "
+                    "(a sparse qcow2 in the lab folder)",
+                    "type": "object", "additionalProperties": False, "required": ["size"],
+                    "properties": {
+                        "size": {"description": "e.g. 8GiB", "type": "string",
+                                 "pattern": SIZE_PATTERN},
+                        "layout": {
+                            "description": "auto (default): one bootable root partition on an "
+                            "MBR (plus swap if fstab names one); or a file holding the "
+                            "server's 'sfdisk --dump', saved at backup time",
+                            **_path,
+                        },
+                        "partitions": {
+                            "description": "with a layout file: the partition number each of "
+                            "fstab's mount points is on ('/': 2, '/boot': 1, swap: 3)",
+                            "type": "object", "maxProperties": 64,
+                            "propertyNames": {"pattern": "^(/[^\\0]*|swap)$"},
+                            "additionalProperties": {"type": "integer", "minimum": 1,
+                                                     "maximum": 128},
+                        },
+                    },
+                },
+                "rescue_image": {
+                    "description": "restore: system: the rescue system booted beside the blank "
+                    "disk (default: restore-drill's own, scripts/build-rescue-image); never "
+                    "written (booted through an overlay)",
+                    **_path,
+                },
                 "accelerator": {"enum": ["auto", "kvm", "tcg"], "default": "auto"},
                 "firmware": {
                     "description": "auto: UEFI when the boot disk is GPT with an EFI system "

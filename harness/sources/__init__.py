@@ -37,17 +37,19 @@ class Kind:
 _FILES = frozenset({"path", "sha256", "target", "restore_timeout"})
 _REPOSITORY = frozenset({"repository", "password", "password_file", "environment", "target",
                          "restore_timeout", "subpath", "host"})  # fmt: skip
+_SYSTEM = frozenset({"subpath", "restore", "root"})  # a whole system, rebuilt on a blank disk
 DEFAULT_KIND = "disk-image"
 REGISTRY: dict[str, Kind] = {
     "disk-image": Kind("harness.sources.disk_image:DiskImageSource",
                        frozenset({"path", "format", "sha256", "disks"}), (), restored=False),
-    "tar": Kind("harness.sources.tar:TarSource", _FILES | {"subpath"}, ("path",)),
+    "tar": Kind("harness.sources.tar:TarSource", _FILES | _SYSTEM, ("path",)),
     "file": Kind("harness.sources.tar:SingleFileSource", _FILES | {"integrity"},
                  ("path", "target")),
     "restic": Kind("harness.sources.restic:ResticSource",
-                   _REPOSITORY | {"snapshot", "tags", "path", "integrity"}, ("repository",)),
+                   _REPOSITORY | _SYSTEM | {"snapshot", "tags", "path", "integrity"},
+                   ("repository",)),
     "borg": Kind("harness.sources.borg:BorgSource",
-                 _REPOSITORY | {"archive", "glob_archives", "prefix", "integrity"},
+                 _REPOSITORY | _SYSTEM | {"archive", "glob_archives", "prefix", "integrity"},
                  ("repository",)),
     "pgbackrest": Kind("harness.sources.pgbackrest:PgBackRestSource",
                        frozenset({"repository", "stanza", "set", "target_time", "recovery_target",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from harness.errors import PhaseFailed
@@ -75,16 +76,23 @@ class BorgSource(FileLevelSource):
         under = [self.spec.subpath.lstrip("/")] if self.spec.subpath else []
         out = self.run_tool(["borg", "--bypass-lock", "list", "--json-lines",
                              f"{self.spec.repository}::{self.archive}", *under])  # fmt: skip
-        for line in out.splitlines():
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue
+        for item in _items(out):
             if item.get("type") == "-" and int(item.get("size", 0)) <= self.sample_max_bytes:
                 found.append(str(item["path"]).lstrip("/"))
                 if len(found) >= limit:
                     break
         return found
+
+    def system_names(self, paths: tuple[str, ...]) -> set[str]:
+        """``borg list`` of each path: the path and everything under it."""
+        assert self.spec.repository is not None  # noqa: S101 - the loader requires it
+        out = self.run_tool(["borg", "--bypass-lock", "list", "--json-lines",
+                             f"{self.spec.repository}::{self.archive}",
+                             *(self.rooted(p) for p in paths)])  # fmt: skip
+        return {self.unrooted(str(item["path"])) for item in _items(out)}
+
+    def system_file(self, path: str) -> bytes:
+        return self.file_content(self.rooted(path))
 
     def file_content(self, path: str) -> bytes:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it
@@ -108,3 +116,14 @@ class BorgSource(FileLevelSource):
         sub = [self.spec.subpath.lstrip("/")] if self.spec.subpath else []
         return ["borg", "--bypass-lock", "export-tar", f"{self.spec.repository}::{self.archive}",
                 "-", *sub]  # fmt: skip
+
+
+def _items(out: str) -> Iterator[dict[str, Any]]:
+    """The items of ``borg list --json-lines``."""
+    for line in out.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict) and "path" in item:
+            yield item

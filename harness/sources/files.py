@@ -23,12 +23,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from harness.durations import format_size
 from harness.errors import InfraError, PhaseFailed, PhaseTimeout
 from harness.evidence.model import BackupEvidence
 from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources import BootDisk
 from harness.sources.disk_image import inspect_image
 from harness.sources.identity import Proof, confirm_unchanged, hash_backup, identity
+from harness.sources.system import (
+    BOOT_FOLDERS,
+    BootPlan,
+    DiskPlan,
+    parse_fstab,
+    plan_boot,
+    plan_disk,
+)
 from harness.sources.view import copy_on_write
 
 TOOL_TIMEOUT_S = 300.0
@@ -59,9 +68,11 @@ class FileLevelSource:
     written_once_are = ""  # what those files are, for the report
 
     def __init__(self, spec: BackupSpec, vm: VmSpec) -> None:
-        assert vm.image is not None  # noqa: S101 - the loader ensures it
+        image = vm.rescue_image if spec.restore == "system" else vm.image
+        assert image is not None  # noqa: S101 - the loader ensures it
         assert spec.target is not None  # noqa: S101 - the loader ensures it
-        self.spec, self.vm, self.image_path, self.target = spec, vm, vm.image, spec.target
+        self.spec, self.vm, self.image_path, self.target = spec, vm, image, spec.target
+        self.system: tuple[DiskPlan, BootPlan] | None = None  # restore: system, from verify
 
     # -- what a kind provides -------------------------------------------------------------
     def inspect(self) -> Inspected:
@@ -90,6 +101,26 @@ class FileLevelSource:
     def environment(self) -> dict[str, str]:
         return dict(self.spec.environment)
 
+    def system_names(self, paths: tuple[str, ...]) -> set[str]:
+        """restore: system: the backup's names at or under ``paths`` (relative to the
+        system's root, ``boot``, ``etc/fstab``), spelled the same way."""
+        raise PhaseFailed("verify", f"a {self.spec.kind} backup cannot be a whole system")
+
+    def system_file(self, path: str) -> bytes:
+        """restore: system: one file of the system (``etc/fstab``), read by its tool."""
+        raise PhaseFailed("verify", f"a {self.spec.kind} backup cannot be a whole system")
+
+    def rooted(self, path: str) -> str:
+        """A path relative to the system's root, as the backup stores it (no leading /)."""
+        root = (self.spec.subpath or "").strip("/")
+        return f"{root}/{path}" if root else path
+
+    def unrooted(self, name: str) -> str:
+        """A name as the backup stores it (``./x``, ``/x``, ``x``), relative to the root."""
+        name = name.removeprefix("./").strip("/")
+        root = (self.spec.subpath or "").strip("/")
+        return name[len(root) + 1 :] if root and name.startswith(f"{root}/") else name
+
     def layout(self) -> tuple[int, tuple[str, ...]]:
         """How the guest's ``tar -x`` places the stream: how many leading folders it cuts
         from each member, and which members it takes (none named: all). A ``subpath``'s
@@ -102,7 +133,10 @@ class FileLevelSource:
     def extract_args(self) -> list[str]:
         """What ``tar -x`` in the guest adds (see :meth:`layout`)."""
         strip, members = self.layout()
-        return ([f"--strip-components={strip}"] if strip else []) + \
+        # a whole system: owners by number (the rescue system's names are not the server's),
+        # extended attributes (file capabilities, SELinux labels) kept
+        whole = ["--numeric-owner", "--xattrs", "--xattrs-include=*"] if self.system else []
+        return whole + ([f"--strip-components={strip}"] if strip else []) + \
             (["--", *members] if members else [])  # fmt: skip
 
     # -- the Source interface -------------------------------------------------------------
@@ -112,6 +146,9 @@ class FileLevelSource:
         image, chain, image_check = inspect_image(self.image_path, self.vm.image_format,
                                                   "base image")  # fmt: skip
         facts = self.inspect()
+        details = dict(facts.details)
+        if self.spec.restore == "system":
+            details.update(self._plan_system())
         restore_point: datetime | None
         if self.spec.restore_point:
             restore_point, source = self.spec.restore_point, "scenario"
@@ -126,13 +163,42 @@ class FileLevelSource:
             format=self.spec.kind,
             restore_point=restore_point.isoformat() if restore_point else "",
             restore_point_source=source, sha256_expected=self.spec.sha256,
-            image_check=f"{facts.summary}; base image {image.format}: {image_check}",
+            image_check=f"{facts.summary}; {self._image_words()} {image.format}: "
+                        f"{image_check}",
             identity_before=before, base_image=str(self.image_path),
-            details={**facts.details, **self._where()}, warnings=list(facts.warnings),
+            details={**details, **self._where()}, warnings=list(facts.warnings),
         )  # fmt: skip
         return evidence, BootDisk(self.image_path, image, chain)
 
+    def _image_words(self) -> str:
+        return "rescue image" if self.spec.restore == "system" else "base image"
+
+    def _plan_system(self) -> dict[str, str]:
+        """restore: system: the blank disk's plan from the backup's own fstab, and the
+        kernel and boot loader it must hold; refused here, before anything is created."""
+        assert self.vm.disk is not None  # noqa: S101 - the loader ensures it
+        names = self.system_names(("etc/fstab", *BOOT_FOLDERS))
+        if "etc/fstab" not in names:
+            raise PhaseFailed("verify", "the backup holds no /etc/fstab: nothing says which "
+                                        "file systems the system needs (is the backup's root "
+                                        "the system's? see backup.root)")  # fmt: skip
+        fstab = self.system_file("etc/fstab").decode(errors="replace")
+        disk = plan_disk(parse_fstab(fstab), self.vm.disk)
+        boot = plan_boot(names)
+        self.system = disk, boot
+        return {
+            "disk layout": f"{disk.layout}; {format_size(self.vm.disk.size_bytes)} blank disk",
+            "file systems": "; ".join(f.words() for f in disk.filesystems),
+            **({"fstab entries left out": "; ".join(disk.skipped)} if disk.skipped else {}),
+            "kernels": ", ".join(boot.kernels),
+            "boot loader": f"{boot.loader} (the restored system's own, run in a chroot)",
+        }
+
     def _where(self) -> dict[str, str]:
+        if self.spec.restore == "system":
+            root = self.spec.subpath or "/"
+            return {"restored": f"the whole system (the backup's {root}) onto a blank disk, "
+                                "from a rescue system"}  # fmt: skip
         if self.spec.subpath is None:
             return {"restored into": self.target}
         return {"subpath": self.spec.subpath, "restored into": self.target}

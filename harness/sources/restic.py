@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Iterator
 from typing import Any
 
 from harness.errors import PhaseFailed
@@ -104,20 +105,36 @@ class ResticSource(FileLevelSource):
         found = []
         under = ["--recursive", self.spec.subpath] if self.spec.subpath else []
         listing = self.run_tool(self._restic("ls", "--json", self.snapshot_id, *under))
-        for line in listing.splitlines():
-            try:
-                node = json.loads(line)
-            except ValueError:
-                continue
+        for node in _nodes(listing):
             small = int(node.get("size", 0)) <= self.sample_max_bytes
-            if node.get("struct_type") == "node" and node.get("type") == "file" and small:
+            if node.get("type") == "file" and small:
                 found.append(str(node["path"]).lstrip("/"))
                 if len(found) >= limit:
                     break
         return found
+
+    def system_names(self, paths: tuple[str, ...]) -> set[str]:
+        """``restic ls`` of each path: the path itself and, for a folder, what is in it."""
+        listing = self.run_tool(self._restic("ls", "--json", self.snapshot_id,
+                                             *(f"/{self.rooted(p)}" for p in paths)))  # fmt: skip
+        return {self.unrooted(str(node["path"])) for node in _nodes(listing)}
+
+    def system_file(self, path: str) -> bytes:
+        return self.file_content(self.rooted(path))
 
     def file_content(self, path: str) -> bytes:
         return self.tool_bytes(self._restic("dump", self.snapshot_id, f"/{path}"))
 
     def stream_command(self) -> list[str]:
         return self._restic("dump", "--archive", "tar", self.snapshot_id, self.spec.subpath or "/")
+
+
+def _nodes(listing: str) -> Iterator[dict[str, Any]]:
+    """The nodes of ``restic ls --json`` (its first line is the snapshot)."""
+    for line in listing.splitlines():
+        try:
+            node = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(node, dict) and node.get("struct_type") == "node":
+            yield node

@@ -29,6 +29,7 @@ class TarSource(FileLevelSource):
         return ["cat"], "uncompressed"
 
     member = ""  # the subpath as the archive names it (``var/…``, ``./var/…`` or ``/var/…``)
+    _names: dict[str, str]  # restore: system: each name under the root → as the archive has it
 
     def inspect(self) -> Inspected:
         listing = self.run_tool(["tar", "-tf", str(self.spec.path)])
@@ -36,6 +37,8 @@ class TarSource(FileLevelSource):
         entries = len(listing.splitlines())
         if self.spec.subpath is not None:
             self.member = _member(listing.splitlines(), self.spec.subpath)
+        if self.spec.restore == "system":
+            self._names = {self.unrooted(n): n for n in listing.splitlines()}
         return Inspected(f"tar archive ({name}), {entries} entries read",
                          details={"tool": "tar", "entries": str(entries)})  # fmt: skip
 
@@ -51,6 +54,12 @@ class TarSource(FileLevelSource):
 
     def file_content(self, path: str) -> bytes:
         return self.tool_bytes(["tar", "-xOf", str(self.spec.path), self._members[path]])
+
+    def system_names(self, paths: tuple[str, ...]) -> set[str]:
+        return {n for n in self._names if any(n == p or n.startswith(f"{p}/") for p in paths)}
+
+    def system_file(self, path: str) -> bytes:
+        return self.tool_bytes(["tar", "-xOf", str(self.spec.path), self._names[path]])
 
     def stream_command(self) -> list[str]:
         command, _ = self._compression()

@@ -211,3 +211,37 @@ def test_a_shared_folder_is_a_read_only_view_and_a_killed_drills_share_is_reaped
         assert (now.st_mode, now.st_uid, now.st_gid, now.st_ctime_ns) == (
             was.st_mode, was.st_uid, was.st_gid, was.st_ctime_ns)  # fmt: skip
     assert info.read_text() == "[db]\n"
+
+
+def test_a_whole_system_restore_boots_its_rescue_system_then_the_rebuilt_disk_alone(
+    hv: Hypervisor, backup: Path, tmp_path: Path
+) -> None:
+    """The rescue system (an overlay of its image, the blank disk second, the drill's key in
+    its SMBIOS strings, a MAC of its own) and then the same domain from the blank disk alone,
+    on the machine's MAC, with a VGA adapter (GRUB hangs without one) and its own console log;
+    the blank disk goes with the lab."""
+    lab = Lab(hv, "unit", tmp_path)
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDrill drill@host"
+    made = lab.provision([VmDisk("main", backup, qemu_img.info(backup), 256, 1,
+                                 blank_bytes=8 << 30, rescue_key=key)], "qemu")  # fmt: skip
+    [vm] = made.vms
+    assert vm.rescue is not None
+    blank = lab.dir / "main.rebuilt.qcow2"
+    info = qemu_img.info(blank)
+    assert (info.format, info.virtual_size, info.backing_file) == ("qcow2", 8 << 30, None)
+    rescue = vm.rescue.domain_xml
+    assert f"<entry>rdrill-authorized-key={key}</entry>" in rescue
+    assert '<smbios mode="sysinfo" />' in rescue
+    assert rescue.index(str(lab.dir / "main.qcow2")) < rescue.index(str(blank))  # vda, vdb
+    assert f'<mac address="{vm.rescue.mac}" />' in rescue and vm.rescue.mac != vm.mac
+    assert "main.rescue.console.log" in rescue and "<video>" not in rescue
+    rebuilt = vm.domain_xml
+    assert str(blank) in rebuilt and str(backup) not in rebuilt and "main.qcow2" not in rebuilt
+    assert f'<mac address="{vm.mac}" />' in rebuilt and "rdrill-authorized-key" not in rebuilt
+    assert '<model type="vga" />' in rebuilt and "main.console.log" in rebuilt
+    lab.start(vm, rescue=True)
+    lab.power_off(vm)
+    lab.start(vm)
+    lab.teardown()
+    assert not lab.dir.exists()
+    assert names(hv) == set()
