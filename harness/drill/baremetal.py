@@ -53,6 +53,12 @@ set -eu
 disk={disk} t={target}
 kernels=$(ls "$t"/boot/vmlinu* 2>/dev/null | wc -l)
 [ "$kernels" -gt 0 ] || {{ echo "the restored /boot holds no kernel" >&2; exit 40; }}
+for d in dev proc sys run tmp; do   # mount points a backup of / leaves out (other file systems)
+    [ -d "$t/$d" ] && continue
+    mkdir -p "$t/$d"; echo "created: /$d"
+    [ "$d" != tmp ] || chmod 1777 "$t/tmp"
+done
+mkdir -p "$t/dev/pts"
 mount --bind /dev "$t/dev"; mount --bind /dev/pts "$t/dev/pts"
 mount -t proc proc "$t/proc"; mount -t sysfs sysfs "$t/sys"; mount -t tmpfs tmpfs "$t/run"
 {install}
@@ -147,8 +153,12 @@ def bootloader(
 
     words = {"grub": "GRUB for BIOS (grub-install and its configuration)",
              "extlinux": "extlinux and its MBR code"}[plan.loader]  # fmt: skip
-    return f"{words}, the restored system's own ({said[0] if said else plan.loader}), " \
-           f"installed from a chroot; kernels {', '.join(plan.kernels)}", out  # fmt: skip
+    made = [line.removeprefix("created: ") for line in out.splitlines()
+            if line.startswith("created: ")]  # fmt: skip
+    return (f"{words}, the restored system's own ({said[0] if said else plan.loader}), "
+            f"installed from a chroot; kernels {', '.join(plan.kernels)}"
+            + (f"; mount points the backup left out created: {', '.join(made)}"
+               if made else "")), out  # fmt: skip
 
 
 def key_change(output: str, machine: str) -> GuestChange | None:

@@ -13,6 +13,7 @@ from harness.errors import PhaseFailed
 from harness.sources.files import (
     FileLevelSource,
     Inspected,
+    json_lines,
     parse_time,
     password_env,
     pick_latest,
@@ -120,10 +121,4 @@ class BorgSource(FileLevelSource):
 
 def _items(out: str) -> Iterator[dict[str, Any]]:
     """The items of ``borg list --json-lines``."""
-    for line in out.splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(item, dict) and "path" in item:
-            yield item
+    return (item for item in json_lines(out) if "path" in item)

@@ -11,6 +11,7 @@ the before/after identity of every file in it then proves.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -363,6 +364,17 @@ def _tail(data: bytes) -> str:
     text = data.decode(errors="replace").strip()
     text = text[-STDERR_KEEP:]
     return " | ".join(line.strip() for line in text.splitlines() if line.strip()) or "no output"
+
+
+def json_lines(text: str) -> Iterator[dict[str, Any]]:
+    """The objects of a tool's JSON-lines output; other lines (warnings) skipped."""
+    for line in text.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
 
 
 def parse_time(text: str) -> datetime:

@@ -14,6 +14,7 @@ from harness.errors import PhaseFailed
 from harness.sources.files import (
     FileLevelSource,
     Inspected,
+    json_lines,
     parse_time,
     password_env,
     pick_latest,
@@ -131,10 +132,4 @@ class ResticSource(FileLevelSource):
 
 def _nodes(listing: str) -> Iterator[dict[str, Any]]:
     """The nodes of ``restic ls --json`` (its first line is the snapshot)."""
-    for line in listing.splitlines():
-        try:
-            node = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(node, dict) and node.get("struct_type") == "node":
-            yield node
+    return (node for node in json_lines(listing) if node.get("struct_type") == "node")

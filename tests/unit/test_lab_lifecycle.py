@@ -233,15 +233,41 @@ def test_a_whole_system_restore_boots_its_rescue_system_then_the_rebuilt_disk_al
     assert f"<entry>rdrill-authorized-key={key}</entry>" in rescue
     assert '<smbios mode="sysinfo" />' in rescue
     assert rescue.index(str(lab.dir / "main.qcow2")) < rescue.index(str(blank))  # vda, vdb
-    assert f'<mac address="{vm.rescue.mac}" />' in rescue and vm.rescue.mac != vm.mac
-    assert "main.rescue.console.log" in rescue and "<video>" not in rescue
+    assert f'<mac address="{vm.rescue.mac}" />' in rescue
+    assert vm.rescue.mac != vm.mac
+    assert "main.rescue.console.log" in rescue
+    assert "<video>" not in rescue
     rebuilt = vm.domain_xml
-    assert str(blank) in rebuilt and str(backup) not in rebuilt and "main.qcow2" not in rebuilt
-    assert f'<mac address="{vm.mac}" />' in rebuilt and "rdrill-authorized-key" not in rebuilt
-    assert '<model type="vga" />' in rebuilt and "main.console.log" in rebuilt
+    assert str(blank) in rebuilt
+    assert "main.qcow2" not in rebuilt  # the rescue system's overlay
+    assert str(backup) not in rebuilt  # nor the rescue image
+    assert f'<mac address="{vm.mac}" />' in rebuilt
+    assert "rdrill-authorized-key" not in rebuilt
+    assert '<model type="vga" />' in rebuilt
+    assert "main.console.log" in rebuilt
     lab.start(vm, rescue=True)
     lab.power_off(vm)
     lab.start(vm)
     lab.teardown()
     assert not lab.dir.exists()
     assert names(hv) == set()
+
+
+def test_a_rebuilt_machine_beside_a_disk_image_machine_keeps_its_reserved_address(
+    hv: Hypervisor, backup: Path, tmp_path: Path
+) -> None:
+    """In a lab of several machines, the rebuilt system boots on the MAC its address and names
+    are reserved for; its rescue system takes a lease from the pool, on a MAC of its own."""
+    lab = Lab(hv, "unit", tmp_path)
+    info = qemu_img.info(backup)
+    made = lab.provision([VmDisk("db", backup, info, 256, 1, blank_bytes=1 << 30,
+                                 rescue_key="ssh-ed25519 AAAA drill"),
+                          VmDisk("web", backup, info, 256, 1)], "qemu")  # fmt: skip
+    db, web = made.vms
+    assert db.rescue is not None
+    assert web.rescue is None
+    assert f"<host mac='{db.mac}' name='db' ip='{db.ip}'/>" in made.network_xml
+    assert db.rescue.mac not in made.network_xml
+    assert "db.rebuilt.qcow2" in db.domain_xml
+    assert "web.rebuilt.qcow2" not in web.domain_xml
+    lab.teardown()

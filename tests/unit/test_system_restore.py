@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.drill.baremetal import key_change
 from harness.errors import PhaseFailed, ScenarioError
 from harness.scenario.loader import load_scenario
 from harness.scenario.model import DiskSpec
@@ -76,14 +77,18 @@ def test_an_optional_entry_it_cannot_make_is_left_out_and_said() -> None:
     assert "nofail" in plan.skipped[0]
 
 
+BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
+LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+
 def test_a_layout_file_with_partitions_named(tmp_path: Path) -> None:
     dump = tmp_path / "sda.sfdisk"
     dump.write_text("label: gpt\nlabel-id: 5E1F2C4A-0000-4000-8000-00000000AAAA\n"
                     "device: /dev/sda\nunit: sectors\nfirst-lba: 34\nlast-lba: 16777182\n"
                     "sector-size: 512\n\n"
-                    "/dev/sda1 : start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649\n"
-                    "/dev/sda2 : start=4096, size=1048576, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
-                    "/dev/sda3 : start=1052672, size=8388608, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n")
+                    f"/dev/sda1 : start=2048, size=2048, type={BIOS_BOOT}\n"
+                    f"/dev/sda2 : start=4096, size=1048576, type={LINUX}\n"
+                    f"/dev/sda3 : start=1052672, size=8388608, type={LINUX}\n")
     fstab = parse_fstab(f"UUID={ROOT_UUID} / ext4 defaults 0 1\nLABEL=boot /boot ext2 "
                         "defaults 0 2\n")  # fmt: skip
     plan = plan_disk(fstab, DiskSpec(8 * GIB, dump, {"/": 3, "/boot": 2}))
@@ -95,7 +100,7 @@ def test_a_layout_file_with_partitions_named(tmp_path: Path) -> None:
     assert [f.mount for f in plan.mounted] == ["/", "/boot"]  # parents first
     with pytest.raises(PhaseFailed, match="beyond the blank disk's"):
         plan_disk(fstab, DiskSpec(GIB, dump, {"/": 3, "/boot": 2}))
-    with pytest.raises(PhaseFailed, match="does not say which partition of sda.sfdisk holds /boot"):
+    with pytest.raises(PhaseFailed, match=r"not say which partition of sda\.sfdisk holds /boot"):
         plan_disk(fstab, DiskSpec(8 * GIB, dump, {"/": 3}))
     with pytest.raises(PhaseFailed, match="has no partition 7"):
         plan_disk(fstab, DiskSpec(8 * GIB, dump, {"/": 7, "/boot": 2}))
@@ -111,7 +116,7 @@ def test_boot_needs_a_kernel_and_a_boot_loader() -> None:
         plan_boot({n for n in BOOTABLE if "vmlinuz" not in n})
     with pytest.raises(PhaseFailed, match="no boot loader for BIOS"):
         plan_boot({n for n in BOOTABLE if "grub" not in n})
-    with pytest.raises(PhaseFailed, match="no /boot/extlinux/extlinux.conf"):
+    with pytest.raises(PhaseFailed, match=r"no /boot/extlinux/extlinux\.conf"):
         plan_boot(extlinux - {"boot/extlinux/extlinux.conf"})
 
 
@@ -235,3 +240,22 @@ def test_disk_and_rescue_image_belong_to_system_restores(scenario_dir: Path) -> 
         load_scenario(path)
     assert any("vm.disk: only for a whole-system restore" in str(p)
                for p in info.value.problems)  # fmt: skip
+
+
+def test_the_key_added_on_the_rebuilt_disk_is_a_listed_change() -> None:
+    said = ("boot loader: grub-install (GRUB) 2.06\n"
+            "key before: /root/.ssh/authorized_keys 600 0 0 100 " + "a" * 64 + "\n"
+            "key after: /root/.ssh/authorized_keys 600 0 0 200 " + "b" * 64 + "\n")  # fmt: skip
+    change = key_change(said, "db")
+    assert change is not None
+    assert (change.machine, change.path, change.action) == ("db", "/root/.ssh/authorized_keys",
+                                                            "modified")  # fmt: skip
+    assert change.before == {"mode": "600", "uid": 0, "gid": 0, "size": 100, "sha256": "a" * 64}
+    assert change.after is not None
+    assert change.after["size"] == 200
+    fresh = key_change("key before: /home/ops/.ssh/authorized_keys\n"
+                       "key after: /home/ops/.ssh/authorized_keys 600 1000 1000 81 " + "c" * 64,
+                       "db")  # fmt: skip
+    assert fresh is not None
+    assert (fresh.action, fresh.before) == ("added", None)
+    assert key_change("boot loader: extlinux 6.04\n", "db") is None

@@ -37,7 +37,8 @@ def derived(out: Path, drop: str, fstab: bytes | None = None) -> Path:
 
 
 def test_bare_metal_recovery_from_tar_and_restic(tmp_path: Path) -> None:
-    runs = {"tar": ("--var", "from=tar"), "restic": ("--var", "from=restic")}
+    runs = {"tar": ("--var", "from=tar"),
+            "restic": ("--var", "from=restic", "--var", "inject_key=true")}  # fmt: skip
     with ThreadPoolExecutor(len(runs)) as pool:
         futures = {k: pool.submit(run_cli, SCENARIO, *args, reports=tmp_path / k, timeout=1800)
                    for k, args in runs.items()}  # fmt: skip
@@ -69,6 +70,14 @@ def test_bare_metal_recovery_from_tar_and_restic(tmp_path: Path) -> None:
         assert "===== rebuilt system =====" in console
         assert "db login:" in console  # the rebuilt system's own getty on its serial console
         assert_backup_untouched(report)
+    # the restic drill added the drill's key on the rebuilt disk, and says so
+    [change] = drills["restic"].report["guest_changes"]
+    assert (change["path"], change["action"]) == ("/root/.ssh/authorized_keys", "modified")
+    assert change["before"]["sha256"] != change["after"]["sha256"]
+    assert change["after"]["mode"] == "600"
+    assert drills["tar"].report["guest_changes"] == []
+    assert "the rescue system added it to the rebuilt disk" in drills["restic"].file(
+        "report.html")
 
 
 def test_unbuildable_backups_fail_before_anything_boots(tmp_path: Path) -> None:
@@ -79,8 +88,12 @@ def test_unbuildable_backups_fail_before_anything_boots(tmp_path: Path) -> None:
                        (badfstab, "fstab line 1 (UUID=8f3c2a61-not-a-uuid / ext4): UUID "
                                   "'8f3c2a61-not-a-uuid' is not one a ext4 file system can be "
                                   "given")):  # fmt: skip
+        before = path.stat()
         drill = run_cli(SCENARIO, "--var", f"backup={path}", "--var", f"name=bad-{path.stem}",
                         reports=tmp_path / path.stem)  # fmt: skip
+        after = path.stat()
+        assert (after.st_mtime_ns, after.st_ctime_ns, after.st_size, after.st_mode) == (
+            before.st_mtime_ns, before.st_ctime_ns, before.st_size, before.st_mode)  # fmt: skip
         report = drill.report
         assert drill.exit_code == 1, drill.stderr
         assert report["verdict"] == "FAIL"
@@ -89,6 +102,5 @@ def test_unbuildable_backups_fail_before_anything_boots(tmp_path: Path) -> None:
         names = [p["name"] for p in report["phases"]]
         assert "rescue boot" not in names
         assert "provision" not in names  # nothing created
-        assert_backup_untouched(report)
         path.unlink()
     shutil.rmtree(tmp_path, ignore_errors=True)
