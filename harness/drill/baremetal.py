@@ -22,10 +22,12 @@ import paramiko
 from harness.evidence.model import GuestChange
 from harness.remote.commands import run_step
 from harness.scenario.model import SYSTEM_TARGET
-from harness.sources.system import BootPlan, DiskPlan
+from harness.sources.system import BootPlan, DiskPlan, Filesystem
 
 DISK = "/dev/vdb"  # the blank disk, the rescue system's second disk
 PART_WAIT_S = 30  # for udev to make a partition's device node
+FAT_OPTIONS = {"umask", "fmask", "dmask", "uid", "gid", "codepage", "iocharset", "shortname",
+               "utf8"}  # fmt: skip
 
 _PARTITION = r"""
 set -eu
@@ -82,6 +84,23 @@ else
 fi
 """
 
+_GRUB_EFI = r"""
+install=$(chroot "$t" sh -c 'command -v grub-install || command -v grub2-install') || {
+    echo "the restored system has no grub-install" >&2; exit 41; }
+echo "boot loader: $(chroot "$t" "$install" --version)"
+esp=/boot/efi
+mountpoint -q "$t/boot/efi" || esp=/efi
+# --removable: EFI/BOOT/BOOTX64.EFI, which the firmware boots with no boot entry in its NVRAM
+# (the rescue system runs under BIOS and writes no EFI variable: --no-nvram)
+chroot "$t" "$install" --target=x86_64-efi --efi-directory="$esp" --removable --no-nvram \
+    2>&1 | tail -3
+if chroot "$t" sh -c 'command -v update-grub' >/dev/null; then
+    chroot "$t" update-grub 2>&1 | tail -8
+else
+    chroot "$t" grub-mkconfig -o /boot/grub/grub.cfg 2>&1 | tail -8
+fi
+"""
+
 _EXTLINUX = r"""
 folder=/boot/extlinux
 [ -f "$t/boot/extlinux/extlinux.conf" ] || folder=/boot/syslinux
@@ -121,7 +140,7 @@ def partition(
     mkfs = "\n".join(shlex.join(f.mkfs(f"{disk}{f.partition}")) for f in plan.filesystems)
     mounts = "\n".join(
         f"mkdir -p {shlex.quote(target + f.mount.rstrip('/'))}\n"
-        f"mount {disk}{f.partition} {shlex.quote(target + f.mount.rstrip('/'))}"
+        f"mount {_options(f)}{disk}{f.partition} {shlex.quote(target + f.mount.rstrip('/'))}"
         for f in plan.mounted
     )  # fmt: skip
     numbers = " ".join(str(f.partition) for f in plan.filesystems)
@@ -132,6 +151,15 @@ def partition(
     made = "; ".join(f.words() for f in plan.filesystems)
     return f"{plan.layout}: {made}" + (f" ({out.strip().count(chr(10)) + 1} mounted)"
                                        if out.strip() else "")  # fmt: skip
+
+
+def _options(fs: Filesystem) -> str:
+    """FAT keeps no owner or mode: its mount options (fstab's) give every file the same, and
+    ``quiet`` lets tar's chown and chmod of what FAT cannot hold succeed without effect."""
+    if fs.fstype != "vfat":
+        return ""
+    kept = [o for o in fs.options if o.split("=")[0] in FAT_OPTIONS]
+    return f"-o {shlex.quote(','.join([*kept, 'quiet']))} "
 
 
 def bootloader(
@@ -145,13 +173,16 @@ def bootloader(
     if key is not None:
         inject = _INJECT.format(user=shlex.quote(key[0]), key=shlex.quote(key[1]))
     script = _BOOTLOADER.format(disk=DISK, target=shlex.quote(SYSTEM_TARGET),
-                                install=_GRUB if plan.loader == "grub" else _EXTLINUX,
+                                install={"grub": _GRUB, "grub-efi": _GRUB_EFI,
+                                         "extlinux": _EXTLINUX}[plan.loader],
                                 inject=inject)  # fmt: skip
     out = run_step(client, phase, script, timeout_s, cancelled)
     said = [line.removeprefix("boot loader: ") for line in out.splitlines()
             if line.startswith("boot loader: ")]  # fmt: skip
 
     words = {"grub": "GRUB for BIOS (grub-install and its configuration)",
+             "grub-efi": "GRUB for UEFI (grub-install --removable onto the EFI system "
+                         "partition, and its configuration)",
              "extlinux": "extlinux and its MBR code"}[plan.loader]  # fmt: skip
     made = [line.removeprefix("created: ") for line in out.splitlines()
             if line.startswith("created: ")]  # fmt: skip

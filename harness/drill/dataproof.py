@@ -103,9 +103,11 @@ def prove(
 def prove_stream(
     client: paramiko.SSHClient, entries: list[Entry], target: str, machine: str, several: bool,
     as_root: bool, phase: str, cancelled: Callable[[], None], timeout_s: float,
+    coarse: tuple[bytes, ...] = (),
 ) -> tuple[DataProof, CheckResult]:  # fmt: skip
     """Hash in the guest the files the restore stream held (as hashed on the host while it
-    passed) and compare: every file the backup gave is in the guest, byte for byte."""
+    passed) and compare: every file the backup gave is in the guest, byte for byte (under a
+    ``coarse`` folder, a FAT file system: content and size only)."""
     started = time.monotonic()
     proof = DataProof(machine=machine, source="restore stream", root=target,
                       expected_from="the backup's restore stream, hashed on this host as it "
@@ -115,11 +117,13 @@ def prove_stream(
                      cancelled, names)
     if found is None:
         raise PhaseFailed(phase, f"{target}: {tree.FAILURES[tree.NO_FOLDER]}")
-    compare(proof, entries, found)
+    compare(proof, entries, found, coarse=coarse)
     proof.duration_s = round(time.monotonic() - started, 2)
+    fat = (f" (under {', '.join('/' + c.decode(errors='replace').rstrip('/') for c in coarse)}"
+           ", a FAT file system: content and size)" if coarse else "")  # fmt: skip
     expectation = (f"the {proof.files_expected} files ({format_size(proof.bytes_expected)}) "
                    f"of the restore stream, hashed as it passed; "
-                   f"{', '.join(proof.compared)} compared")
+                   f"{', '.join(proof.compared)} compared{fat}")
     observed = (f"{proof.files_expected} files, {format_size(proof.bytes_expected)} restored, "
                 "all identical to the backup" if proof.passed and proof.files_expected
                 else summary(proof))  # fmt: skip

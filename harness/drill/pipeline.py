@@ -316,7 +316,11 @@ class Run:
     @staticmethod
     def _firmware(guest: Guest, disk: BootDisk) -> None:
         """BIOS or UEFI, as the scenario says or as the boot disk's partition table shows."""
-        spec = guest.machine.vm
+        spec, source = guest.machine.vm, guest.source
+        if isinstance(source, FileLevelSource) and source.system is not None:  # the rebuilt disk
+            guest.firmware = source.system[1].firmware
+            guest.facts["firmware"] = f"{guest.firmware} ({source.firmware_reason})"
+            return
         head = qemu_img.head(disk.path, disk.image.format) if spec.firmware == "auto" else None
         guest.firmware, why = firmware.choose(spec.firmware, head, spec.secure_boot)
         secure = " with Secure Boot" if spec.secure_boot else ""
@@ -505,9 +509,12 @@ class Run:
                                                problem))  # fmt: skip
                 return
             root = machine.login.user == "root" or source.system is not None  # the rescue's
+            fat = tuple(f"{f.mount.strip('/')}/".encode() for f in source.system[0].filesystems
+                        if f.fstype == "vfat") if source.system else ()  # fmt: skip
             proof, result = prove_stream(guest.client, entries, source.target, machine.name,
                                          bool(label), root, phase.name,
-                                         check, machine.backup.restore_timeout_s)  # fmt: skip
+                                         check, machine.backup.restore_timeout_s,
+                                         fat)  # fmt: skip
             self.result.data.append(proof)
             self._record(result)
             phase.detail = result.observed

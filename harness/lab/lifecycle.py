@@ -250,9 +250,10 @@ class Lab:
         return self.provisioned
 
     def _rebuilt(self, vm: LabVm, disk: VmDisk, rescue: DomainPlan) -> LabVm:
-        """A whole-system restore's two boots of one domain: the rescue system (its overlay
-        first, the blank disk second, the drill's key in its SMBIOS strings, a MAC of its
-        own), then the blank disk alone once the rescue system has rebuilt it."""
+        """A whole-system restore's two boots of one domain: the rescue system (BIOS, its
+        overlay first, the blank disk second, the drill's key in its SMBIOS strings, a MAC of
+        its own), then the blank disk alone once the rescue system has rebuilt it (BIOS or
+        UEFI, as the rebuilt system boots)."""
         blank = self.dir / f"{disk.machine}.rebuilt.qcow2"
         qemu_img.create_blank(blank, disk.blank_bytes)
         _give_to_qemu(blank, self.hv.uri)
@@ -263,7 +264,10 @@ class Lab:
         rescue_xml = domain_xml(replace(
             rescue, mac=mac, console_log=rescue_log, more_disks=((blank, ()),),
             oem_strings=(f"rdrill-authorized-key={disk.rescue_key}",)))  # fmt: skip
-        rebuilt_xml = domain_xml(replace(rescue, overlay=blank, backing=(), video=True))
+        uefi = disk.firmware == "uefi"
+        rebuilt_xml = domain_xml(replace(
+            rescue, overlay=blank, backing=(), video=True, firmware=disk.firmware,
+            nvram=self.dir / f"{disk.machine}.VARS.fd" if uefi else None))  # fmt: skip
         return replace(vm, domain_xml=rebuilt_xml, overlay=blank,
                        rescue=RescueVm(rescue_xml, rescue_log, mac, blank))  # fmt: skip
 

@@ -457,9 +457,9 @@ def _system_problems(
                                        "(vm.rescue_image names another rescue system)")
     if "disk" not in vm:
         p.add([*where, "vm"], "a whole-system restore needs vm.disk: {size: 8GiB}")
-    if vm.get("firmware") == "uefi":
-        p.add([*where, "vm", "firmware"], "a whole-system restore rebuilds BIOS (MBR) systems "
-                                          "only (README, 'Bare-metal restore')")  # fmt: skip
+    if vm.get("secure_boot"):
+        p.add([*where, "vm", "secure_boot"], "a whole-system restore rebuilds without Secure "
+                                             "Boot (README, 'Bare-metal restore')")  # fmt: skip
     disk = vm.get("disk", {})
     if "size" in disk and not 1024 <= parse_size_mib(disk["size"]) <= 16 * 1024 * 1024:
         p.add([*where, "vm", "disk", "size"], f"{disk['size']!r} is out of range (1GiB to 16TiB)")

@@ -380,7 +380,8 @@ SCHEMA: dict[str, Any] = {
                 "accelerator": {"enum": ["auto", "kvm", "tcg"], "default": "auto"},
                 "firmware": {
                     "description": "auto: UEFI when the boot disk is GPT with an EFI system "
-                    "partition (read before boot, read-only), else BIOS",
+                    "partition (read before boot, read-only), else BIOS; restore: system: "
+                    "UEFI when the backup's fstab mounts an EFI system partition",
                     "enum": ["auto", "bios", "uefi"], "default": "auto",
                 },
                 "secure_boot": {

@@ -74,6 +74,7 @@ class FileLevelSource:
         assert spec.target is not None  # noqa: S101 - the loader ensures it
         self.spec, self.vm, self.image_path, self.target = spec, vm, image, spec.target
         self.system: tuple[DiskPlan, BootPlan] | None = None  # restore: system, from verify
+        self.firmware_reason = ""  # restore: system: why the rebuilt disk boots BIOS or UEFI
 
     # -- what a kind provides -------------------------------------------------------------
     def inspect(self) -> Inspected:
@@ -185,14 +186,24 @@ class FileLevelSource:
                                         "the system's? see backup.root)")  # fmt: skip
         fstab = self.system_file("etc/fstab").decode(errors="replace")
         disk = plan_disk(parse_fstab(fstab), self.vm.disk)
-        boot = plan_boot(names)
+        wanted = self.vm.firmware
+        if wanted == "uefi" and disk.esp is None:
+            raise PhaseFailed("verify", "vm.firmware: uefi, but the backup's /etc/fstab mounts "
+                                        "no EFI system partition (vfat at /boot/efi)")
+        uefi = wanted == "uefi" or (wanted == "auto" and disk.esp is not None)
+        boot = plan_boot(names, "uefi" if uefi else "bios")
         self.system = disk, boot
+        why = ("set in the scenario (vm.firmware)" if wanted != "auto" else
+               "auto: the backup's fstab mounts an EFI system partition" if uefi else
+               "auto: the backup's fstab mounts no EFI system partition")  # fmt: skip
+        self.firmware_reason = why
         return {
             "disk layout": f"{disk.layout}; {format_size(self.vm.disk.size_bytes)} blank disk",
             "file systems": "; ".join(f.words() for f in disk.filesystems),
             **({"fstab entries left out": "; ".join(disk.skipped)} if disk.skipped else {}),
             "kernels": ", ".join(boot.kernels),
             "boot loader": f"{boot.loader} (the restored system's own, run in a chroot)",
+            "firmware": f"{boot.firmware} ({why})",
         }
 
     def _where(self) -> dict[str, str]:

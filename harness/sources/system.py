@@ -9,7 +9,7 @@ the rescue system carries the plan out (:mod:`harness.drill.baremetal`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import PhaseFailed
@@ -18,6 +18,11 @@ from harness.scenario.model import DiskSpec
 SECTOR = 512
 FIRST_SECTOR = 2048  # 1 MiB: room for GRUB's core image after the MBR
 AUTO_SWAP_MAX = 1024 * 1024 * 1024
+AUTO_ESP = 256 * 1024 * 1024  # an EFI system partition, as Debian's installer makes it
+ESP_MOUNTS = ("/boot/efi", "/efi")
+GPT_TYPE = {"esp": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+            "linux": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+            "swap": "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"}  # fmt: skip
 MKFS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "swap"}
 NOT_ON_DISK = {"proc", "sysfs", "tmpfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "nfs",
                "nfs4", "cifs", "smbfs", "fuse", "fuse.sshfs", "securityfs", "debugfs",
@@ -31,12 +36,13 @@ _LABEL_MAX = {"ext2": 16, "ext3": 16, "ext4": 16, "xfs": 12, "btrfs": 255, "vfat
 #: the boot loaders the rescue system runs from the restored system (chroot), preferred first
 GRUB_INSTALL = ("usr/sbin/grub-install", "usr/sbin/grub2-install")
 GRUB_BIOS = ("usr/lib/grub/i386-pc/boot.img",)
+GRUB_EFI = "usr/lib/grub/x86_64-efi/"  # grub-efi-amd64-bin's modules
 EXTLINUX = ("usr/bin/extlinux", "usr/sbin/extlinux")
 EXTLINUX_MBR = ("usr/lib/EXTLINUX/mbr.bin", "usr/lib/syslinux/mbr/mbr.bin")
 EXTLINUX_CONF = ("boot/extlinux/extlinux.conf", "boot/syslinux/syslinux.cfg")
 #: the folders whose entries decide the above (listed at verify, under the system's root)
-BOOT_FOLDERS = ("boot", "usr/sbin", "usr/bin", "usr/lib/grub/i386-pc", "usr/lib/EXTLINUX",
-                "usr/lib/syslinux/mbr")  # fmt: skip
+BOOT_FOLDERS = ("boot", "usr/sbin", "usr/bin", "usr/lib/grub/i386-pc", "usr/lib/grub/x86_64-efi",
+                "usr/lib/EXTLINUX", "usr/lib/syslinux/mbr")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class Filesystem:
     fstype: str
     uuid: str | None
     label: str | None
+    options: tuple[str, ...] = ()  # fstab's
 
     def mkfs(self, device: str) -> list[str]:
         """The command that makes it with fstab's UUID and label."""
@@ -118,6 +125,12 @@ class DiskPlan:
     skipped: tuple[str, ...] = ()  # fstab entries left alone (nofail/noauto), said
 
     @property
+    def esp(self) -> Filesystem | None:
+        """The EFI system partition fstab mounts (a UEFI system), if any."""
+        return next((f for f in self.filesystems if f.mount in ESP_MOUNTS and
+                     f.fstype == "vfat"), None)  # fmt: skip
+
+    @property
     def mounted(self) -> list[Filesystem]:
         """The file systems to mount under the target, parents first."""
         return sorted(
@@ -130,9 +143,13 @@ class DiskPlan:
 class BootPlan:
     """What makes the restored system boot: its kernels and its own boot loader."""
 
-    loader: str  # grub | extlinux
+    loader: str  # grub | grub-efi | extlinux
     kernels: tuple[str, ...]
-    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def firmware(self) -> str:
+        """What the rebuilt disk boots with."""
+        return "uefi" if self.loader == "grub-efi" else "bios"
 
 
 def parse_fstab(text: str) -> list[FsEntry]:
@@ -225,32 +242,47 @@ def _partition_of(entry: FsEntry) -> int | None:
 
 def _auto(entries: list[FsEntry], size: int, skipped: tuple[str, ...]) -> DiskPlan:
     """One bootable root partition on an MBR, and a swap partition after it if fstab names
-    one; anything more needs the server's own layout."""
-    extra = [e for e in entries if e.mount not in ("/", "swap")]
+    one. A UEFI system (fstab mounts a FAT EFI system partition at /boot/efi) gets a GPT: the
+    ESP first, then root and swap. Anything more needs the server's own layout."""
+    esps = [e for e in entries if e.mount in ESP_MOUNTS and e.fstype == "vfat"][:1]
+    extra = [e for e in entries if e.mount not in ("/", "swap") and e not in esps]
     swaps = [e for e in entries if e.mount == "swap"]
     if extra or len(swaps) > 1:
         what = extra[0] if extra else swaps[1]
         raise PhaseFailed("verify", f"the backup's {what.words()} needs a partition of its own, "
                                     "and disk.layout auto makes one root partition (and one "
-                                    "swap): save the server's table (sfdisk --dump) and give "
-                                    "it as vm.disk.layout, with vm.disk.partitions")  # fmt: skip
-    sectors = size // SECTOR
+                                    "swap, and an EFI system partition): save the server's table "
+                                    "(sfdisk --dump) and give it as vm.disk.layout, with "
+                                    "vm.disk.partitions")  # fmt: skip
+    esp_sectors = AUTO_ESP // SECTOR if esps else 0
     swap_sectors = min(AUTO_SWAP_MAX, size // 8) // SECTOR if swaps else 0
-    root_sectors = sectors - FIRST_SECTOR - swap_sectors
-    numbered = [(e, _partition_of(e)) for e in entries]
-    wrong = [e for e, n in numbered if n is not None and n != (1 if e.mount == "/" else 2)]
+    end = size // SECTOR - (34 if esps else 0)  # a GPT keeps a copy of itself at the end
+    sizes = [("esp", esp_sectors), ("linux", end - FIRST_SECTOR - esp_sectors - swap_sectors),
+             ("swap", swap_sectors)]  # fmt: skip
+    number = {k: i for i, k in enumerate((k for k, n in sizes if n), 1)}
+
+    def kind(entry: FsEntry) -> str:
+        return "esp" if entry in esps else "linux" if entry.mount == "/" else "swap"
+
+    wrong = [e for e in entries if (n := _partition_of(e)) is not None and n != number[kind(e)]]
     if wrong:
+        where = {"esp": "the EFI system partition", "linux": "root", "swap": "swap"}
+        made = ", ".join(f"{where[k]} is /dev/vda{n}" for k, n in number.items())
         raise PhaseFailed("verify", f"the backup's {wrong[0].words()} names a partition the "
-                                    "auto layout does not make there (root is /dev/vda1, swap "
-                                    "/dev/vda2)")  # fmt: skip
-    table = f"label: dos\nstart={FIRST_SECTOR}, size={root_sectors}, type=83, bootable\n" + (
-        f"start={FIRST_SECTOR + root_sectors}, type=82\n" if swaps else ""
-    )
-    filesystems = [Filesystem(1 if e.mount == "/" else 2, e.mount, e.fstype, e.uuid, e.label)
+                                    f"auto layout does not make there ({made})")  # fmt: skip
+    label, start, lines = "gpt" if esps else "dos", FIRST_SECTOR, []
+    for part, count in ((k, n) for k, n in sizes if n):
+        kind_field = (f"type={GPT_TYPE[part]}" if esps else
+                      "type=83, bootable" if part == "linux" else "type=82")  # fmt: skip
+        lines.append(f"start={start}, size={count}, {kind_field}\n")
+        start += count
+    filesystems = [Filesystem(number[kind(e)], e.mount, e.fstype, e.uuid, e.label, e.options)
                    for e in entries]  # fmt: skip
-    return DiskPlan(table, "dos", tuple(sorted(filesystems, key=lambda f: f.partition)),
-                    "auto: one bootable root partition on an MBR"
-                    + (" and a swap partition" if swaps else ""), skipped)  # fmt: skip
+    words = ("auto: an EFI system partition and a root partition on a GPT" if esps
+             else "auto: one bootable root partition on an MBR")  # fmt: skip
+    return DiskPlan(f"label: {label}\n" + "".join(lines), label,
+                    tuple(sorted(filesystems, key=lambda f: f.partition)),
+                    words + (" and a swap partition" if swaps else ""), skipped)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -288,7 +320,7 @@ def _from_layout(entries: list[FsEntry], disk: DiskSpec, skipped: tuple[str, ...
             raise PhaseFailed("verify", f"the backup's {entry.words()}: {disk.layout.name} has no "
                                         f"partition {number}")  # fmt: skip
         filesystems.append(Filesystem(number, entry.mount, entry.fstype, entry.uuid,
-                                      entry.label))  # fmt: skip
+                                      entry.label, entry.options))  # fmt: skip
     taken = [f.partition for f in filesystems]
     if len(set(taken)) != len(taken):
         raise PhaseFailed("verify", "vm.disk.partitions puts two of fstab's entries on one "
@@ -336,9 +368,10 @@ def _read_dump(path: Path) -> tuple[str, list[str], list[_Partition]]:
     return label, lines, partitions
 
 
-def plan_boot(names: set[str]) -> BootPlan:
-    """The restored system's kernels and boot loader, from the backup's own names under its
-    root (``boot/…``, ``usr/sbin/…``); a :class:`PhaseFailed` at verify when it has none."""
+def plan_boot(names: set[str], firmware: str = "bios") -> BootPlan:
+    """The restored system's kernels and boot loader for ``firmware``, from the backup's own
+    names under its root (``boot/…``, ``usr/sbin/…``); a :class:`PhaseFailed` at verify when
+    it has none."""
     kernels = tuple(sorted(n.removeprefix("boot/") for n in names
                            if n.startswith("boot/vmlinu") and n.count("/") == 1))  # fmt: skip
     if not kernels:
@@ -348,7 +381,14 @@ def plan_boot(names: set[str]) -> BootPlan:
             "cannot boot from it. Back up /boot too (a separate /boot "
             "file system is left out by --one-file-system: name it)",
         )
-    grub = any(n in names for n in GRUB_INSTALL) and any(n in names for n in GRUB_BIOS)
+    installs = any(n in names for n in GRUB_INSTALL)
+    if firmware == "uefi":
+        if installs and any(n.startswith(GRUB_EFI) for n in names):
+            return BootPlan("grub-efi", kernels)
+        raise PhaseFailed("verify", "the backup holds no boot loader for UEFI that the rescue "
+                                    "system can run from it: GRUB for EFI (grub-install and "
+                                    "/usr/lib/grub/x86_64-efi: Debian's grub-efi-amd64)")
+    grub = installs and any(n in names for n in GRUB_BIOS)
     extlinux = any(n in names for n in EXTLINUX) and any(n in names for n in EXTLINUX_MBR)
     if grub:
         return BootPlan("grub", kernels)

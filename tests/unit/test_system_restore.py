@@ -6,13 +6,18 @@ no VM (the VM tests rebuild the demo db server)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from harness.data.compare import compare
+from harness.data.manifest import Entry
+from harness.data.tree import Found
 from harness.drill.baremetal import key_change
 from harness.errors import PhaseFailed, ScenarioError
+from harness.evidence.model import DataProof
 from harness.scenario.loader import load_scenario
 from harness.scenario.model import DiskSpec
 from harness.sources import open_source
@@ -40,11 +45,12 @@ def test_fstab_block_devices_only_with_their_uuid_and_label() -> None:
 
 def test_auto_layout_root_and_swap_keep_fstabs_names() -> None:
     plan = plan_disk(parse_fstab(FSTAB), DiskSpec(8 * GIB))
-    assert plan.filesystems == (Filesystem(1, "/", "ext4", ROOT_UUID, None),
-                                Filesystem(2, "swap", "swap", None, "swap"))  # fmt: skip
+    assert plan.filesystems == (
+        Filesystem(1, "/", "ext4", ROOT_UUID, None, ("defaults", "errors=remount-ro")),
+        Filesystem(2, "swap", "swap", None, "swap", ("sw",)))  # fmt: skip
     root_sectors = 8 * GIB // 512 - 2048 - GIB // 512
     assert plan.table == (f"label: dos\nstart=2048, size={root_sectors}, type=83, bootable\n"
-                          f"start={2048 + root_sectors}, type=82\n")  # fmt: skip
+                          f"start={2048 + root_sectors}, size={GIB // 512}, type=82\n")  # fmt: skip
     assert plan.filesystems[0].mkfs("/dev/vdb1") == ["mkfs.ext4", "-q", "-F", "-U", ROOT_UUID,
                                                      "/dev/vdb1"]  # fmt: skip
     assert plan.filesystems[1].mkfs("/dev/vdb2") == ["mkswap", "-L", "swap", "/dev/vdb2"]
@@ -67,6 +73,26 @@ def test_what_the_auto_layout_cannot_satisfy_fails_at_verify(line: str, said: st
         plan_disk(parse_fstab(line), DiskSpec(8 * GIB))
     assert info.value.phase == "verify"
     assert said in str(info.value)
+
+
+def test_a_uefi_system_gets_a_gpt_with_its_efi_system_partition_first() -> None:
+    fstab = parse_fstab(f"UUID={ROOT_UUID} / ext4 defaults 0 1\n"
+                        "UUID=3A1F-9C2B /boot/efi vfat umask=0077 0 1\n")  # fmt: skip
+    plan = plan_disk(fstab, DiskSpec(8 * GIB))
+    esp = plan.esp
+    assert esp == Filesystem(1, "/boot/efi", "vfat", "3A1F-9C2B", None, ("umask=0077",))
+    assert esp.mkfs("/dev/vdb1") == ["mkfs.vfat", "-i", "3A1F9C2B", "/dev/vdb1"]
+    root = 8 * GIB // 512 - 34 - 2048 - 256 * 1024 * 2
+    assert plan.table == ("label: gpt\n"
+                          "start=2048, size=524288, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n"
+                          f"start=526336, size={root}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n")
+    assert [f.mount for f in plan.mounted] == ["/", "/boot/efi"]
+    assert plan_boot(BOOTABLE | {"usr/lib/grub/x86_64-efi/linux.mod"}, "uefi").loader == "grub-efi"
+    with pytest.raises(PhaseFailed, match="no boot loader for UEFI"):
+        plan_boot(BOOTABLE, "uefi")
+    with pytest.raises(PhaseFailed, match="EFI system partition is /dev/vda1, root is /dev/vda2"):
+        plan_disk(parse_fstab("/dev/vda1 / ext4 defaults 0 1\n"
+                              "UUID=3A1F-9C2B /boot/efi vfat umask=0077 0 1\n"), DiskSpec(GIB))
 
 
 def test_an_optional_entry_it_cannot_make_is_left_out_and_said() -> None:
@@ -215,8 +241,8 @@ def test_a_backup_without_its_kernel_or_fstab_fails_at_verify(system: Path) -> N
      "backup.target: not with restore: system"),
     ("  kind: tar\n  path: system.tar.gz\n", "  disk: {size: 8GiB}\n  image: rescue.qcow2\n",
      "vm.image: a whole-system restore boots a rescue system"),
-    ("  kind: tar\n  path: system.tar.gz\n", "  disk: {size: 8GiB}\n  firmware: uefi\n",
-     "vm.firmware: a whole-system restore rebuilds BIOS (MBR) systems only"),
+    ("  kind: tar\n  path: system.tar.gz\n", "  disk: {size: 8GiB}\n  secure_boot: true\n",
+     "vm.secure_boot: a whole-system restore rebuilds without Secure Boot"),
     ("  kind: tar\n  path: system.tar.gz\n", "  disk: {size: 8GiB, partitions: {/: 1}}\n",
      "vm.disk.partitions: only with a layout file"),
     ("  kind: tar\n  path: system.tar.gz\n", "  disk: {size: 8GiB, layout: none.sfdisk}\n",
@@ -259,3 +285,41 @@ def test_the_key_added_on_the_rebuilt_disk_is_a_listed_change() -> None:
     assert fresh is not None
     assert (fresh.action, fresh.before) == ("added", None)
     assert key_change("boot loader: extlinux 6.04\n", "db") is None
+
+
+def test_a_uefi_system_boots_uefi_and_a_bios_one_cannot_be_made_uefi(system: Path) -> None:
+    tree = system / "uefi-tree"
+    shutil.copytree(system / "tree", tree, symlinks=True)
+    (tree / "etc/fstab").write_text(FSTAB + "UUID=3A1F-9C2B /boot/efi vfat umask=0077 0 1\n")
+    (tree / "usr/lib/grub/x86_64-efi").mkdir(parents=True)
+    (tree / "usr/lib/grub/x86_64-efi/linux.mod").write_text("module\n")
+    (tree / "boot/efi").mkdir()
+    subprocess.run(["tar", "-C", str(tree), "-czpf", str(system / "uefi.tar.gz"), "."], check=True)
+    loaded = load_scenario(scenario(system, "  kind: tar\n  path: uefi.tar.gz\n"))
+    source = open_source(loaded.primary.backup, loaded.primary.vm)
+    evidence, _ = source.verify()
+    assert evidence.details["firmware"] == ("uefi (auto: the backup's fstab mounts an EFI system "
+                                            "partition)")  # fmt: skip
+    assert evidence.details["boot loader"].startswith("grub-efi")
+    assert "partition 1: vfat for /boot/efi (UUID 3A1F-9C2B)" in evidence.details["file systems"]
+    loaded = load_scenario(scenario(system, "  kind: tar\n  path: system.tar.gz\n",
+                                    "  disk: {size: 8GiB}\n  firmware: uefi\n"))  # fmt: skip
+    with pytest.raises(PhaseFailed, match=r"vm\.firmware: uefi, but the backup's /etc/fstab "
+                                          "mounts no EFI system partition"):  # fmt: skip
+        open_source(loaded.primary.backup, loaded.primary.vm).verify()
+
+
+def test_files_on_fat_are_proven_by_content_and_size_only() -> None:
+    """FAT keeps no owner or mode and times to 2 s: the ESP's files are compared by content and
+    size; a file elsewhere with the same differences is changed."""
+    digest = "d" * 64
+    wrote = [Entry(b"boot/efi/EFI/debian/grubx64.efi", digest, 10, 0o600, 0, 0, "", "", 3 * 10**9),
+             Entry(b"etc/hostname", digest, 10, 0o600, 0, 0, "", "", 3 * 10**9)]  # fmt: skip
+    seen = Found(10, 0o755, 0, 0, "", "", 4 * 10**9, digest)
+    proof = compare(DataProof(machine="db", source="restore stream", root="/",
+                              expected_from="the stream"), wrote,
+                    {e.path: seen for e in wrote}, coarse=(b"boot/efi/",))  # fmt: skip
+    assert proof.files_matching == 1
+    assert proof.changed == [{"path": "etc/hostname",
+                              "what": ["mode: 0600 → 0755", "mtime: 1970-01-01 00:00:03 → "
+                                       "1970-01-01 00:00:04"]}]  # fmt: skip

@@ -1,7 +1,8 @@
 """Bare-metal recovery (backup.restore: system) of the demo db server from its whole-system
-tar and restic backups, side by side: a blank disk, the rescue system, the partition table
-and an ext4 file system with the UUID the backup's fstab names, every file, the backup's own
-GRUB installed from a chroot, then the rebuilt disk boots alone and passes the db checks. And
+tar and restic backups and from the tar of the same server installed for UEFI, side by side:
+a blank disk, the rescue system, the partition table and file systems with the UUIDs the
+backup's fstab names, every file, the backup's own GRUB (for BIOS, or for EFI onto the ESP)
+installed from a chroot, then the rebuilt disk boots alone and passes the db checks. And
 two backups that cannot be rebuilt, refused before anything boots: one without its kernel,
 one whose fstab names a UUID no file system can be given."""
 
@@ -38,7 +39,8 @@ def derived(out: Path, drop: str, fstab: bytes | None = None) -> Path:
 
 def test_bare_metal_recovery_from_tar_and_restic(tmp_path: Path) -> None:
     runs = {"tar": ("--var", "from=tar"),
-            "restic": ("--var", "from=restic", "--var", "inject_key=true")}  # fmt: skip
+            "restic": ("--var", "from=restic", "--var", "inject_key=true"),
+            "uefi": ("--var", "from=uefi")}  # fmt: skip
     with ThreadPoolExecutor(len(runs)) as pool:
         futures = {k: pool.submit(run_cli, SCENARIO, *args, reports=tmp_path / k, timeout=1800)
                    for k, args in runs.items()}  # fmt: skip
@@ -54,7 +56,14 @@ def test_bare_metal_recovery_from_tar_and_restic(tmp_path: Path) -> None:
         phases = {p["name"]: p for p in report["phases"]}
         assert f"ext4 for / (UUID {ROOT_UUID})" in phases["partition"]["detail"]
         assert "all identical to the backup" in phases["restore proof"]["detail"]
-        assert phases["bootloader"]["detail"].startswith("GRUB for BIOS")
+        uefi = kind == "uefi"
+        assert phases["bootloader"]["detail"].startswith("GRUB for UEFI" if uefi
+                                                         else "GRUB for BIOS")  # fmt: skip
+        assert report["lab"]["firmware"].startswith("uefi (auto: the backup's fstab mounts an "
+                                                    "EFI system partition" if uefi else "bios")
+        if uefi:
+            assert "a GPT" in phases["partition"]["detail"]
+            assert "vfat for /boot/efi (UUID 5D2E-8A41)" in phases["partition"]["detail"]
         assert "restored system's own" in phases["bootloader"]["detail"]
         assert phases["rescue boot"]["detail"].startswith("rescue system at ")
         backup = report["backup"]
