@@ -330,7 +330,8 @@ class Run:
         """The drill's key into each lab copy that asks for it (``login.inject_key``). Timed
         as a phase of its own and left out of the measured recovery time: it is work the
         drill does to reach the restored system, not work of the recovery."""
-        guests = [g for g in self.guests if g.machine.login.inject_key and g.vm is not None]
+        guests = [g for g in self.guests if g.machine.login.inject_key and g.vm is not None
+                  and g.vm.rescue is None]  # a rebuilt disk gets it from the rescue system
         if not guests:
             return
         with self.clock.phase("prepare guest") as phase:
