@@ -47,7 +47,6 @@ done
 {mkfs}
 mkdir -p "$target"
 {mounts}
-findmnt -R -no TARGET,SOURCE,FSTYPE,UUID,LABEL "$target" | sed 's/  */ /g'
 """
 
 _BOOTLOADER = r"""
@@ -147,10 +146,9 @@ def partition(
     script = _PARTITION.format(disk=disk, target=shlex.quote(target), table=plan.table,
                                wait=PART_WAIT_S, numbers=numbers, mkfs=mkfs,
                                mounts=mounts)  # fmt: skip
-    out = run_step(client, phase, script, timeout_s, cancelled)
+    run_step(client, phase, script, timeout_s, cancelled)
     made = "; ".join(f.words() for f in plan.filesystems)
-    return f"{plan.layout}: {made}" + (f" ({out.strip().count(chr(10)) + 1} mounted)"
-                                       if out.strip() else "")  # fmt: skip
+    return f"{plan.layout}: {made}; mounted at {SYSTEM_TARGET} in the rescue system"
 
 
 def _options(fs: Filesystem) -> str:
