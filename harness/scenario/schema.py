@@ -29,6 +29,7 @@ _image_formats = ["auto", *BOOTABLE_FORMATS]
 _name = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,39}$"}
 _path = {"type": "string", "minLength": 1, "maxLength": 4096}
 _text = {"type": "string", "minLength": 1, "maxLength": 4096}
+_absolute = {"type": "string", "pattern": "^/[^\\0]*$", "maxLength": 4096}  # a path in the guest
 
 # Each check kind: the key that names its subject, and the options that key allows.
 CHECK_KINDS: dict[str, dict[str, Any]] = {
@@ -192,7 +193,7 @@ SCHEMA: dict[str, Any] = {
                     "description": "tar/restic/borg: restore only this folder of the backup "
                     "(as it was on the server, e.g. /var/www/html), its content into target "
                     "(default: the same path)",
-                    "type": "string", "pattern": "^/[^\\0]*$", "maxLength": 4096,
+                    **_absolute,
                 },
                 "restore": {
                     "description": "tar/restic/borg: files (default): restore the files into "
@@ -205,7 +206,7 @@ SCHEMA: dict[str, Any] = {
                 "root": {
                     "description": "restore: system: the system's root inside the backup when "
                     "it is not / (e.g. a backup made of a mounted snapshot, /mnt/snap)",
-                    "type": "string", "pattern": "^/[^\\0]*$", "maxLength": 4096,
+                    **_absolute,
                 },
                 "password": {"description": "repository password; use secret()", **_text},
                 "password_file": {"description": "file holding the repository password", **_path},
@@ -221,9 +222,7 @@ SCHEMA: dict[str, Any] = {
                     "description": "directory in the guest the files are restored into "
                     "(default: subpath, else / so files land where they were on the server; "
                     "a file backup needs one)",
-                    "type": "string",
-                    "pattern": "^/[^\\0]*$",
-                    "maxLength": 4096,
+                    **_absolute,
                 },
                 "restore_timeout": {**_duration, "description": "bound on the data restore"},
                 "integrity": {
@@ -268,7 +267,7 @@ SCHEMA: dict[str, Any] = {
                 "pg_path": {
                     "description": "pgbackrest: the data directory in the guest (default: "
                     "the one the backup was taken of)",
-                    "type": "string", "pattern": "^/[^\\0]*$", "maxLength": 4096,
+                    **_absolute,
                 },
                 "service": {
                     "description": "pgbackrest: the systemd unit stopped before the restore "
