@@ -264,3 +264,27 @@ def test_the_data_section_shows_the_counts_the_differences_and_the_signature(
                  "Not expected (1): allowed", "new&lt;b&gt;.html",
                  "<strong>1 identical</strong> (100 bytes)"):  # fmt: skip
         assert text in html, text
+
+
+def test_the_guest_changes_section_says_where_each_key_was_added(tmp_path: Path) -> None:
+    """A lab with a machine rebuilt from a whole-system backup (a bootloader phase) and a
+    disk-image machine whose overlay got the key: the overlay's change is said as such, and
+    the rebuilt machine is not claimed to have had a key added when it had none."""
+    from harness.evidence.model import GuestChange
+
+    run = result()
+    run.phases += [PhaseResult("bootloader db", 0.1, 15.0, "ok"),
+                   PhaseResult("prepare guest", 0.1, 19.7, "ok")]  # fmt: skip
+    run.guest_changes = [GuestChange("web", "/root/.ssh/authorized_keys", "added", "key", None,
+                                     {"mode": "0o600", "uid": 0, "gid": 0, "size": 81})]
+    html = (write(tmp_path, run) / "report.html").read_text()
+    assert "copy-on-write overlay only" in html
+    assert "This preparation took 19.7s" in html
+    assert "the rescue system added it" not in html
+    run.guest_changes.append(GuestChange(
+        "db", "/root/.ssh/authorized_keys", "modified",
+        "login.inject_key: the drill's key, added by the rescue system to the rebuilt disk after "
+        "the restore and its proof", None, {"mode": "600", "uid": 0, "gid": 0, "size": 81}))
+    html = (write(tmp_path / "both", run) / "report.html").read_text()
+    assert "copy-on-write overlay only" in html
+    assert "the rescue system added it to the rebuilt disk" in html
