@@ -318,8 +318,9 @@ class Run:
         """BIOS or UEFI, as the scenario says or as the boot disk's partition table shows."""
         spec, source = guest.machine.vm, guest.source
         if isinstance(source, FileLevelSource) and source.system is not None:  # the rebuilt disk
+            assert guest.evidence is not None  # noqa: S101 - verified before
             guest.firmware = source.system[1].firmware
-            guest.facts["firmware"] = f"{guest.firmware} ({source.firmware_reason})"
+            guest.facts["firmware"] = guest.evidence.details["firmware"]  # "uefi (why)"
             return
         head = qemu_img.head(disk.path, disk.image.format) if spec.firmware == "auto" else None
         guest.firmware, why = firmware.choose(spec.firmware, head, spec.secure_boot)

@@ -132,7 +132,6 @@ class RescueVm:
     domain_xml: str
     console_log: Path
     mac: str
-    disk: Path  # the blank disk, as QEMU sees it in the rescue system: /dev/vdb
 
 
 @dataclass(frozen=True)
@@ -220,36 +219,28 @@ class Lab:
                     for n, further in enumerate(disk.more, 2)]  # one overlay per further disk
             console_log = self.dir / f"{disk.machine}.console.log"
             served = [self._share(f"{disk.machine}-{s.tag}", s) for s in disk.shares]
-            dom_xml = domain_xml(
-                DomainPlan(
-                    name=domain, lab_id=self.lab_id,
-                    scenario=self.record.scenario, domain_type=domain_type,
-                    memory_mib=disk.memory_mib, vcpus=disk.vcpus, overlay=overlay,
-                    backing=backing,
-                    network=name, mac=mac, console_log=console_log, keep_labels=keep_labels,
-                    more_disks=tuple(more), firmware=disk.firmware,
-                    secure_boot=disk.secure_boot,
-                    nvram=self.dir / f"{disk.machine}.VARS.fd" if disk.firmware == "uefi" else None,
-                    shares=tuple((s.tag, s.socket) for s in served),
-                )
+            dom_plan = DomainPlan(
+                name=domain, lab_id=self.lab_id,
+                scenario=self.record.scenario, domain_type=domain_type,
+                memory_mib=disk.memory_mib, vcpus=disk.vcpus, overlay=overlay,
+                backing=backing,
+                network=name, mac=mac, console_log=console_log, keep_labels=keep_labels,
+                more_disks=tuple(more), firmware=disk.firmware,
+                secure_boot=disk.secure_boot,
+                nvram=self.dir / f"{disk.machine}.VARS.fd" if disk.firmware == "uefi" else None,
+                shares=tuple((s.tag, s.socket) for s in served),
             )  # fmt: skip
             ip = plan.address(i) if named else None
             if addressing is not None and replicated:
                 ip = addressing.of(disk.machine).ip
-            vm = LabVm(disk.machine, domain, dom_xml, overlay, console_log, mac, ip)
-            if disk.blank_bytes:
-                vm = self._rebuilt(vm, disk, DomainPlan(
-                    name=domain, lab_id=self.lab_id, scenario=self.record.scenario,
-                    domain_type=domain_type, memory_mib=disk.memory_mib, vcpus=disk.vcpus,
-                    overlay=overlay, backing=backing, network=name, mac=mac,
-                    console_log=console_log, keep_labels=keep_labels))  # fmt: skip
-            vms.append(vm)
+            vm = LabVm(disk.machine, domain, domain_xml(dom_plan), overlay, console_log, mac, ip)
+            vms.append(self._rebuilt(vm, disk, dom_plan) if disk.blank_bytes else vm)
         gateway = addressing.subnets[0].gateway if addressing and replicated else plan.gateway
         self.provisioned = Provisioned(name, net_xml, tuple(vms), gateway, host_guard,
                                        security_driver, namespace, namespace_guard)  # fmt: skip
         return self.provisioned
 
-    def _rebuilt(self, vm: LabVm, disk: VmDisk, rescue: DomainPlan) -> LabVm:
+    def _rebuilt(self, vm: LabVm, disk: VmDisk, plan: DomainPlan) -> LabVm:
         """A whole-system restore's two boots of one domain: the rescue system (BIOS, its
         overlay first, the blank disk second, the drill's key in its SMBIOS strings, a MAC of
         its own), then the blank disk alone once the rescue system has rebuilt it (BIOS or
@@ -262,14 +253,12 @@ class Lab:
             mac = _mac()
         rescue_log = self.dir / f"{disk.machine}.rescue.console.log"
         rescue_xml = domain_xml(replace(
-            rescue, mac=mac, console_log=rescue_log, more_disks=((blank, ()),),
+            plan, mac=mac, console_log=rescue_log, more_disks=((blank, ()),), firmware="bios",
+            secure_boot=False, nvram=None,
             oem_strings=(f"rdrill-authorized-key={disk.rescue_key}",)))  # fmt: skip
-        uefi = disk.firmware == "uefi"
-        rebuilt_xml = domain_xml(replace(
-            rescue, overlay=blank, backing=(), video=True, firmware=disk.firmware,
-            nvram=self.dir / f"{disk.machine}.VARS.fd" if uefi else None))  # fmt: skip
+        rebuilt_xml = domain_xml(replace(plan, overlay=blank, backing=(), video=True))
         return replace(vm, domain_xml=rebuilt_xml, overlay=blank,
-                       rescue=RescueVm(rescue_xml, rescue_log, mac, blank))  # fmt: skip
+                       rescue=RescueVm(rescue_xml, rescue_log, mac))  # fmt: skip
 
     def _namespace(self, bridge: str, addressing: Addressing,
                    hosts: list[tuple[str, tuple[str, ...]]],

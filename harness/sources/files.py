@@ -74,7 +74,6 @@ class FileLevelSource:
         assert spec.target is not None  # noqa: S101 - the loader ensures it
         self.spec, self.vm, self.image_path, self.target = spec, vm, image, spec.target
         self.system: tuple[DiskPlan, BootPlan] | None = None  # restore: system, from verify
-        self.firmware_reason = ""  # restore: system: why the rebuilt disk boots BIOS or UEFI
 
     # -- what a kind provides -------------------------------------------------------------
     def inspect(self) -> Inspected:
@@ -196,7 +195,6 @@ class FileLevelSource:
         why = ("set in the scenario (vm.firmware)" if wanted != "auto" else
                "auto: the backup's fstab mounts an EFI system partition" if uefi else
                "auto: the backup's fstab mounts no EFI system partition")  # fmt: skip
-        self.firmware_reason = why
         return {
             "disk layout": f"{disk.layout}; {format_size(self.vm.disk.size_bytes)} blank disk",
             "file systems": "; ".join(f.words() for f in disk.filesystems),
