@@ -288,3 +288,8 @@ def test_the_guest_changes_section_says_where_each_key_was_added(tmp_path: Path)
     html = (write(tmp_path / "both", run) / "report.html").read_text()
     assert "copy-on-write overlay only" in html
     assert "the rescue system added it to the rebuilt disk" in html
+    run.guest_changes.pop(0)  # the rebuilt machine's change alone
+    html = (write(tmp_path / "rebuilt", run) / "report.html").read_text()
+    assert "copy-on-write overlay only" not in html
+    assert "This preparation" not in html
+    assert "the rescue system added it to the rebuilt disk" in html
