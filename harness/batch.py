@@ -32,6 +32,7 @@ from harness.evidence.index import build_index
 from harness.evidence.ledger import LedgerDamaged
 from harness.evidence.model import RunResult, Verdict
 from harness.evidence.writer import write_evidence
+from harness.finished import Finished
 from harness.interrupts import Interrupts
 from harness.lab.lifecycle import state_root
 from harness.output.events import Event, Sink, from_json
@@ -41,17 +42,6 @@ from harness.sources.busy import wait_until_idle
 
 QEMU_OVERHEAD_MIB = 256  # QEMU itself, beyond guest RAM (TCG's translation cache included)
 HOST_RESERVE_MIB = 1024  # left to the host and the harness
-
-
-@dataclass(frozen=True)
-class Finished:
-    """How one scenario's drill ended; ``report`` is its evidence folder, if one was written."""
-
-    scenario: str
-    verdict: str  # PASS | FAIL | ERROR | ABORTED | SKIPPED (another run held it, or a backup ran)
-    exit_code: int
-    reason: str
-    report: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InfraError, PhaseFailed, PhaseTimeout
-
-#: Disk formats a lab boots (through a qcow2 overlay): a backup, or a base image.
-BOOTABLE_FORMATS = ("qcow2", "raw", "vmdk")
+from harness.kinds import BOOTABLE_FORMATS
 
 QEMU_IMG = "qemu-img"
 

@@ -19,6 +19,7 @@ from typing import Any
 from harness import qemu_img
 from harness.errors import ConfigError, PhaseFailed
 from harness.guest.network import inspect
+from harness.kinds import BOOTABLE_FORMATS
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,9 @@ def inspect_backup(backup: Path, tcg: bool) -> Inspection:
     if image.format == "raw" and image.virtual_size < 1024 * 1024:
         raise ConfigError(f"{backup}: not a disk image ({image.virtual_size} bytes, no "
                           "image format: too small to hold a system)")  # fmt: skip
-    if image.format not in qemu_img.BOOTABLE_FORMATS:
+    if image.format not in BOOTABLE_FORMATS:
         raise ConfigError(f"{backup}: {image.format} is not a disk image format a lab boots "
-                          f"({', '.join(qemu_img.BOOTABLE_FORMATS)}); for a tar, restic or "
+                          f"({', '.join(BOOTABLE_FORMATS)}); for a tar, restic or "
                           "borg backup write the scenario by hand (README, 'Kinds of backup')")
     try:
         answer, network = inspect([(backup, image.format)], tcg, "init")

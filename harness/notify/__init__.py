@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from harness.batch import Finished
+from harness.finished import Finished
 from harness.notify import summary
 from harness.notify.config import NotifyConfig, load_config
 from harness.notify.metrics import write_textfile

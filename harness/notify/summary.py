@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness import __version__
-from harness.batch import Finished
 from harness.durations import format_duration
 from harness.errors import ExitCode
+from harness.finished import Finished
 
 
 def drill_records(finished: Sequence[Finished]) -> list[dict[str, Any]]:

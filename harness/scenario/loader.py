@@ -22,12 +22,12 @@ import yaml
 
 from harness.durations import parse_duration, parse_size_mib
 from harness.errors import ConfigError, Problem, ScenarioError
+from harness.kinds import DEFAULT_KIND, REGISTRY
 from harness.redact import redact
 from harness.scenario import model
 from harness.scenario.schema import CHECK_COMMON, CHECK_KINDS, SCHEMA, check_kinds
 from harness.scenario.template import RESERVED, Rendered, render
 from harness.signing import load_public
-from harness.sources import DEFAULT_KIND, REGISTRY
 from harness.yamldoc import (
     NOT_TEXT,
     duplicate_keys,

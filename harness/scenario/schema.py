@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.durations import DURATION_PATTERN, SIZE_PATTERN
-from harness.qemu_img import BOOTABLE_FORMATS
-from harness.sources import DEFAULT_KIND, REGISTRY
+from harness.kinds import BOOTABLE_FORMATS, DEFAULT_KIND, REGISTRY
 
 SCHEMA_ID = "https://restore-drill.dev/schema/scenario-v1.json"
 

@@ -1,7 +1,6 @@
-"""Kinds of backup behind one interface. :data:`REGISTRY` is the one table of kinds: where
-each kind's class lives (imported only when a drill opens one) and which backup keys a
-scenario gives it; the scenario schema and loader read it. A new kind of backup is one new
-module and one line here.
+"""Kinds of backup behind one interface. :data:`harness.kinds.REGISTRY` is the one table of
+kinds: where each kind's class lives (imported only when a drill opens one) and which backup
+keys a scenario gives it. A new kind of backup is one new module here and one line there.
 
 A *disk image* is booted as it is (through an overlay). The *file-level* kinds (tar, file,
 restic, borg) boot the scenario's base image and restore their files into the running
@@ -19,46 +18,12 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.evidence.model import BackupEvidence
+from harness.kinds import REGISTRY
 from harness.qemu_img import ImageInfo, Layer
 from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources.identity import HashCancelled, Proof
 
-
-@dataclass(frozen=True)
-class Kind:
-    """A kind of backup: its class, as ``module:Class``, and what a scenario says about it."""
-
-    impl: str
-    keys: frozenset[str]  # the backup keys it takes, beyond kind, restore_point, verify_after
-    required: tuple[str, ...]
-    restored: bool = True  # its files are restored into vm.image; False: the backup boots
-
-
-_FILES = frozenset({"path", "sha256", "target", "restore_timeout"})
-_REPOSITORY = frozenset({"repository", "password", "password_file", "environment", "target",
-                         "restore_timeout", "subpath", "host"})  # fmt: skip
-_SYSTEM = frozenset({"subpath", "restore", "root"})  # a whole system, rebuilt on a blank disk
-DEFAULT_KIND = "disk-image"
-REGISTRY: dict[str, Kind] = {
-    "disk-image": Kind("harness.sources.disk_image:DiskImageSource",
-                       frozenset({"path", "format", "sha256", "disks"}), (), restored=False),
-    "tar": Kind("harness.sources.tar:TarSource", _FILES | _SYSTEM, ("path",)),
-    "file": Kind("harness.sources.tar:SingleFileSource", _FILES | {"integrity"},
-                 ("path", "target")),
-    "restic": Kind("harness.sources.restic:ResticSource",
-                   _REPOSITORY | _SYSTEM | {"snapshot", "tags", "path", "integrity"},
-                   ("repository",)),
-    "borg": Kind("harness.sources.borg:BorgSource",
-                 _REPOSITORY | _SYSTEM | {"archive", "glob_archives", "prefix", "integrity"},
-                 ("repository",)),
-    "pgbackrest": Kind("harness.sources.pgbackrest:PgBackRestSource",
-                       frozenset({"repository", "stanza", "set", "target_time", "recovery_target",
-                                  "pg_path", "service", "restore_timeout", "integrity"}),
-                       ("repository",)),
-}  # fmt: skip
-
-__all__ = ["DEFAULT_KIND", "REGISTRY", "BootDisk", "HashCancelled", "Kind", "Proof", "Source",
-           "open_source"]  # fmt: skip
+__all__ = ["BootDisk", "HashCancelled", "Proof", "Source", "open_source"]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from harness import qemu_img
 from harness.errors import PhaseFailed
 from harness.evidence.model import BackupEvidence, LayerEvidence
+from harness.kinds import BOOTABLE_FORMATS
 from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources import BootDisk
 from harness.sources.identity import (
@@ -44,7 +45,7 @@ def inspect_image(
             "verify", f"{path.name} is named .{named} but holds no qcow2 header "
             f"(read as {image.format}): the image is damaged",
         )  # fmt: skip
-    if image.format not in qemu_img.BOOTABLE_FORMATS:
+    if image.format not in BOOTABLE_FORMATS:
         raise PhaseFailed("verify", f"unsupported image format {image.format}")
     chain = tuple(qemu_img.backing_chain(path, image))
     summary = qemu_img.check(path, image.format)

@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.batch import Finished
+from harness.finished import Finished
 from harness.notify import load_notify
 from tests.unit.test_operations import scenario
 

@@ -14,9 +14,9 @@ import jsonschema
 import pytest
 import yaml
 
+from harness.kinds import REGISTRY
 from harness.notify.config import load_config
 from harness.scenario.schema import CHECK_COMMON, CHECK_KINDS, SCHEMA, check_kinds
-from harness.sources import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from harness.errors import InfraError, PhaseFailed
+from harness.kinds import REGISTRY
 from harness.scenario.loader import load_scenario
 from harness.scenario.schema import SCHEMA
-from harness.sources import REGISTRY, Proof, open_source
+from harness.sources import Proof, open_source
 from harness.sources.files import FileLevelSource
 
 PASSWORD = "correct horse battery staple"
