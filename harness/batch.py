@@ -19,9 +19,10 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -33,7 +34,10 @@ from harness.evidence.ledger import LedgerDamaged
 from harness.evidence.model import RunResult, Verdict
 from harness.evidence.writer import write_evidence
 from harness.finished import Finished
+from harness.hosts.inventory import HostSpec, Inventory
+from harness.hosts.placement import Placement, needs_local
 from harness.interrupts import Interrupts
+from harness.lab.hypervisor import Hypervisor
 from harness.lab.lifecycle import state_root
 from harness.output.events import Event, Sink, from_json
 from harness.runlock import scenario_lock
@@ -68,12 +72,28 @@ def exit_code(finished: Sequence[Finished]) -> int:
 
 
 def run_in_process(
-    scenarios: Sequence[Scenario], plan: Plan, sink: Sink, interrupts: Interrupts
+    scenarios: Sequence[Scenario], plan: Plan, sink: Sink, interrupts: Interrupts,
+    admission: Admission | None = None,
 ) -> list[Finished]:
-    """Drill each scenario in turn; stop after one was interrupted."""
+    """Drill each scenario in turn (on the host ``admission`` picks); stop after one was
+    interrupted."""
     finished = []
     for n, scenario in enumerate(scenarios):
-        done = drill_one(scenario, plan, sink, interrupts)
+        admitted = admission.admit(scenario, busy=False) if admission else Admitted(0)
+        if isinstance(admitted, Finished) or admitted is None:
+            done = admitted or Finished(scenario.name, "SKIPPED", ExitCode.BUSY,
+                                        admission.waits_for(scenario) if admission else "")
+            _announce(done, sink)
+            finished.append(done)
+            continue
+        if admitted.host is not None:
+            plan = replace(plan, options=replace(plan.options, uri=admitted.host.uri,
+                                                 host=admitted.host))  # fmt: skip
+        try:
+            done = drill_one(scenario, plan, sink, interrupts)
+        finally:
+            if admission:
+                admission.release(admitted)
         finished.append(done)
         if done.verdict == "ABORTED" or interrupts.received:
             rest = ", ".join(s.name for s in scenarios[n + 1 :])
@@ -166,11 +186,94 @@ def need_mib(scenario: Scenario) -> int:
     return scenario.memory_mib + QEMU_OVERHEAD_MIB * len(scenario.machines)
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """A drill let in: where it runs (``host``: an inventory's host, None: this machine) and
+    what it costs there."""
+
+    need_mib: int
+    host: HostSpec | None = None
+
+    @property
+    def argv(self) -> list[str]:
+        return ["--on", self.host.name] if self.host else []
+
+
+class Admission(Protocol):
+    """Whether the next drill may start now, and where."""
+
+    def admit(self, scenario: Scenario, busy: bool) -> Admitted | Finished | None:
+        """Let it in; None: it waits; a :class:`Finished` (SKIPPED): it never could run."""
+        ...
+
+    def release(self, admitted: Admitted) -> None: ...
+
+    def waits_for(self, scenario: Scenario) -> str: ...
+
+
+class LocalAdmission:
+    """This machine alone, as memory allows: drills' VMs within MemAvailable less a reserve
+    (the first drill always starts)."""
+
+    def __init__(self) -> None:
+        self.budget, self.used = free_memory_mib() - HOST_RESERVE_MIB, 0
+
+    def admit(self, scenario: Scenario, busy: bool) -> Admitted | None:
+        need = need_mib(scenario)
+        if busy and self.used + need > self.budget:
+            return None
+        self.used += need
+        return Admitted(need)
+
+    def release(self, admitted: Admitted) -> None:
+        self.used -= admitted.need_mib
+
+    def waits_for(self, scenario: Scenario) -> str:
+        return (f"waits for memory: it needs {need_mib(scenario)} MiB, "
+                f"{max(self.budget - self.used, 0)} MiB of {self.budget} MiB are free for "
+                "drills")  # fmt: skip
+
+
+class HostAdmission:
+    """The inventory's hosts (:mod:`harness.hosts.placement`)."""
+
+    def __init__(self, placement: Placement) -> None:
+        self.placement = placement
+
+    def admit(self, scenario: Scenario, busy: bool) -> Admitted | Finished | None:
+        need, local = need_mib(scenario), needs_local(scenario)
+        never = self.placement.never(need, local)
+        if never:
+            return Finished(scenario.name, "SKIPPED", ExitCode.BUSY,
+                            f"no host can run this drill: {never}")  # fmt: skip
+        host = self.placement.place(need, local)
+        return Admitted(need, host) if host else None
+
+    def release(self, admitted: Admitted) -> None:
+        if admitted.host is not None:
+            self.placement.release(admitted.host, admitted.need_mib)
+
+    def waits_for(self, scenario: Scenario) -> str:
+        return self.placement.waiting_for(need_mib(scenario), needs_local(scenario))
+
+
+def host_admission(inventory: Inventory, timeout_s: float, sink: Sink) -> HostAdmission:
+    """Each host of ``inventory`` asked once for its free memory."""
+
+    def free(host: HostSpec) -> int:
+        with Hypervisor(host.uri, timeout_s) as hv:
+            return hv.free_memory_mib()
+
+    return HostAdmission(Placement(inventory.hosts, free,
+                                   lambda said: sink(Event("batch", "", said))))  # fmt: skip
+
+
 class _Child:
     """One drill in its own process, its JSON event lines read by a thread into a queue."""
 
-    def __init__(self, scenario: Scenario, argv: list[str], lines: queue.Queue[_Line]) -> None:
-        self.scenario = scenario
+    def __init__(self, scenario: Scenario, argv: list[str], lines: queue.Queue[_Line],
+                 admitted: Admitted) -> None:  # fmt: skip
+        self.scenario, self.admitted = scenario, admitted
         self.started_at = datetime.now(UTC).replace(microsecond=0)
         self.verdict: Event | None = None
         self.killed = ""  # why the parent had to SIGKILL it
@@ -215,6 +318,7 @@ FORCED_GRACE_S = 5.0
 def run_in_children(
     scenarios: Sequence[Scenario], child_argv: list[str], parallel: int, sink: Sink,
     interrupts: Interrupts, plan: Plan | None = None, grace_s: float = STOP_GRACE_S,
+    admission: Admission | None = None,
 ) -> list[Finished]:  # fmt: skip
     """Drill up to ``parallel`` scenarios at once, each by ``child_argv + [its file]``.
 
@@ -226,24 +330,13 @@ def run_in_children(
     running: list[_Child] = []
     finished: list[Finished] = []
     lines: queue.Queue[_Line] = queue.Queue()
-    budget = free_memory_mib() - HOST_RESERVE_MIB
+    admission = admission or LocalAdmission()
+    starter = _Starter(admission, child_argv, lines, sink)
     stopper = _Stopper(interrupts, grace_s, sink)
-    held_back = ""
     while pending or running:
         stopper.poll(running, pending)
-        used = sum(need_mib(c.scenario) for c in running)
-        while pending and len(running) < parallel:
-            nxt = pending[0]
-            if running and used + need_mib(nxt) > budget:
-                if held_back != nxt.name:
-                    held_back = nxt.name
-                    sink(Event("batch", "", f"{nxt.name} waits for memory: it needs "
-                                            f"{need_mib(nxt)} MiB, {max(budget - used, 0)} MiB "
-                                            f"of {budget} MiB are free for drills"))  # fmt: skip
-                break
-            pending.pop(0)
-            used += need_mib(nxt)
-            running.append(_Child(nxt, [*child_argv, str(nxt.source)], lines))
+        while pending and len(running) < parallel and starter.start(pending, running, finished):
+            pass
         try:
             child, line = lines.get(timeout=0.5)
         except queue.Empty:
@@ -257,6 +350,7 @@ def run_in_children(
             continue
         code = child.proc.wait()  # its stderr is closed: it has exited or is about to
         running.remove(child)
+        admission.release(child.admitted)
         if child.killed:
             continue  # reported below, once its lab has been reaped (or could not be)
         done = child.finished(code)
@@ -275,6 +369,34 @@ def run_in_children(
             _announce(done, sink)
             finished.append(done)
     return finished
+
+
+class _Starter:
+    """Starts the next pending drill where :class:`Admission` lets it in."""
+
+    def __init__(self, admission: Admission, argv: list[str], lines: queue.Queue[_Line],
+                 sink: Sink) -> None:  # fmt: skip
+        self.admission, self.argv, self.lines, self.sink = admission, argv, lines, sink
+        self.held_back = ""  # the drill said to be waiting (said once)
+
+    def start(self, pending: list[Scenario], running: list[_Child],
+              finished: list[Finished]) -> bool:  # fmt: skip
+        """Start or refuse ``pending[0]``; False: it waits."""
+        nxt = pending[0]
+        admitted = self.admission.admit(nxt, busy=bool(running))
+        if admitted is None:
+            if self.held_back != nxt.name:
+                self.held_back = nxt.name
+                self.sink(Event("batch", "", f"{nxt.name} {self.admission.waits_for(nxt)}"))
+            return False
+        pending.pop(0)
+        if isinstance(admitted, Finished):  # no host could ever run it
+            _announce(admitted, self.sink)
+            finished.append(admitted)
+        else:
+            argv = [*self.argv, *admitted.argv, str(nxt.source)]
+            running.append(_Child(nxt, argv, self.lines, admitted))
+        return True
 
 
 class _Stopper:
@@ -333,7 +455,6 @@ def _write_for(child: _Child, done: Finished, plan: Plan, sink: Sink) -> Finishe
 def _reap(plan: Plan | None, sink: Sink) -> str:
     """Remove the labs of killed drills (their owner is gone, so reaping takes them); what
     happened, for their reports."""
-    from harness.lab.hypervisor import Hypervisor
     from harness.lab.lifecycle import reap
 
     uri = plan.options.uri if plan is not None else "qemu:///system"

@@ -104,6 +104,12 @@ uri_option = click.option(
     show_default=DEFAULT_URI, help="libvirt connection URI.",
 )  # fmt: skip
 
+hosts_option = click.option(
+    "--hosts", "hosts_file", type=click.Path(path_type=Path, dir_okay=False),
+    default=lambda: os.environ.get("RESTORE_DRILL_HOSTS"),
+    help="Host inventory: spread drills over these libvirt hosts [env RESTORE_DRILL_HOSTS].",
+)  # fmt: skip
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="restore-drill")
@@ -254,24 +260,31 @@ def schema() -> None:
     default=lambda: os.environ.get("RESTORE_DRILL_NOTIFY"),
     help="Notification config (email, webhook, Prometheus textfile) [env RESTORE_DRILL_NOTIFY].",
 )  # fmt: skip
+@hosts_option
+@click.option("--on", "on_host", default=None, hidden=True)  # the host a parent run placed it on
 def run(
     scenarios: tuple[Path, ...], var: tuple[str, ...], uri: str, reports: Path, keep: bool,
     signing_key: Path | None, accelerator: str | None, parallel: int, sample: int | None,
     seed: int | None, wait_lock: float, wait_backup: float, libvirt_timeout: float,
-    stop_grace: float, log_format: str, notify_file: Path | None,
+    stop_grace: float, log_format: str, notify_file: Path | None, hosts_file: Path | None,
+    on_host: str | None,
 ) -> None:  # fmt: skip
     """Run drills; write evidence for each, passed or not.
 
     Exit code: the worst of all drills (0 all verified, 1 a drill failed, 2 bad input,
     3 infrastructure error, 75 a scenario was skipped because another run held it or a
     backup was running on its repository, 130 interrupted)."""
+    from harness.hosts.inventory import load_inventory
+
+    inventory = load_inventory(hosts_file) if hosts_file else None  # bad input: before all else
+    loaded = _load_all(scenarios, var)
+
     from harness import batch
     from harness.drill import DrillOptions
     from harness.interrupts import Interrupts
     from harness.notify import load_notify
     from harness.signing import load_private
 
-    loaded = _load_all(scenarios, var)
     notifier = load_notify(notify_file) if notify_file else None
     key = load_private(signing_key) if signing_key else None
     seed = seed if seed is not None else secrets.randbelow(1 << 31)
@@ -286,20 +299,24 @@ def run(
             sink(Event("batch", "", f"sampled {len(chosen)} of {len(loaded)} scenarios "
                                     f"(--seed {seed}): {names}"))  # fmt: skip
         interrupts.install()
-        options = DrillOptions(uri, keep, accelerator, libvirt_timeout)
+        host = inventory.named(on_host) if inventory and on_host else None
+        options = DrillOptions(host.uri if host else uri, keep, accelerator, libvirt_timeout,
+                               host)  # fmt: skip
         plan = batch.Plan(reports, options, key, wait_lock, wait_backup)
+        admission = (batch.host_admission(inventory, libvirt_timeout, sink)
+                     if inventory and not host else None)  # fmt: skip
         try:
             if parallel > 1 and len(chosen) > 1:
                 argv = batch.child_command({
                     "--var": var, "--connect": uri, "--reports": reports, "--keep": keep,
                     "--signing-key": signing_key, "--accelerator": accelerator,
                     "--wait-lock": f"{wait_lock}s", "--wait-backup": f"{wait_backup}s",
-                    "--libvirt-timeout": f"{libvirt_timeout}s",
+                    "--libvirt-timeout": f"{libvirt_timeout}s", "--hosts": hosts_file,
                 })  # fmt: skip
                 finished = batch.run_in_children(chosen, argv, parallel, sink, interrupts,
-                                                 plan, stop_grace)  # fmt: skip
+                                                 plan, stop_grace, admission)  # fmt: skip
             else:
-                finished = batch.run_in_process(chosen, plan, sink, interrupts)
+                finished = batch.run_in_process(chosen, plan, sink, interrupts, admission)
         finally:
             interrupts.restore()
         batch.write_summary(finished, sink)

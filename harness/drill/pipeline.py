@@ -39,6 +39,7 @@ from harness.errors import Aborted, DrillError, ExitCode, PhaseFailed
 from harness.evidence.model import CheckResult, RunResult, Verdict
 from harness.guest.inject import inject_key
 from harness.guest.network import read_config
+from harness.hosts.inventory import HostSpec
 from harness.interrupts import Interrupts
 from harness.lab import accel, firmware, netns
 from harness.lab.access import unreadable
@@ -78,6 +79,7 @@ class DrillOptions:
     keep: bool = False
     accelerator: str | None = None  # overrides the scenario's
     libvirt_timeout_s: float = CALL_TIMEOUT_S  # one libvirt call longer than this: hung
+    host: HostSpec | None = None  # an inventory's host (its uri is ``uri``); None: this machine
 
 
 @dataclass

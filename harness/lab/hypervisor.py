@@ -142,6 +142,31 @@ class Hypervisor:
         except libvirt.libvirtError as exc:
             raise LabError(f"cannot read libvirt's security model: {_msg(exc)}") from exc
 
+    def free_memory_mib(self) -> int:
+        """What the host can give to new VMs: free plus page cache and buffers (as Linux's
+        MemAvailable counts them), else, where the driver has no such figure (libvirt's test
+        driver), its total memory."""
+        try:
+            stats = self._conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+            return sum(int(stats.get(k, 0)) for k in ("free", "buffers", "cached")) // 1024
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                raise InfraError(f"cannot read the free memory of {self.uri}: "
+                                 f"{_msg(exc)}") from exc  # fmt: skip
+        return int(self._conn.getInfo()[1])
+
+    def host_facts(self) -> dict[str, str]:
+        """The host, for the report: its name, libvirt and QEMU versions, architecture and
+        CPUs (getVersion asks QEMU's version: called once per drill, before the lab)."""
+        info = self._conn.getInfo()
+        try:
+            qemu = self._conn.getVersion()
+            qemu_text = f"{qemu // 1000000}.{qemu // 1000 % 1000}.{qemu % 1000}"
+        except libvirt.libvirtError:
+            qemu_text = ""
+        return {"hostname": str(self._conn.getHostname()), "libvirt": self.version(),
+                "qemu": qemu_text, "arch": str(info[0]), "cpus": str(info[2])}
+
     # -- networks ---------------------------------------------------------------------------
     def used_subnets(self) -> set[str]:
         """Every IPv4 address prefix any libvirt network uses, to pick a free one."""
