@@ -7,6 +7,8 @@ the lab network, as a client would see the service; the rest run in the guest.
 
 from __future__ import annotations
 
+import functools
+import http.client
 import re
 import threading
 import time
@@ -21,6 +23,8 @@ from harness.remote.shell import as_user
 from harness.scenario.model import CheckSpec
 
 MAX_OUTPUT = 16 * 1024
+#: makes a TCP connection to (address, port) within a timeout: a socket or a channel
+Connector = Callable[[str, int, float], Any]
 
 
 @dataclass
@@ -98,7 +102,29 @@ def _listening(socket: str) -> tuple[str, str, int] | None:
     return proto, address, int(port)
 
 
-def _http(host: Any, spec: CheckSpec, ip: str) -> Outcome:
+class _ViaConnection(http.client.HTTPConnection):
+    """An HTTP connection whose socket comes from ``via`` (a channel through a jump host)."""
+
+    def __init__(self, host: str, *, timeout: float, via: Connector) -> None:
+        super().__init__(host, timeout=timeout)
+        self.via = via
+
+    def connect(self) -> None:
+        self.sock = self.via(self.host, self.port, self.timeout or 30.0)
+
+
+class _Via(urllib.request.HTTPHandler):
+    """urllib's HTTP (redirects and all) over ``via``'s connections."""
+
+    def __init__(self, via: Connector) -> None:
+        super().__init__()
+        self.via = via
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_ViaConnection, via=self.via), req)
+
+
+def _http(host: Any, spec: CheckSpec, ip: str, via: Connector | None = None) -> Outcome:
     port = spec.options.get("port", 80)
     url = f"http://{ip}:{port}{spec.subject}"
     want_status = spec.options.get("status", 200)
@@ -106,7 +132,10 @@ def _http(host: Any, spec: CheckSpec, ip: str) -> Outcome:
     expectation = f"GET {spec.subject} on port {port} answers {want_status}"
     if contains:
         expectation += f" with a body containing {contains!r}"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]  # no proxy
+    if via is not None:
+        handlers.append(_Via(via))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(url, timeout=spec.timeout_s) as response:
             status, body = response.status, response.read(1024 * 1024)
@@ -195,13 +224,18 @@ KINDS: dict[str, Callable[[Any, CheckSpec, str], Outcome]] = {
 }
 
 
-def run_check(host: Any, spec: CheckSpec, ip: str) -> CheckResult:
-    """Run one check within its timeout; every exception becomes a failed result."""
+def run_check(host: Any, spec: CheckSpec, ip: str, via: Connector | None = None) -> CheckResult:
+    """Run one check within its timeout; every exception becomes a failed result. ``via``
+    makes the harness's own connections (an ``http`` check's) where the guest is reachable
+    only through its hypervisor host."""
     box: list[Outcome | BaseException] = []
 
     def work() -> None:
         try:
-            box.append(KINDS[spec.kind](host, spec, ip))
+            if spec.kind == "http":
+                box.append(_http(host, spec, ip, via))
+            else:
+                box.append(KINDS[spec.kind](host, spec, ip))
         except Exception as exc:
             box.append(exc)
 

@@ -101,6 +101,21 @@ def host_targets(gateway: str, listener_port: int, who: str = "drill host") -> d
     return labels
 
 
+def lab_host_targets(name: str, gateway: str, addresses: list[str], controller: str,
+                     listener_port: int) -> dict[str, str]:  # fmt: skip
+    """A remote lab's host and the controller as the probe tries them: the host at its lab
+    address (the well-known ports) and at each of its other addresses (its sshd, which
+    qemu+ssh needs: a real listener), and the controller's listener on 0.0.0.0 at the
+    address the host reaches it by (the guest must have no route there)."""
+    labels = {f"lab host {name} {gateway}:{port}": f"{gateway}:{port}" for port in HOST_PORTS}
+    labels.update({f"lab host {name} {a}:22 (its sshd)": f"{a}:22" for a in addresses
+                   if a != gateway and not a.startswith("127.")})  # fmt: skip
+    if controller:
+        labels[f"drill host {controller}:{listener_port} (a listener on 0.0.0.0)"] = (
+            f"{controller}:{listener_port}")
+    return labels
+
+
 def probe_egress(
     run: Callable[[str, float], tuple[int, str]], extra_targets: tuple[str, ...] = (),
     host: dict[str, str] | None = None,

@@ -15,15 +15,18 @@ import pytest
 
 from harness.checks.session import testinfra_host
 from harness.checks.testfiles import TARGET_ENV
-from harness.remote.ssh import HostKey, Target, connect_pinned
+from harness.remote.jump import Jump
+from harness.remote.keys import HostKey
+from harness.remote.ssh import Target, connect_pinned
 
 
 @pytest.fixture(scope="session")
 def host() -> Iterator[Any]:
     """The restored VM as a testinfra host."""
     spec = json.loads(os.environ[TARGET_ENV])
+    jump = Jump(**spec["jump"]) if spec.get("jump") else None
     target = Target(spec["ip"], spec["port"], spec["user"], Path(spec["key_file"]),
-                    spec.get("password"), spec.get("netns"))
+                    spec.get("password"), spec.get("netns"), jump)
     host_key = HostKey(spec["host_key_type"], spec["host_key"])
     client = connect_pinned(target, host_key, 30.0)
     try:

@@ -15,7 +15,8 @@ from typing import Any
 from testinfra.backend.paramiko import ParamikoBackend
 from testinfra.host import Host
 
-from harness.remote.ssh import HostKey, Target, connect_pinned
+from harness.remote.keys import HostKey
+from harness.remote.ssh import Target, connect_pinned
 
 RECONNECT_TIMEOUT_S = 30.0
 

@@ -14,11 +14,13 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from dataclasses import asdict
 from pathlib import Path
 
 from harness.errors import Aborted
 from harness.evidence.model import CheckResult
-from harness.remote.ssh import HostKey, Target
+from harness.remote.keys import HostKey
+from harness.remote.ssh import Target
 
 TARGET_ENV = "RESTORE_DRILL_TARGET"
 
@@ -39,6 +41,7 @@ def run_testfiles(
                     "key_file": str(target.key_file),
                     "password": target.password,
                     "netns": target.netns,
+                    "jump": asdict(target.jump) if target.jump else None,
                     "host_key_type": host_key.type,
                     "host_key": host_key.base64,
                 }

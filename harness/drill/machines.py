@@ -15,7 +15,8 @@ from harness.drill.dataproof import Expected
 from harness.evidence.model import BackupEvidence
 from harness.interrupts import Interrupts
 from harness.lab.lifecycle import LabVm
-from harness.remote.ssh import HostKey, Target
+from harness.remote.keys import HostKey
+from harness.remote.ssh import Target
 from harness.scenario.model import Machine
 from harness.sources import BootDisk, Source
 

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness import __version__, qemu_img
-from harness.checks.declarative import run_check
-from harness.checks.isolation import host_listener, host_targets, probe_egress
+from harness.checks.declarative import Connector, run_check
+from harness.checks.isolation import host_listener, host_targets, lab_host_targets, probe_egress
 from harness.checks.session import testinfra_host
 from harness.checks.testfiles import run_testfiles
 from harness.data.stream import StreamHasher, placement
@@ -44,6 +44,7 @@ from harness.interrupts import Interrupts
 from harness.lab import accel, firmware, netns
 from harness.lab.access import unreadable
 from harness.lab.addressing import Addressing, MachineNet, plan
+from harness.lab.host import LabHost, RemoteHost, lab_host
 from harness.lab.hypervisor import CALL_TIMEOUT_S, Hypervisor
 from harness.lab.lifecycle import (
     ExtraDisk,
@@ -59,13 +60,17 @@ from harness.lab.lifecycle import (
 from harness.lab.sniff import Watch
 from harness.output.events import Sink
 from harness.remote.commands import run_polled, run_step, stream_into
+from harness.remote.host import session
+from harness.remote.jump import Jump
 from harness.remote.namespace import entered
 from harness.remote.reach import wait_for_address
 from harness.remote.shell import as_user
 from harness.remote.ssh import Target, public_key_line, wait_for_ssh, wait_until_settled
 from harness.scenario.model import Scenario
 from harness.sources import BootDisk, open_source
+from harness.sources.disk_image import DiskImageSource
 from harness.sources.files import FileLevelSource
+from harness.sources.host_identity import HostReader
 from harness.sources.pgbackrest import PgBackRestSource
 
 CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
@@ -125,6 +130,7 @@ class Run:
         self.verified_at: float | None = None
         self.addressing: Addressing | None = None
         self.namespace: str | None = None  # a replicated lab's: the harness's sockets go there
+        self.host: LabHost | None = None  # where the lab runs: this machine or a remote host
 
     def execute(self) -> DrillOutcome:
         """The drill's one boundary: whatever goes wrong inside, a bug of ours included,
@@ -163,6 +169,10 @@ class Run:
             Guest(m, open_source(m.backup, m.vm), f" {m.name}" if several else "")
             for m in self.scenario.machines
         ]
+        host = self.options.host
+        for guest in self.guests:  # a remote host's QEMU reads the backup: proven there
+            if host is not None and host.remote and isinstance(guest.source, DiskImageSource):
+                guest.source.reader = HostReader(host)
         self.primary = next(g for g in self.guests if g.machine is self.scenario.primary)
 
     def _unexpected(self, exc: BaseException, during: str) -> None:
@@ -211,17 +221,12 @@ class Run:
             guest.hasher = start_hashing(guest.source, guest.evidence, result, clock,
                                           self.hash_errors, self.stop_hashing,
                                           f"hash{guest.label}")  # fmt: skip
-        with clock.phase("prepare") as phase:
-            self.hv = hv = Hypervisor(self.options.uri, self.options.libvirt_timeout_s)
-            result.environment.update(libvirt=hv.version(), qemu=accel.qemu_version())
-            for removed in reap(hv, include_kept=False):
-                clock.say("note", f"cleanup: removed {removed} left by an earlier drill")
-            requested = self.options.accelerator or scenario.primary.vm.accelerator
-            chosen, phase.detail = accel.choose(requested, state_root())
-            result.environment.update(accelerator=chosen, accelerator_reason=phase.detail)
+        chosen = self._prepare()
         self.addressing = addressing = self._network(tcg=chosen != "kvm")
+        hv = self.hv
+        assert hv is not None  # noqa: S101 - connected by _prepare
         with clock.phase("provision") as phase:
-            self.lab = lab = Lab(hv, scenario.name)
+            self.lab = lab = Lab(hv, scenario.name, host=self.host)
             disks = [_vm_disk(g) for g in self.guests]
             made = lab.provision(disks, "kvm" if chosen == "kvm" else "qemu", addressing)
             self.namespace = made.namespace or None
@@ -252,6 +257,27 @@ class Run:
             self._isolation(guest)
         for guest in self.guests:
             join_polling(guest.hasher, self.interrupts)
+
+    def _prepare(self) -> str:
+        """libvirt on the lab's host, what an earlier drill left there, the accelerator."""
+        scenario, clock, result = self.scenario, self.clock, self.result
+        with clock.phase("prepare") as phase:
+            self.hv = hv = Hypervisor(self.options.uri, self.options.libvirt_timeout_s)
+            self.host = host = lab_host(hv, self.options.host, state_root() / "labs")
+            for removed in reap(hv, include_kept=False, host=host):
+                clock.say("note", f"cleanup: removed {removed} left by an earlier drill")
+            requested = self.options.accelerator or scenario.primary.vm.accelerator
+            if isinstance(host, RemoteHost):
+                facts = hv.host_facts()
+                result.environment.update(libvirt=facts["libvirt"], qemu=facts["qemu"])
+                result.environment["lab_host"] = _host_facts(host, facts)
+                chosen, phase.detail = accel.choose_remote(requested, host.spec.accelerator,
+                                                           hv.kvm_supported())  # fmt: skip
+            else:
+                result.environment.update(libvirt=hv.version(), qemu=accel.qemu_version())
+                chosen, phase.detail = accel.choose(requested, state_root())
+            result.environment.update(accelerator=chosen, accelerator_reason=phase.detail)
+        return chosen
 
     def _integrity(self) -> None:
         """Each backup tool's own check where the scenario asks (``backup.integrity``): drill
@@ -300,7 +326,10 @@ class Run:
         """What the scenario states of one machine's address, or what its disks say."""
         machine, disk, spec = guest.machine, guest.disk, self.scenario.network
         assert disk is not None  # noqa: S101 - verified before
-        boots = guard_applies(self.options.uri)  # libvirt's test driver boots nothing
+        # libvirt's test driver boots nothing; a remote host's guests boot (the backup is
+        # read here for its network configuration, as for a lab on this machine)
+        boots = guard_applies(self.options.uri) or bool(self.options.host
+                                                        and self.options.host.remote)
         if machine.vm.disk is not None:
             return MachineNet(machine.name, None, None, "a whole-system restore: the rescue "
                                                         "system's lease, then the rebuilt "
@@ -467,7 +496,7 @@ class Run:
         with clock.phase(f"ssh{label}") as phase:
             login = machine.login
             guest.target = Target(guest.ip, login.port, login.user, login.key_file,
-                                  login.password, self.namespace)  # fmt: skip
+                                  login.password, self.namespace, self._jump())  # fmt: skip
             guest.client, key = wait_for_ssh(guest.target, login.timeout_s, check)
             guest.host_key = key
             guest.facts["host_key"] = {"type": key.type, "fingerprint": key.fingerprint}
@@ -568,7 +597,7 @@ class Run:
             for spec in scenario.checks:
                 guest = by_name.get(spec.machine or "", self._primary())
                 with entered(self.namespace):  # an http check's socket goes into the lab
-                    outcome = run_check(guest.host, spec, guest.ip)
+                    outcome = run_check(guest.host, spec, guest.ip, self._via())
                 self._record(outcome)
             phase.detail = tally(result.checks)
         if scenario.testinfra:
@@ -608,7 +637,12 @@ class Run:
             provisioned = self.lab.provisioned if self.lab else None
             gateway = provisioned.gateway if provisioned else ""
             with host_listener() as port:
-                if self.namespace:  # the lab's side, then the drill host on its own addresses
+                if isinstance(self.host, RemoteHost):  # its host, and no way to the controller
+                    there = self.host.session
+                    host = lab_host_targets(self.host.name, gateway, there.addresses(),
+                                            there.local_address(), port)  # fmt: skip
+                    attempts = probe_egress(run, self.scenario.isolation_probe, host)
+                elif self.namespace:  # the lab's side, then the drill host on its own addresses
                     # listed here, outside the lab: a command started inside it would list the
                     # lab side's addresses as the drill host's
                     own = netns.host_addresses()
@@ -631,6 +665,17 @@ class Run:
             )  # fmt: skip
             if leaks:
                 phase.status = "failed"
+
+    def _jump(self) -> Jump | None:
+        """A remote lab's host: its guests are reachable only through it."""
+        return self.host.jump if isinstance(self.host, RemoteHost) else None
+
+    def _via(self) -> Connector | None:
+        """How the harness's own connections (http checks) reach a remote lab's guests."""
+        jump = self._jump()
+        if jump is None:
+            return None
+        return lambda ip, port, limit: session(jump).channel_to(ip, port, limit)
 
     def _record(self, check: CheckResult) -> None:
         self.result.checks.append(check)
@@ -715,6 +760,14 @@ def _addressing_facts(addressing: Addressing, namespace: str, guard: str) -> dic
     }
 
 
+def _host_facts(host: RemoteHost, facts: dict[str, str]) -> dict[str, str]:
+    """The remote host that ran the lab, for the report."""
+    key = host.session.host_key
+    return {"name": host.name, "uri": host.spec.uri, "ssh": host.jump.describe(),
+            "host_key": f"{key.type} {key.fingerprint}", **facts,
+            "cpu_model": host.cpu_model()}  # fmt: skip
+
+
 def _read_console(lab: Lab) -> bytes:
     """The serial console of every VM (each headed by its machine's name if several)."""
     if lab.provisioned is None:
@@ -726,10 +779,7 @@ def _read_console(lab: Lab) -> bytes:
               for who, vm in logs]  # fmt: skip
     out = b""
     for title, path in files:
-        try:
-            data = path.read_bytes()[-CONSOLE_KEEP_BYTES // len(files) :]
-        except OSError:
-            continue
+        data = lab.read_console(path, CONSOLE_KEEP_BYTES // len(files))
         out += f"===== {title} =====\n".encode() + data if len(files) > 1 else data
     return out
 

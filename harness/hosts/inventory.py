@@ -10,6 +10,7 @@
         memory: 96GiB       # at most this much for drills (default: what libvirt says is free)
         reserve: 2GiB       # left to the host itself (default 1GiB)
         known_hosts: /etc/restore-drill/known_hosts   # its SSH host key (default ~/.ssh/…)
+        accelerator: kvm    # auto (default: KVM if its libvirt offers it) | kvm | tcg
         paths: {/srv/backup: /mnt/backup}   # where the controller's backup paths are there
 
 A host is reached by libvirt's own remote protocol and, for what libvirt does not do
@@ -32,6 +33,7 @@ import jsonschema
 
 from harness.durations import SIZE_PATTERN, parse_size_mib
 from harness.errors import ConfigError, Problem, ScenarioError
+from harness.remote.jump import Jump
 from harness.yamldoc import duplicate_keys, field_name, line_of, parse_document, schema_problem
 
 DEFAULT_SLOTS = 2
@@ -62,6 +64,7 @@ SCHEMA: dict[str, Any] = {
                     "memory": _size,
                     "reserve": _size,
                     "known_hosts": _absolute,
+                    "accelerator": {"enum": ["auto", "kvm", "tcg"]},
                     "paths": {
                         "type": "object",
                         "propertyNames": {"pattern": "^/"},
@@ -98,10 +101,20 @@ class HostSpec:
     reserve_mib: int = DEFAULT_RESERVE_MIB
     paths: tuple[tuple[str, str], ...] = ()  # controller path prefix → the host's
     ssh: SshAccess | None = None  # None: this machine's own libvirt
+    accelerator: str = "auto"  # a remote host's KVM cannot be probed first: say it here
 
     @property
     def remote(self) -> bool:
         return self.ssh is not None
+
+    @property
+    def jump(self) -> Jump | None:
+        """How the harness reaches a remote host over SSH (None: this machine)."""
+        ssh = self.ssh
+        if ssh is None:
+            return None
+        return Jump(self.name, ssh.hostname, ssh.port, ssh.user,
+                    str(ssh.key_file) if ssh.key_file else None, str(ssh.known_hosts))
 
     def host_path(self, path: Path) -> Path:
         """Where the host sees a path of the controller (the longest mapped prefix wins)."""
@@ -172,7 +185,7 @@ def load_inventory(path: Path) -> Inventory:
             memory_mib=sizes.get("memory"), reserve_mib=sizes.get("reserve", DEFAULT_RESERVE_MIB),
             paths=tuple((posixpath.normpath(k), posixpath.normpath(v))
                         for k, v in entry.get("paths", {}).items()),
-            ssh=ssh,
+            ssh=ssh, accelerator=entry.get("accelerator", "auto"),
         ))  # fmt: skip
     if problems:
         raise ScenarioError(problems)

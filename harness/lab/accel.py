@@ -103,3 +103,17 @@ def choose(requested: str, cache_dir: Path) -> tuple[str, str]:
     except OSError:
         pass  # caching is an optimisation only
     return ("kvm" if works else "tcg"), f"auto: {why}"
+
+
+def choose_remote(requested: str, host_setting: str, kvm_offered: bool) -> tuple[str, str]:
+    """The accelerator on a remote host, where no probe guest can be run beforehand: as the
+    scenario (or --accelerator) asks, else as the inventory says for the host, else KVM if
+    the host's libvirt offers it."""
+    if requested in ("kvm", "tcg"):
+        return requested, f"{requested} requested"
+    if host_setting in ("kvm", "tcg"):
+        return host_setting, f"auto: the host inventory sets {host_setting} for this host"
+    if kvm_offered:
+        return "kvm", "auto: the host's libvirt offers KVM (set accelerator: tcg in the " \
+                      "inventory for a host whose KVM cannot boot a guest)"
+    return "tcg", "auto: the host's libvirt offers no KVM, using software emulation (TCG)"

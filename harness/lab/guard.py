@@ -78,7 +78,11 @@ def unblock(lab_id: str) -> bool:
 
 def tables() -> list[str]:
     """Every lab table present (for reaping what a killed drill left)."""
-    out = _nft(["-j", "list", "tables", "inet"], "", "list nftables tables")
+    return parse_tables(_nft(["-j", "list", "tables", "inet"], "", "list nftables tables"))
+
+
+def parse_tables(out: str) -> list[str]:
+    """The lab tables in ``nft -j list tables``'s output."""
     try:
         items = json.loads(out or "{}").get("nftables", [])
     except ValueError:

@@ -19,7 +19,7 @@ from harness.lab.xml import NAME_PREFIX
 # libvirt prints every error to stderr by default; we translate them instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
-_GONE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_NETWORK)
+_GONE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_NETWORK, libvirt.VIR_ERR_NO_STORAGE_POOL)
 
 START_HINT = (
     "is libvirtd running? Start it with 'systemctl start libvirtd' "
@@ -31,7 +31,7 @@ START_HINT = (
 class LabObject:
     """A libvirt object restore-drill created, found by its name prefix."""
 
-    kind: str  # "domain" | "network"
+    kind: str  # "domain" | "network" | "pool"
     name: str
     lab_id: str
 
@@ -155,6 +155,14 @@ class Hypervisor:
                                  f"{_msg(exc)}") from exc  # fmt: skip
         return int(self._conn.getInfo()[1])
 
+    def kvm_supported(self) -> bool:
+        """Whether the host's libvirt offers KVM domains (its domain capabilities)."""
+        try:
+            self._conn.getDomainCapabilities(None, "x86_64", None, "kvm", 0)
+        except libvirt.libvirtError:
+            return False
+        return True
+
     def host_facts(self) -> dict[str, str]:
         """The host, for the report: its name, libvirt and QEMU versions, architecture and
         CPUs (getVersion asks QEMU's version: called once per drill, before the lab)."""
@@ -249,12 +257,33 @@ class Hypervisor:
                                    "(see the console log)")  # fmt: skip
             time.sleep(1.0)
 
+    # -- storage (a remote lab's files) ------------------------------------------------------
+    def create_pool(self, xml: str) -> None:
+        """Start a transient storage pool, building its folder."""
+        try:
+            self._conn.storagePoolCreateXML(xml, libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD)
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot create the lab's storage pool: {_msg(exc)}") from exc
+
+    def create_volume(self, pool: str, xml: str) -> str:
+        """A volume in ``pool`` (libvirt runs qemu-img on the host); its path there."""
+        try:
+            return str(self._conn.storagePoolLookupByName(pool).createXML(xml, 0).path())
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot create a volume in the lab's storage pool: "
+                           f"{_msg(exc)}") from exc  # fmt: skip
+
+    def destroy_pool(self, name: str) -> bool:
+        """Stop a transient pool (its files stay: the folder is removed over SSH)."""
+        return _destroy(lambda: self._conn.storagePoolLookupByName(name), f"storage pool {name}")
+
     # -- finding what we left behind ---------------------------------------------------------
     def lab_objects(self) -> list[LabObject]:
         """Every domain and network carrying restore-drill's name prefix."""
         try:
             domains = self._conn.listAllDomains()
             networks = self._conn.listAllNetworks()
+            pools = self._conn.listAllStoragePools()
         except libvirt.libvirtError as exc:
             raise LabError(f"cannot list libvirt objects: {_msg(exc)}") from exc
         found = [
@@ -267,6 +296,8 @@ class Hypervisor:
             for n in networks
             if n.name().startswith(NAME_PREFIX)
         ]
+        found += [LabObject("pool", p.name(), lab_id_of(p.name()))
+                  for p in pools if p.name().startswith(NAME_PREFIX)]  # fmt: skip
         return found
 
 

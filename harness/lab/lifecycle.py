@@ -22,8 +22,8 @@ from pathlib import Path
 from harness import qemu_img
 from harness.errors import LabError
 from harness.lab import guard, netns, share
-from harness.lab.access import qemu_account
 from harness.lab.addressing import Addressing
+from harness.lab.host import LabHost, LocalHost, give_to_qemu
 from harness.lab.hypervisor import Hypervisor, LabObject
 from harness.lab.xml import (
     NAME_PREFIX,
@@ -73,6 +73,7 @@ class LabRecord:
     netns: bool = False  # the lab's side of a replicated network: a namespace (lab.netns)
     dnsmasq_pid: int | None = None  # its DHCP and DNS
     share_pids: list[int] = field(default_factory=list)  # virtiofsd of each share (lab.share)
+    host: str = ""  # the inventory's host it runs on ("": this machine, no inventory)
 
     def owner_alive(self) -> bool:
         return self.pid_start is not None and _process_start(self.pid) == self.pid_start
@@ -163,13 +164,17 @@ class KeptVm:
 class Lab:
     """One drill's lab. ``teardown`` is idempotent and safe after a partial provision."""
 
-    def __init__(self, hv: Hypervisor, scenario: str, root: Path | None = None) -> None:
+    def __init__(self, hv: Hypervisor, scenario: str, root: Path | None = None,
+                 host: LabHost | None = None) -> None:  # fmt: skip
         self.hv = hv
         self.lab_id = secrets.token_hex(4)
-        self.dir = (root or state_root()) / "labs" / self.lab_id
+        labs = (root or state_root()) / "labs"
+        self.dir = labs / self.lab_id  # the record; on this machine, the lab's files too
+        self.host = host or LocalHost(labs, hv.uri)
+        self.files = self.host.folder(self.lab_id)  # the lab's files, as its host sees them
         self.record = LabRecord(
             lab_id=self.lab_id, scenario=scenario, uri=hv.uri, pid=os.getpid(),
-            pid_start=_process_start(os.getpid()), created=time.time(),
+            pid_start=_process_start(os.getpid()), created=time.time(), host=self.host.name,
         )  # fmt: skip
         self.provisioned: Provisioned | None = None
 
@@ -197,6 +202,12 @@ class Lab:
         domains = [f"{name}-{d.machine}" for d in disks]
         self.record.domains += domains
         self._save()  # before anything exists: a kill -9 from here on is reapable
+        if self.host.remote and (any(d.blank_bytes or d.shares for d in disks)
+                                 or (addressing is not None and addressing.replicated)):
+            raise LabError("a whole-system restore, a shared repository and a lab that "
+                           "replicates production subnets run only on this machine's own "
+                           "libvirt, not on a remote host")  # fmt: skip
+        self.host.make_folder(self.lab_id)
 
         security_driver = self.hv.security_model()
         keep_labels = kept_labels(security_driver)
@@ -217,7 +228,7 @@ class Lab:
                                              ExtraDisk(disk.backing, disk.image, disk.chain))
             more = [self._overlay(f"{disk.machine}.disk{n}.qcow2", further)
                     for n, further in enumerate(disk.more, 2)]  # one overlay per further disk
-            console_log = self.dir / f"{disk.machine}.console.log"
+            console_log = self.files / f"{disk.machine}.console.log"
             served = [self._share(f"{disk.machine}-{s.tag}", s) for s in disk.shares]
             dom_plan = DomainPlan(
                 name=domain, lab_id=self.lab_id,
@@ -227,7 +238,7 @@ class Lab:
                 network=name, mac=mac, console_log=console_log, keep_labels=keep_labels,
                 more_disks=tuple(more), firmware=disk.firmware,
                 secure_boot=disk.secure_boot,
-                nvram=self.dir / f"{disk.machine}.VARS.fd" if disk.firmware == "uefi" else None,
+                nvram=self.files / f"{disk.machine}.VARS.fd" if disk.firmware == "uefi" else None,
                 shares=tuple((s.tag, s.socket) for s in served),
             )  # fmt: skip
             ip = plan.address(i) if named else None
@@ -247,7 +258,7 @@ class Lab:
         UEFI, as the rebuilt system boots)."""
         blank = self.dir / f"{disk.machine}.rebuilt.qcow2"
         qemu_img.create_blank(blank, disk.blank_bytes)
-        _give_to_qemu(blank, self.hv.uri)
+        give_to_qemu(blank, self.hv.uri)
         mac = _mac()
         while mac == vm.mac:
             mac = _mac()
@@ -297,21 +308,22 @@ class Lab:
         return served
 
     def _overlay(self, name: str, disk: ExtraDisk) -> tuple[Path, tuple[qemu_img.Layer, ...]]:
-        """A qcow2 overlay in the lab folder over ``disk``, QEMU's to write; the overlay and
-        the layers below it (the disk's image, then its own backing files)."""
-        overlay = self.dir / name
-        qemu_img.create_overlay(overlay, disk.backing, disk.image)
-        _give_to_qemu(overlay, self.hv.uri)
-        return overlay, (qemu_img.Layer(disk.backing, disk.image.format), *disk.chain)
+        """A qcow2 overlay in the lab's folder over ``disk``, QEMU's to write; the overlay and
+        the layers below it (the disk's image, then its own backing files), each at the path
+        the lab's host sees it."""
+        there = self.host.host_path
+        overlay = self.host.overlay(self.lab_id, name, there(disk.backing), disk.image)
+        layers = (qemu_img.Layer(disk.backing, disk.image.format), *disk.chain)
+        return overlay, tuple(qemu_img.Layer(there(layer.path), layer.format) for layer in layers)
 
     def _guard(self, bridge: str, dns: bool, dhcp: bool) -> str:
         """Block guest → host traffic on the lab bridge (see :mod:`.guard`), recorded first so
         a killed drill's table is reaped; the rules, or why none were needed."""
-        if not guard_applies(self.hv.uri):
+        if not self.host.remote and not guard_applies(self.hv.uri):
             return f"not applied: libvirt at {self.hv.uri} runs no lab bridge on this host"
         self.record.guarded = True
         self._save()
-        return guard.block_guest_to_host(self.lab_id, bridge, dns, dhcp)
+        return self.host.block_guest_to_host(self.lab_id, bridge, dns, dhcp)
 
     def _create_network(
         self, name: str, hosts: list[tuple[str, tuple[str, ...]]], replicated: bool
@@ -362,8 +374,11 @@ class Lab:
 
     def teardown(self) -> list[str]:
         """Remove domains, network, host guard and folder; what was removed, for the log."""
-        return _remove(self.hv, self.record.domains, self.record.networks, self.dir,
-                       _guarded(self.record), self.record)  # fmt: skip
+        return _remove(self.hv, self.host, self.record, self.dir)
+
+    def read_console(self, path: Path, limit: int) -> bytes:
+        """The last ``limit`` bytes of one of the lab's console logs."""
+        return self.host.read_tail(path, limit)
 
 
 def kept_labels(security_model: str) -> tuple[str, ...]:
@@ -394,22 +409,22 @@ def guard_applies(uri: str) -> bool:
     return uri.startswith("qemu:///")
 
 
-def _guarded(record: LabRecord) -> str:
-    """The lab id whose host guard to remove, or "" if the lab never had one."""
-    return record.lab_id if record.guarded else ""
-
-
-def _remove(hv: Hypervisor, domains: Sequence[str], networks: Sequence[str], folder: Path,
-            guarded_lab: str = "", record: LabRecord | None = None) -> list[str]:  # fmt: skip
-    removed = [f"domain {d}" for d in domains if hv.destroy_domain(d)]
-    if record is not None and record.netns:  # before the network: the veth is on its bridge
+def _remove(hv: Hypervisor, host: LabHost, record: LabRecord, folder: Path) -> list[str]:
+    """Everything of one lab, on its host and here; what was removed."""
+    removed = _remove_objects(hv, record.domains, record.networks)
+    if record.netns:  # before the network: the veth is on its bridge
         removed += netns.destroy(record.lab_id, record.dnsmasq_pid)
+    if record.guarded and host.unblock(record.lab_id):
+        removed.append(f"host guard {guard.table_name(record.lab_id)}")
+    removed += [f"virtiofsd {pid}" for pid in record.share_pids if share.stop(pid, folder)]
+    return removed + host.remove_folder(record.lab_id) + _remove_folder(folder)
+
+
+def _remove_objects(hv: Hypervisor, domains: Sequence[str], networks: Sequence[str],
+                    pools: Sequence[str] = ()) -> list[str]:  # fmt: skip
+    removed = [f"domain {d}" for d in domains if hv.destroy_domain(d)]
     removed += [f"network {n}" for n in networks if hv.destroy_network(n)]
-    if guarded_lab and guard.unblock(guarded_lab):
-        removed.append(f"host guard {guard.table_name(guarded_lab)}")
-    removed += [f"virtiofsd {pid}" for pid in (record.share_pids if record else [])
-                if share.stop(pid, folder)]  # fmt: skip
-    return removed + _remove_folder(folder)
+    return removed + [f"storage pool {p}" for p in pools if hv.destroy_pool(p)]
 
 
 def _remove_folder(folder: Path) -> list[str]:
@@ -427,13 +442,6 @@ def _remove_folder(folder: Path) -> list[str]:
     return removed
 
 
-def _give_to_qemu(overlay: Path, uri: str) -> None:
-    """Under qemu:///system QEMU runs as an unprivileged user that must write the overlay."""
-    entry = qemu_account(uri)
-    if os.geteuid() == 0 and entry is not None:
-        os.chown(overlay, entry.pw_uid, entry.pw_gid)
-
-
 def list_labs(root: Path | None = None) -> list[LabRecord]:
     """Every lab folder's record, oldest first."""
     records = []
@@ -445,40 +453,45 @@ def list_labs(root: Path | None = None) -> list[LabRecord]:
     return sorted(records, key=lambda r: r.created)
 
 
-def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None) -> list[str]:
-    """Remove labs whose drill is gone (and kept ones if asked); what was removed."""
+def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None,
+         host: LabHost | None = None) -> list[str]:  # fmt: skip
+    """Remove the labs on ``hv`` (its ``host``; default this machine) whose drill is gone,
+    and kept ones if asked; what was removed. Labs of other hosts are left to theirs."""
     labs_dir = (root or state_root()) / "labs"
+    host = host or LocalHost(labs_dir, hv.uri)
+    here = not host.remote and guard_applies(hv.uri)
     # libvirt objects first, records second: a drill saves its record before it creates any
     # object, so every object seen here of a drill starting meanwhile has its record read below.
     objects = hv.lab_objects()
-    tables = guard.tables() if guard_applies(hv.uri) else []
-    spaces = netns.namespaces() if guard_applies(hv.uri) else []
-    records = {r.lab_id: r for r in list_labs(root)}
-    live = {i for i, r in records.items() if r.owner_alive() and not r.kept}
-    keep = {i for i, r in records.items() if r.kept and not include_kept}
-    spared = live | keep
+    tables = host.guard_tables() if here or host.remote else []
+    spaces = netns.namespaces() if here else []
+    folders = host.lab_folders()
+    every = {r.lab_id: r for r in list_labs(root)}
+    records = {i: r for i, r in every.items() if r.uri == hv.uri}
+    live = {i for i, r in every.items() if r.owner_alive() and not r.kept}
+    keep = {i for i, r in every.items() if r.kept and not include_kept}
+    spared = live | keep | (every.keys() - records.keys())  # another host's are not ours
     removed: list[str] = []
     for lab_id, record in records.items():
         if lab_id not in spared:
-            removed += _remove(hv, record.domains, record.networks, labs_dir / lab_id,
-                               _guarded(record), record)  # fmt: skip
+            removed += _remove(hv, host, record, labs_dir / lab_id)
     # libvirt objects with no folder: from a lab whose folder was deleted by hand.
     stray: list[LabObject] = [o for o in objects if o.lab_id not in spared]
-    removed += _remove(
-        hv,
-        [o.name for o in stray if o.kind == "domain"],
-        [o.name for o in stray if o.kind == "network"],
-        labs_dir / "__none__",
-    )
+    removed += _remove_objects(hv, [o.name for o in stray if o.kind == "domain"],
+                               [o.name for o in stray if o.kind == "network"],
+                               [o.name for o in stray if o.kind == "pool"])  # fmt: skip
     for lab_id in spaces:
         if lab_id not in spared and lab_id not in records:  # its folder lost too
             removed += netns.destroy(lab_id, None)
     for table in tables:  # host guards whose lab is gone (its folder lost too)
         lab_id = table.removeprefix(guard.TABLE_PREFIX)
-        if lab_id not in spared and guard.unblock(lab_id):
+        if lab_id not in spared and host.unblock(lab_id):
             removed.append(f"host guard {table}")
-    for folder in labs_dir.glob("*") if labs_dir.exists() else []:
+    for lab_id in folders:  # a remote host's lab folders whose lab is gone
+        if lab_id not in spared and lab_id not in records:
+            removed += host.remove_folder(lab_id)
+    for folder in labs_dir.glob("*") if labs_dir.exists() and not host.remote else []:
         young = folder.is_dir() and time.time() - folder.stat().st_mtime < 60  # being made
-        if folder.is_dir() and not young and folder.name not in records:
+        if folder.is_dir() and not young and folder.name not in every:
             removed += _remove_folder(folder)
     return removed

@@ -8,18 +8,20 @@ testinfra files) accepts that key and no other.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
 from harness.errors import ConfigError, PhaseFailed, PhaseTimeout
 from harness.remote.commands import run_polled
+from harness.remote.host import session
+from harness.remote.jump import Jump
+from harness.remote.keys import HostKey
 from harness.remote.namespace import connect
 
 # paramiko logs every failed banner read with a traceback; with no handler configured Python
@@ -28,20 +30,6 @@ from harness.remote.namespace import connect
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 ATTEMPT_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class HostKey:
-    """A guest's SSH host key as recorded in the evidence."""
-
-    type: str
-    base64: str
-
-    @property
-    def fingerprint(self) -> str:
-        """OpenSSH's ``SHA256:...`` form, comparable with ``ssh-keygen -lf``."""
-        raw = hashlib.sha256(base64.b64decode(self.base64)).digest()
-        return "SHA256:" + base64.b64encode(raw).decode().rstrip("=")
 
 
 @dataclass(frozen=True)
@@ -54,6 +42,7 @@ class Target:
     key_file: Path
     password: str | None = field(default=None, repr=False)  # tried after the key
     netns: str | None = None  # a replicated lab's namespace, where the guest is reachable
+    jump: Jump | None = None  # a remote lab's host: the guest is reachable through it only
 
 
 def check_key(key_file: Path) -> str:
@@ -106,7 +95,11 @@ def _client(policy: paramiko.MissingHostKeyPolicy) -> paramiko.SSHClient:
 
 
 def _connect(client: paramiko.SSHClient, target: Target, timeout_s: float) -> None:
-    sock = connect(target.netns, target.ip, target.port, timeout_s) if target.netns else None
+    sock: Any = None
+    if target.jump:
+        sock = session(target.jump).channel_to(target.ip, target.port, timeout_s)
+    elif target.netns:
+        sock = connect(target.netns, target.ip, target.port, timeout_s)
     client.connect(
         target.ip, port=target.port, username=target.user, key_filename=str(target.key_file),
         password=target.password, sock=sock,

@@ -20,12 +20,12 @@ from harness.kinds import BOOTABLE_FORMATS
 from harness.scenario.model import BackupSpec, VmSpec
 from harness.sources import BootDisk
 from harness.sources.identity import (
+    LOCAL,
     Proof,
+    Reader,
     confirm_unchanged,
     hash_backup,
-    identity,
     prove_again,
-    sha256_path,
 )
 
 
@@ -67,6 +67,7 @@ class DiskImageSource:
     def __init__(self, spec: BackupSpec, vm: VmSpec) -> None:
         assert spec.path is not None  # noqa: S101 - the loader requires it for this kind
         self.spec, self.path = spec, spec.path
+        self.reader: Reader = LOCAL  # a remote lab's: its host reads (and proves) the backup
 
     def verify(self) -> tuple[BackupEvidence, BootDisk]:
         evidence, disk = self._one(self.path, self.spec.format, self.spec.sha256)
@@ -80,7 +81,7 @@ class DiskImageSource:
         return evidence, disk
 
     def _one(self, path: Path, fmt: str, sha256: str | None) -> tuple[BackupEvidence, BootDisk]:
-        before = identity(path)
+        before = self.reader.identity(path)
         image, chain, summary = inspect_image(path, fmt)
         if self.spec.restore_point:
             restore_point, source = self.spec.restore_point, "scenario"
@@ -91,24 +92,30 @@ class DiskImageSource:
             virtual_size=image.virtual_size, restore_point=restore_point.isoformat(),
             restore_point_source=source, sha256_expected=sha256,
             image_check=summary, identity_before=before,
-            chain=[LayerEvidence(n, str(layer.path), layer.format, identity(layer.path))
+            chain=[LayerEvidence(n, str(layer.path), layer.format,
+                                 self.reader.identity(layer.path))
                    for n, layer in enumerate(chain, 1)],
         )  # fmt: skip
+        if self.reader.where:
+            evidence.details["proven on"] = (f"{self.reader.where}, where QEMU reads it: stat "
+                                             "and SHA-256 taken there")  # fmt: skip
         return evidence, BootDisk(path, image, chain)
 
     def hash(self, evidence: BackupEvidence, stop: threading.Event) -> None:
         for disk in (evidence, *evidence.disks):
-            hash_backup(disk, Path(disk.path), stop)
+            hash_backup(disk, Path(disk.path), stop, reader=self.reader)
             for layer in disk.chain:
-                layer.sha256 = sha256_path(Path(layer.path), stop)
+                layer.sha256 = self.reader.sha256(Path(layer.path), stop)
 
     def confirm_unchanged(self, evidence: BackupEvidence, proof: Proof) -> None:
         for disk in (*evidence.disks, evidence):
-            confirm_unchanged(disk, Path(disk.path), self.spec.verify_after, proof)
+            confirm_unchanged(disk, Path(disk.path), self.spec.verify_after, proof,
+                              reader=self.reader)
             for layer in disk.chain:  # each layer by the same proof as the top image
                 sha256 = layer.sha256 if disk.unchanged_by == "hash" else ""
                 layer.identity_after, layer.sha256_after, layer.unchanged = prove_again(
-                    Path(layer.path), layer.identity_before, sha256, proof.stop)
+                    Path(layer.path), layer.identity_before, sha256, proof.stop,
+                    reader=self.reader)
             if any(layer.unchanged is False for layer in disk.chain):
                 disk.unchanged = False
         # The first disk's verdict is the backup's: every disk and layer must be unchanged.

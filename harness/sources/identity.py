@@ -12,6 +12,7 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from harness.errors import PhaseFailed
 from harness.evidence.model import BackupEvidence, FileIdentity
@@ -22,6 +23,31 @@ HASH_CHUNK = 4 * 1024 * 1024
 class HashCancelled(Exception):
     """The drill was aborted while the backup was being hashed."""
 
+
+class Reader(Protocol):
+    """Where a backup's stat facts and SHA-256 are taken: here, or on the remote host whose
+    QEMU reads it (:class:`harness.lab.host.HostReader`)."""
+
+    where: str  # "" here; else the host, in words
+
+    def identity(self, path: Path) -> FileIdentity: ...
+
+    def sha256(self, path: Path, stop: threading.Event | None) -> str: ...
+
+
+class LocalReader:
+    """This machine."""
+
+    where = ""
+
+    def identity(self, path: Path) -> FileIdentity:
+        return identity(path)
+
+    def sha256(self, path: Path, stop: threading.Event | None) -> str:
+        return sha256_path(path, stop)
+
+
+LOCAL = LocalReader()
 
 def identity(path: Path) -> FileIdentity:
     """The stat facts of a file, or of a folder and everything in it."""
@@ -126,11 +152,15 @@ def path_proof(
 
 
 def hash_backup(evidence: BackupEvidence, path: Path, stop: threading.Event,
-                by_stat: tuple[str, ...] = ()) -> tuple[int, int]:  # fmt: skip
+                by_stat: tuple[str, ...] = (), reader: Reader | None = None,
+                ) -> tuple[int, int]:  # fmt: skip
     """Hash the backup into ``evidence`` (runs beside the boot); a mismatch with the
     scenario's expected hash fails the drill. How many files were hashed, and how many
     (under ``by_stat``) were taken by stat."""
-    evidence.sha256, hashed, stated = path_proof(path, stop, by_stat)
+    if reader is not None and reader.where:
+        evidence.sha256, hashed, stated = reader.sha256(path, stop), 1, 0
+    else:
+        evidence.sha256, hashed, stated = path_proof(path, stop, by_stat)
     if evidence.sha256_expected and evidence.sha256 != evidence.sha256_expected:
         raise PhaseFailed(
             "verify",
@@ -142,17 +172,17 @@ def hash_backup(evidence: BackupEvidence, path: Path, stop: threading.Event,
 
 def prove_again(
     path: Path, before: FileIdentity | None, sha256: str, stop: threading.Event | None,
-    by_stat: tuple[str, ...] = (),
+    by_stat: tuple[str, ...] = (), reader: Reader = LOCAL,
 ) -> tuple[FileIdentity, str | None, bool]:  # fmt: skip
     """One file (or folder) after the drill: its identity now, its SHA-256 now (None when
     ``sha256`` is empty, i.e. no re-hash, or the re-hash was cut short by ``stop``) and
     whether it is unchanged by every proof that ran."""
-    after = identity(path)
+    after = reader.identity(path)
     same = before is not None and before == after
     if not sha256:
         return after, None, same
     try:
-        again = sha256_path(path, stop, by_stat)
+        again = reader.sha256(path, stop) if reader.where else sha256_path(path, stop, by_stat)
     except HashCancelled:
         return after, None, same
     return after, again, same and again == sha256
@@ -160,7 +190,7 @@ def prove_again(
 
 def confirm_unchanged(
     evidence: BackupEvidence, path: Path, verify_after: str, proof: Proof | None = None,
-    by_stat: tuple[str, ...] = (),
+    by_stat: tuple[str, ...] = (), reader: Reader = LOCAL,
 ) -> None:
     """After the drill: stat (and hash, unless told not to or ``proof`` says not to) again
     and compare. A re-hash cut short by ``proof.stop`` falls back to stat and says so.
@@ -168,7 +198,8 @@ def confirm_unchanged(
     proof = proof or Proof()
     rehash = verify_after != "stat" and bool(evidence.sha256) and not proof.skip_rehash
     evidence.identity_after, evidence.sha256_after, evidence.unchanged = prove_again(
-        path, evidence.identity_before, evidence.sha256 if rehash else "", proof.stop, by_stat)
+        path, evidence.identity_before, evidence.sha256 if rehash else "", proof.stop, by_stat,
+        reader)
     evidence.unchanged_by = "hash" if evidence.sha256_after else "stat"
     if proof.skip_rehash:
         evidence.details["unchanged proof"] = proof.skip_rehash
