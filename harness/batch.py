@@ -87,6 +87,7 @@ def run_in_process(
             finished.append(done)
             continue
         if admitted.host is not None:
+            sink(Event("batch", scenario.name, f"placed on host {admitted.host.name}"))
             plan = replace(plan, options=replace(plan.options, uri=admitted.host.uri,
                                                  host=admitted.host))  # fmt: skip
         try:
@@ -394,6 +395,8 @@ class _Starter:
             _announce(admitted, self.sink)
             finished.append(admitted)
         else:
+            if admitted.host is not None:
+                self.sink(Event("batch", nxt.name, f"placed on host {admitted.host.name}"))
             argv = [*self.argv, *admitted.argv, str(nxt.source)]
             running.append(_Child(nxt, argv, self.lines, admitted))
         return True

@@ -344,23 +344,43 @@ def _sink(log_format: str, secret_values: set[str]) -> Iterator[Sink]:
 
 @cli.command()
 @uri_option
+@hosts_option
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-def cleanup(uri: str, dry_run: bool) -> None:
-    """Remove kept labs and labs left behind by a killed drill (running drills are spared)."""
+def cleanup(uri: str, hosts_file: Path | None, dry_run: bool) -> None:
+    """Remove kept labs and labs left behind by a killed drill (running drills are spared),
+    on this machine or on every host of the inventory. Exit 3 if a host did not answer."""
+    from harness.hosts.inventory import load_inventory, local_host
+    from harness.lab.host import lab_host
     from harness.lab.hypervisor import Hypervisor
-    from harness.lab.lifecycle import list_labs, reap
+    from harness.lab.lifecycle import list_labs, reap, state_root
 
-    with Hypervisor(uri) as hv:
-        if dry_run:
-            live = {r.lab_id for r in list_labs() if r.owner_alive() and not r.kept}
-            for obj in hv.lab_objects():
-                if obj.lab_id not in live:
-                    click.echo(f"would remove {obj.kind} {obj.name}")
-            return
-        removed = reap(hv, include_kept=True)
+    hosts = load_inventory(hosts_file).hosts if hosts_file else (local_host(uri, 1),)
+    removed: list[str] = []
+    unreached = []
+    for spec in hosts:
+        where = f" on {spec.name}" if hosts_file else ""
+        try:
+            with Hypervisor(spec.uri) as hv:
+                if dry_run:
+                    live = {r.lab_id for r in list_labs() if r.owner_alive() and not r.kept}
+                    for obj in hv.lab_objects():
+                        if obj.lab_id not in live:
+                            click.echo(f"would remove {obj.kind} {obj.name}{where}")
+                    continue
+                host = lab_host(hv, spec if hosts_file else None, state_root() / "labs")
+                removed += [f"{item}{where}" for item in reap(hv, include_kept=True, host=host)]
+        except DrillError as exc:
+            if not hosts_file:
+                raise
+            unreached.append(spec.name)
+            click.echo(f"host {spec.name} ({spec.uri}) did not answer: {exc}; what a drill "
+                       "left there stays until it answers", err=True)  # fmt: skip
     for item in removed:
         click.echo(f"removed {item}")
-    click.echo(f"{len(removed)} object(s) removed" if removed else "nothing to clean up")
+    if not dry_run:
+        click.echo(f"{len(removed)} object(s) removed" if removed else "nothing to clean up")
+    if unreached:
+        sys.exit(ExitCode.INFRA)
 
 
 @cli.command()
@@ -519,7 +539,8 @@ def labs() -> None:
         state = "kept" if r.kept else ("running" if r.owner_alive() else "orphaned")
         created = datetime.fromtimestamp(r.created, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         where = f" {r.login}" if r.login else ""
-        click.echo(f"{r.lab_id}  {state:9} {r.scenario}  since {created}{where}")
+        host = f" on {r.host}" if r.host else ""
+        click.echo(f"{r.lab_id}  {state:9} {r.scenario}{host}  since {created}{where}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -88,7 +88,15 @@ start_second_host() {
         ip netns exec "$ns" ip addr add "$host_addr/30" dev eth0
         ip netns exec "$ns" ip link set eth0 up
     fi
-    if ! _pid_alive "$(cat "$state/libvirtd.pid" 2>/dev/null)"; then
+    local held
+    held=$(cat "$state/virtlogd.pid" 2>/dev/null || true)
+    if ! _pid_alive "$(cat "$state/libvirtd.pid" 2>/dev/null)" && _pid_alive "$held"; then
+        # libvirtd died (or was killed) and its namespaces live on: start it again in them,
+        # where it finds its running guests and transient objects (/run/libvirt) again
+        nsenter -t "$held" -n -m sh -ec 'rm -f /run/libvirtd.pid; libvirtd -d
+            for _ in $(seq 50); do [ -s /run/libvirtd.pid ] && break; sleep 0.1; done
+            cp /run/libvirtd.pid "$1/libvirtd.pid"' sh "$state"
+    elif ! _pid_alive "$(cat "$state/libvirtd.pid" 2>/dev/null)"; then
         ip netns exec "$ns" unshare -m --propagation private sh -ec '
             state=$1
             mount -t tmpfs tmpfs /run

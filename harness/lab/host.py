@@ -26,6 +26,7 @@ from harness.lab.access import qemu_account
 from harness.lab.hypervisor import Hypervisor
 from harness.lab.xml import NAME_PREFIX
 from harness.remote.host import HostSession, session
+from harness.remote.jump import Jump
 
 #: a remote host's lab folders (one per lab, a libvirt storage pool each)
 REMOTE_ROOT = PurePosixPath("/var/lib/libvirt/restore-drill")
@@ -41,6 +42,11 @@ class LabHost(Protocol):
 
     name: str  # the inventory's name; "" for this machine without an inventory
     remote: bool
+
+    @property
+    def jump(self) -> Jump | None:
+        """A remote host's SSH: its guests are reachable through it only."""
+        ...
 
     def folder(self, lab_id: str) -> Path:
         """Where the lab's files are, as the host's QEMU sees them."""
@@ -78,6 +84,7 @@ class LocalHost:
     """This machine: the lab's files in its folder under the state root."""
 
     remote = False
+    jump = None
 
     def __init__(self, labs: Path, uri: str, name: str = "") -> None:
         self.labs, self.uri, self.name = labs, uri, name

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import secrets
+import shlex
 import shutil
 import time
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from harness.lab.xml import (
     domain_xml,
     network_xml,
 )
+from harness.remote.jump import Jump
 
 
 def state_root() -> Path:
@@ -361,11 +363,12 @@ class Lab:
         first = vms[0]
         self.record.kept, self.record.ip = True, first.ip
         self.record.login = ", ".join(f"{vm.user}@{vm.ip}" for vm in vms)
+        via = _proxy(self.host.jump) if self.host.jump else []
         self.record.machines = {
             vm.machine: [
                 "-i", str(vm.key_file), "-p", str(vm.port), "-o", "IdentitiesOnly=yes",
                 "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                f"{vm.user}@{vm.ip}",
+                *via, f"{vm.user}@{vm.ip}",
             ]
             for vm in vms
         }  # fmt: skip
@@ -379,6 +382,15 @@ class Lab:
     def read_console(self, path: Path, limit: int) -> bytes:
         """The last ``limit`` bytes of one of the lab's console logs."""
         return self.host.read_tail(path, limit)
+
+
+def _proxy(jump: Jump) -> list[str]:
+    """OpenSSH's way to a remote lab's guest: through its host (``ssh -W``), that host's key
+    pinned from the inventory's known_hosts as well."""
+    key = ["-i", jump.key_file, "-o", "IdentitiesOnly=yes"] if jump.key_file else []
+    hop = ["ssh", *key, "-p", str(jump.port), "-o", f"UserKnownHostsFile={jump.known_hosts}",
+           "-o", "StrictHostKeyChecking=yes", "-W", "%h:%p", f"{jump.user}@{jump.hostname}"]
+    return ["-o", "ProxyCommand=" + " ".join(shlex.quote(a) for a in hop)]
 
 
 def kept_labels(security_model: str) -> tuple[str, ...]:

@@ -1,0 +1,157 @@
+"""Drills spread over two libvirt hosts: this machine and a second host in network and mount
+namespaces of its own (``scripts/lab-env.sh``: ``start_second_host``), reached over
+``qemu+ssh://`` with its SSH key pinned. Real VMs on both, real SSH through the second host
+as jump host, and a host that dies mid-drill."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.vm.conftest import ROOT, Running, assert_backup_untouched, command, run_cli
+
+NAME, ADDRESS, LAB_SIDE = "hv2", "10.250.0.2", "10.250.0.1"
+STATE = Path("/var/lib/restore-drill-hosts") / NAME
+REMOTE_URI = f"qemu+ssh://root@{ADDRESS}/system?keyfile={STATE}/client_key&no_verify=1"
+
+
+def _lab_env(call: str) -> None:
+    subprocess.run(["bash", "-c", f". scripts/lab-env.sh && {call}"], cwd=ROOT, check=True,
+                   timeout=120)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This machine and the second host, two drills at a time on each."""
+    _lab_env(f"start_second_host {NAME} {ADDRESS} {LAB_SIDE}")
+    path = tmp_path_factory.mktemp("hosts") / "hosts.yaml"
+    path.write_text(f"""\
+hosts:
+  - {{name: here, uri: "qemu:///system", slots: 2}}
+  - name: {NAME}
+    uri: "{REMOTE_URI}"
+    known_hosts: {STATE}/known_hosts
+    accelerator: tcg   # this machine's KVM cannot boot a guest (docs: LAB-NOTES)
+    slots: 2
+""")
+    yield path
+    _lab_env(f"stop_second_host {NAME}")
+
+
+def _virsh(*args: str) -> list[str]:
+    done = subprocess.run(["virsh", "-c", REMOTE_URI, *args], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+
+def remote_leftovers() -> list[str]:
+    """Every lab object, guard or folder restore-drill has on the second host."""
+    found = [f"domain {d}" for d in _virsh("list", "--all", "--name") if d.startswith("rdrill")]
+    found += [f"network {n}" for n in _virsh("net-list", "--all", "--name")
+              if n.startswith("rdrill")]  # fmt: skip
+    found += [f"pool {p}" for p in _virsh("pool-list", "--all", "--name")
+              if p.startswith("rdrill")]  # fmt: skip
+    tables = subprocess.run(["ip", "netns", "exec", f"rdhost-{NAME}", "nft", "list", "tables",
+                             "inet"], capture_output=True, text=True, check=True).stdout.split()
+    found += [f"host guard {t}" for t in tables if t.startswith("rdrill_")]
+    folders = STATE / "lib" / "restore-drill"  # its private /var/lib/libvirt
+    found += [f"folder {p}" for p in folders.iterdir()] if folders.exists() else []
+    return found
+
+
+def _scenarios(folder: Path, names: list[str]) -> list[str]:
+    """The demo web drill under several names (one lock and one report each)."""
+    text = (ROOT / "scenarios" / "demo-web.yaml").read_text()
+    files = []
+    for name in names:
+        path = folder / f"{name}.yaml"
+        path.write_text(text.replace('default("demo-web")', f'default("{name}")'))
+        files.append(str(path))
+    (folder / "tests").mkdir()  # the scenario's testinfra file, relative to its folder
+    for test in (ROOT / "scenarios" / "tests").glob("*.py"):
+        (folder / "tests" / test.name).write_text(test.read_text())
+    return files
+
+
+def _placed(stderr: str) -> dict[str, str]:
+    return dict(re.findall(r"\[(web-\w)\] placed on host (\w+)", stderr))
+
+
+def test_four_drills_on_two_hosts_are_placed_two_and_two_and_pass(
+    inventory: Path, reports: Path, tmp_path: Path
+) -> None:
+    files = _scenarios(tmp_path, ["web-a", "web-b", "web-c", "web-d"])
+    drill = run_cli("--hosts", str(inventory), "--parallel", "4", *files, reports=reports,
+                    timeout=1500)  # fmt: skip
+    assert drill.exit_code == 0, drill.stderr
+    assert _placed(drill.stderr) == {"web-a": "here", "web-b": NAME, "web-c": "here",
+                                     "web-d": NAME}  # fmt: skip
+    assert len(drill.folders) == 4
+    for folder in drill.folders:
+        report = json.loads((folder / "report.json").read_text())
+        assert report["verdict"] == "PASS", report["reason"]
+        assert_backup_untouched(report)
+        remote = report["scenario"] in ("web-b", "web-d")
+        host = report["environment"].get("lab_host")
+        attempts = {a["target"]: a["outcome"] for a in report["isolation"]}
+        assert set(attempts.values()) == {"blocked"}, attempts
+        if not remote:
+            assert host is None
+            assert report["environment"]["libvirt_uri"] == "qemu:///system"
+            continue
+        assert host["name"] == NAME
+        assert host["uri"] == REMOTE_URI
+        assert host["host_key"].startswith("ssh-ed25519 SHA256:")
+        assert host["libvirt"]
+        assert host["qemu"]
+        assert host["cpu_model"]
+        assert report["environment"]["accelerator"] == "tcg"
+        # the backup as the second host's QEMU reads it: stat and hash taken there
+        assert report["backup"]["details"]["proven on"].startswith(f"host {NAME}, where QEMU")
+        # its sshd, its lab address and the controller: each tried from the guest, blocked
+        assert f"lab host {NAME} {ADDRESS}:22 (its sshd)" in attempts
+        assert any(t.startswith(f"drill host {LAB_SIDE}:") for t in attempts)
+        # the testinfra files and the http check went through the host as jump host
+        checks = {c["name"]: c for c in report["checks"]}
+        assert checks["order page is served"]["passed"]
+        assert any(c["kind"] == "testinfra" and c["passed"] for c in report["checks"])
+        console = (folder / "console.log").read_bytes()
+        assert b"login:" in console  # read from the host's file over SSH
+    assert remote_leftovers() == []
+
+
+def test_a_host_whose_libvirtd_dies_mid_drill(inventory: Path, reports: Path,
+                                              tmp_path: Path) -> None:  # fmt: skip
+    """That drill is an ERROR with a report; the other host's drill passes; once the host
+    is back, cleanup removes what the dead drill left there."""
+    files = _scenarios(tmp_path, ["web-e", "web-f"])
+    run = Running("--hosts", str(inventory), "--parallel", "2", *files, reports=reports)
+    run.wait_for("[web-f] boot: VM powered on", timeout=600)
+    os.kill(int((STATE / "libvirtd.pid").read_text()), signal.SIGKILL)
+    code = run.wait(timeout=900)
+    assert code == 3, "".join(run.log)
+    found = {f.name.split("_", 1)[1]: f for f in reports.iterdir() if f.is_dir()}
+    assert set(found) == {"web-e", "web-f"}
+    passed = json.loads((found["web-e"] / "report.json").read_text())
+    assert passed["verdict"] == "PASS"
+    failed = json.loads((found["web-f"] / "report.json").read_text())
+    assert failed["verdict"] == "ERROR"
+    assert failed["environment"]["lab_host"]["name"] == NAME
+    assert "libvirt" in failed["reason"] or "lease" in failed["reason"], failed["reason"]
+    assert failed["backup"]["unchanged"] is True  # proven on the host, whose sshd lives
+    # the host comes back; cleanup reaps what the killed drill left on it
+    _lab_env(f"start_second_host {NAME} {ADDRESS} {LAB_SIDE}")
+    left = remote_leftovers()
+    assert any(item.startswith("domain rdrill") for item in left), left
+    done = subprocess.run(command("cleanup", "--hosts", str(inventory)), capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"on {NAME}" in done.stdout
+    assert remote_leftovers() == []
