@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from harness.drill import DrillOptions
+from harness.drill.context import Drill
 from harness.drill.machines import Guest as _Guest
-from harness.drill.pipeline import Run as _Run
+from harness.drill.machines import start_machines
+from harness.drill.pipeline import open_drill
 from harness.errors import PhaseFailed
 from harness.interrupts import Interrupts
 from harness.output.events import Event
@@ -39,7 +41,7 @@ STEP = 0.3  # how long each stand-in boot and readiness takes
 class Recorder:
     """Stand-ins for _boot and _ready: each a timed phase that waits like the real ones."""
 
-    def __init__(self, run: _Run, failing: str = "") -> None:
+    def __init__(self, run: Drill, failing: str = "") -> None:
         self.run, self.failing = run, failing
         self.ready_at: dict[str, float] = {}
 
@@ -62,26 +64,29 @@ class Recorder:
             time.sleep(0.02)
 
 
-def make_run(scenario_dir: Path, failing: str = "") -> tuple[_Run, Recorder, list[Event]]:
+def make_run(scenario_dir: Path, failing: str = "") -> tuple[Drill, Recorder, list[Event]]:
     (scenario_dir / "app.yaml").write_text(APP)
     events: list[Event] = []
-    run = _Run(load_scenario(scenario_dir / "app.yaml"), DrillOptions(uri="test:///default"),
+    run = Drill(load_scenario(scenario_dir / "app.yaml"), DrillOptions(uri="test:///default"),
                events.append, Interrupts())  # fmt: skip
-    run._open()
-    recorder = Recorder(run, failing)
-    run._boot = recorder.boot  # type: ignore[method-assign]
-    run._ready = recorder.ready  # type: ignore[method-assign]
-    return run, recorder, events
+    open_drill(run)
+    return run, Recorder(run, failing), events
 
 
-def phases(run: _Run) -> dict[str, tuple[float, float, str]]:
+def start(run: Drill, recorder: Recorder) -> None:
+    """As the drill starts its machines (booting.start), with stand-in boots."""
+    start_machines(run.guests, recorder.boot, recorder.ready, run.interrupts,
+                   lambda message: run.clock.say("note", message))  # fmt: skip
+
+
+def phases(run: Drill) -> dict[str, tuple[float, float, str]]:
     return {p.name: (p.start_s, p.start_s + p.duration_s, p.status) for p in run.result.phases}
 
 
 def test_independent_machines_start_together_and_dependents_wait(scenario_dir: Path) -> None:
     run, recorder, events = make_run(scenario_dir)
     started = time.monotonic()
-    run._start_machines()
+    start(run, recorder)
     took = time.monotonic() - started
     got = phases(run)
     assert [g.machine.name for g in run.guests] == ["db", "cache", "web"]
@@ -97,9 +102,9 @@ def test_independent_machines_start_together_and_dependents_wait(scenario_dir: P
 
 
 def test_a_failed_machine_cancels_the_others_and_decides(scenario_dir: Path) -> None:
-    run, _, _ = make_run(scenario_dir, failing="cache")
+    run, recorder, _ = make_run(scenario_dir, failing="cache")
     with pytest.raises(PhaseFailed, match="no DHCP lease"):
-        run._start_machines()
+        start(run, recorder)
     got = phases(run)
     assert got["boot cache"][2] == "failed"
     assert got["ssh db"][2] == "cancelled"  # stopped at its next wait, not run to the end

@@ -1,0 +1,111 @@
+"""Phases data, checks, testinfra (the recovery's end) and isolation (the harness's own
+proof, after the clock): each check on its machine, each attempt to leave the lab."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from harness.checks.declarative import run_check
+from harness.checks.isolation import host_listener, host_targets, lab_host_targets, probe_egress
+from harness.checks.testfiles import run_testfiles
+from harness.drill.context import Drill
+from harness.drill.dataproof import prove
+from harness.drill.machines import Guest
+from harness.drill.verdict import tally
+from harness.lab import netns
+from harness.lab.host import RemoteHost
+from harness.remote.commands import run_polled
+from harness.remote.namespace import entered
+
+
+def checks(d: Drill) -> None:
+    """Each machine's data against its manifests; the scenario's checks, each on its
+    machine; then the user's testinfra files."""
+    scenario, clock, result = d.scenario, d.clock, d.result
+    by_name = {g.machine.name: g for g in d.guests}
+    for guest in d.guests:
+        if guest.expected:
+            _data(d, guest)
+    with clock.phase("checks") as phase:
+        for spec in scenario.checks:
+            guest = by_name.get(spec.machine or "", d.primary_guest())
+            with entered(d.namespace):  # an http check's socket goes into the lab
+                outcome = run_check(guest.host, spec, guest.ip, d.via())
+            d.record(outcome)
+        phase.detail = tally(result.checks)
+    if scenario.testinfra:
+        guest = by_name.get(scenario.testinfra.machine or "", d.primary_guest())
+        assert guest.target is not None  # noqa: S101 - every machine is ready by now
+        assert guest.host_key is not None  # noqa: S101
+        with clock.phase("testinfra") as phase:
+            files, limit = scenario.testinfra.files, scenario.testinfra.timeout_s
+            tests = run_testfiles(files, guest.target, guest.host_key, limit)
+            for check in tests:
+                d.record(check)
+            phase.detail = tally(tests)
+
+
+def _data(d: Drill, guest: Guest) -> None:
+    """The guest's restored folders against the manifests recorded at backup time."""
+    with d.clock.phase(f"data{guest.label}") as phase:
+        proofs = []
+        for expected in guest.expected:
+            proof, check = prove(
+                guest.client,
+                expected,
+                guest.machine.name,
+                bool(guest.label),
+                guest.machine.login.user == "root",
+                phase.name,
+                d.interrupts.check,
+            )
+            proofs.append(proof)
+            d.result.data.append(proof)
+            d.record(check)
+        phase.detail = "; ".join(
+            f"{p.root}: {p.files_matching}/{p.files_expected} files identical" for p in proofs
+        )
+        if not all(p.passed for p in proofs):
+            phase.status = "failed"
+
+
+def isolation(d: Drill, guest: Guest) -> None:
+    with d.clock.phase(f"isolation{guest.label}") as phase:
+
+        def run(command: str, limit: float) -> tuple[int, str]:
+            assert guest.client is not None  # noqa: S101 - connected by _ready
+            return run_polled(guest.client, phase.name, command, limit, d.interrupts.check)
+
+        provisioned = d.lab.provisioned if d.lab else None
+        gateway = provisioned.gateway if provisioned else ""
+        with host_listener() as port:
+            if isinstance(d.host, RemoteHost):  # its host, and no way to the controller
+                there = d.host.session
+                host = lab_host_targets(
+                    d.host.name, gateway, there.addresses(), there.local_address(), port
+                )
+                attempts = probe_egress(run, d.scenario.isolation_probe, host)
+            elif d.namespace:  # the lab's side, then the drill host on its own addresses
+                # listed here, outside the lab: a command started inside it would list the
+                # lab side's addresses as the drill host's
+                own = netns.host_addresses()
+                with entered(d.namespace), host_listener() as lab_port:
+                    host = host_targets(gateway, lab_port, "the lab's side")
+                    host |= {
+                        f"drill host {a}:{port} (a listener on 0.0.0.0)": f"{a}:{port}" for a in own
+                    }
+                    attempts = probe_egress(run, d.scenario.isolation_probe, host)
+            else:
+                host = host_targets(gateway, port) if gateway else {}
+                attempts = probe_egress(run, d.scenario.isolation_probe, host)
+        prefix = f"{guest.machine.name}: " if guest.label else ""
+        records = [{**asdict(a), "target": prefix + a.target} for a in attempts]
+        d.result.isolation += records
+        leaks = [a for a in records if a["outcome"] != "blocked"]
+        phase.detail = (
+            f"{len(attempts)} attempts to leave the lab, all blocked"
+            if not leaks
+            else "not proven isolated: " + "; ".join(f"{a['target']} {a['outcome']}" for a in leaks)
+        )
+        if leaks:
+            phase.status = "failed"
