@@ -158,6 +158,15 @@ def create_overlay(overlay: Path, backing: Path, image: ImageInfo, timeout_s: fl
         raise InfraError(f"cannot create the overlay {overlay}: {proc.stderr.strip()}")
 
 
+def rebase_unsafe(overlay: Path, backing: Path, fmt: str, timeout_s: float = 60) -> None:
+    """Point an overlay at ``backing`` by name only (``-u``: neither file's data is read):
+    the same backup, at the path another host sees it by."""
+    proc = _run(["rebase", "-q", "-u", "-f", "qcow2", "-b", str(backing), "-F", fmt,
+                 str(overlay)], timeout_s, "prepare guest")  # fmt: skip
+    if proc.returncode != 0:
+        raise InfraError(f"cannot rebase the overlay {overlay}: {proc.stderr.strip()}")
+
+
 def create_blank(path: Path, size: int, timeout_s: float = 60) -> None:
     """An empty, sparse qcow2 disk of ``size`` bytes (a whole-system restore's target)."""
     proc = _run(["create", "-q", "-f", "qcow2", str(path), str(size)], timeout_s, "provision")

@@ -1,7 +1,7 @@
 """YAML files a person wrote, checked the way we check input: every problem located by file,
 line and field. Parsing keeps PyYAML's node tree beside the data so a JSON Schema error about
-``checks[2].timeout`` can name the line it is on. Used by scenario files and the
-notification config.
+``checks[2].timeout`` can name the line it is on. Used by scenario files, the notification
+config and the host inventory.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
 from harness.durations import DURATION_PATTERN, SIZE_PATTERN
-from harness.errors import Problem, ScenarioError
+from harness.errors import ConfigError, Problem, ScenarioError
 
 #: Values a document may hold once aliases are expanded (a real scenario has a few hundred).
 MAX_NODES = 10_000
@@ -56,6 +57,26 @@ def parse_document(text: str, name: str) -> tuple[yaml.Node, Any]:
         raise ScenarioError([Problem(name, None, "", f"YAML: {exc}")]) from None
     finally:
         loader.dispose()
+
+
+def load_mapping(path: Path, what: str, validator: jsonschema.protocols.Validator,
+                 shape: str = "a YAML mapping") -> tuple[yaml.Node, dict[str, Any]]:  # fmt: skip
+    """A config file (``what``, e.g. "the host inventory") read, parsed and checked against
+    its schema: its node tree and data, or a :class:`ScenarioError` with every problem
+    located (a file that cannot be read: :class:`ConfigError`)."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
+    node, data = parse_document(text, name)
+    problems = duplicate_keys(node, name)
+    if not isinstance(data, dict):
+        raise ScenarioError([*problems, Problem(name, 1, "", f"{what} is {shape}")])
+    problems += [p for e in validator.iter_errors(data) if (p := schema_problem(e, node, name))]
+    if problems:
+        raise ScenarioError(problems)
+    return node, data
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:

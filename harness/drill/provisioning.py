@@ -170,15 +170,19 @@ def prepare_guests(d: Drill, tcg: bool) -> None:
         said: list[str] = []
         for guest in guests:
             assert guest.vm is not None  # noqa: S101 - filtered above
-            login = guest.machine.login
-            changes, notes = inject_key(
-                guest.machine.name,
-                guest.vm.overlay,
-                login.user,
-                public_key_line(login.key_file),
-                create_user=login.create_user,
-                tcg=tcg,
-            )
+            assert guest.disk is not None  # noqa: S101 - verified before
+            assert d.lab is not None  # noqa: S101 - provisioned before
+            login, disk = guest.machine.login, guest.disk
+            edit = d.lab.host.editable(d.lab.lab_id, guest.vm.overlay, disk.path, disk.image)
+            with edit as overlay:
+                changes, notes = inject_key(
+                    guest.machine.name,
+                    overlay,
+                    login.user,
+                    public_key_line(login.key_file),
+                    create_user=login.create_user,
+                    tcg=tcg,
+                )
             d.result.guest_changes += changes
             said += [f"{guest.machine.name}: {n}" if guest.label else n for n in notes]
         phase.detail = "; ".join(

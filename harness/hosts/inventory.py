@@ -34,7 +34,7 @@ import jsonschema
 from harness.durations import SIZE_PATTERN, parse_size_mib
 from harness.errors import ConfigError, Problem, ScenarioError
 from harness.remote.jump import Jump
-from harness.yamldoc import duplicate_keys, field_name, line_of, parse_document, schema_problem
+from harness.yamldoc import field_name, line_of, load_mapping
 
 DEFAULT_SLOTS = 2
 DEFAULT_RESERVE_MIB = 1024
@@ -148,18 +148,9 @@ def local_host(uri: str, slots: int) -> HostSpec:
 def load_inventory(path: Path) -> Inventory:
     """Read and check ``path``; :class:`ScenarioError` lists every problem with its line."""
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the host inventory: {exc}") from None
-    node, data = parse_document(text, name)
-    problems = duplicate_keys(node, name)
-    if not isinstance(data, dict):
-        raise ScenarioError([*problems, Problem(name, 1, "", "the inventory is a YAML mapping "
-                                                             "with a list of hosts")])  # fmt: skip
-    problems += [p for e in _VALIDATOR.iter_errors(data) if (p := schema_problem(e, node, name))]
-    if problems:
-        raise ScenarioError(problems)
+    node, data = load_mapping(path, "the host inventory", _VALIDATOR,
+                              "a YAML mapping with a list of hosts")  # fmt: skip
+    problems: list[Problem] = []
     hosts: list[HostSpec] = []
     seen: dict[str, int] = {}
     for i, entry in enumerate(data["hosts"]):

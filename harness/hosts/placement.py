@@ -100,8 +100,6 @@ def needs_local(scenario: Scenario) -> str:
     libvirt), in words; "" if it may run anywhere."""
     needs = []
     machines = scenario.machines
-    if any(m.login.inject_key for m in machines):
-        needs.append("key injection into the lab copy")
     if any(m.vm.disk is not None for m in machines):
         needs.append("a whole-system restore")
     if any(m.backup.kind == "pgbackrest" for m in machines):

@@ -14,6 +14,9 @@ The lab's record (``lab.json``, who owns it) always stays on this machine, the c
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 from xml.sax.saxutils import escape
@@ -67,6 +70,12 @@ class LabHost(Protocol):
         """The last ``limit`` bytes of a file of the lab (a console log); b"" if none."""
         ...
 
+    def editable(self, lab_id: str, overlay: Path, backing: Path,
+                 image: qemu_img.ImageInfo) -> AbstractContextManager[Path]:  # fmt: skip
+        """A lab overlay as a file of this machine, for libguestfs to change before boot
+        (key injection); whatever is written there is the overlay the VM boots."""
+        ...
+
     def block_guest_to_host(self, lab_id: str, bridge: str, dns: bool, dhcp: bool) -> str: ...
 
     def unblock(self, lab_id: str) -> bool: ...
@@ -103,6 +112,11 @@ class LocalHost:
         qemu_img.create_overlay(overlay, backing, image)
         give_to_qemu(overlay, self.uri)
         return overlay
+
+    @contextmanager
+    def editable(self, lab_id: str, overlay: Path, backing: Path,
+                 image: qemu_img.ImageInfo) -> Iterator[Path]:  # fmt: skip
+        yield overlay  # the overlay is here already
 
     def read_tail(self, path: Path, limit: int) -> bytes:
         try:
@@ -185,6 +199,19 @@ class RemoteHost:
             uid, _, gid = out.decode().strip().partition(" ")
             self._ids = (int(uid), int(gid)) if uid.isdigit() and gid.isdigit() else (0, 0)
         return self._ids
+
+    @contextmanager
+    def editable(self, lab_id: str, overlay: Path, backing: Path,
+                 image: qemu_img.ImageInfo) -> Iterator[Path]:  # fmt: skip
+        """An overlay made here over the backup as this machine sees it (``backing``), then
+        pointed at the host's path for it (by name only) and uploaded over the lab's
+        overlay volume: a few MB travel, never the backup."""
+        with tempfile.TemporaryDirectory(prefix="rdrill-edit-") as tmp:
+            here = Path(tmp) / overlay.name
+            qemu_img.create_overlay(here, backing, image)
+            yield here
+            qemu_img.rebase_unsafe(here, self.spec.host_path(backing), image.format)
+            self.hv.upload_volume(f"{NAME_PREFIX}{lab_id}", overlay.name, here)
 
     def read_tail(self, path: Path, limit: int) -> bytes:
         try:

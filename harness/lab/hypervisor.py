@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import libvirt
@@ -78,8 +79,8 @@ class _Watchdog:
 
 
 class _Bounded:
-    """A libvirt object (connection, domain, network) whose every method call goes through
-    the watchdog; the objects it returns are bounded likewise."""
+    """A libvirt object (connection, domain, network, pool, volume, stream) whose every
+    method call goes through the watchdog; the objects it returns are bounded likewise."""
 
     def __init__(self, target: Any, watchdog: _Watchdog) -> None:
         self._target, self._watchdog = target, watchdog
@@ -90,12 +91,14 @@ class _Bounded:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._wrap(self._watchdog.run(name, lambda: attr(*args, **kwargs)))
+            plain = [a._target if isinstance(a, _Bounded) else a for a in args]  # a stream
+            return self._wrap(self._watchdog.run(name, lambda: attr(*plain, **kwargs)))
 
         return call
 
     def _wrap(self, value: Any) -> Any:
-        if isinstance(value, libvirt.virConnect | libvirt.virDomain | libvirt.virNetwork):
+        if isinstance(value, libvirt.virConnect | libvirt.virDomain | libvirt.virNetwork
+                      | libvirt.virStoragePool | libvirt.virStorageVol | libvirt.virStream):
             return _Bounded(value, self._watchdog)
         if isinstance(value, list):
             return [self._wrap(v) for v in value]
@@ -271,6 +274,20 @@ class Hypervisor:
             return str(self._conn.storagePoolLookupByName(pool).createXML(xml, 0).path())
         except libvirt.libvirtError as exc:
             raise LabError(f"cannot create a volume in the lab's storage pool: "
+                           f"{_msg(exc)}") from exc  # fmt: skip
+
+    def upload_volume(self, pool: str, name: str, source: Path) -> None:
+        """Replace a volume's content with a file of this machine (libvirt's stream)."""
+        size = source.stat().st_size
+        try:
+            volume = self._conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
+            stream = self._conn.newStream(0)
+            volume.upload(stream, 0, size, 0)
+            with source.open("rb") as fh:
+                stream.sendAll(lambda _stream, n, _fh: fh.read(n), None)
+            stream.finish()
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot upload {source.name} into the lab's storage pool: "
                            f"{_msg(exc)}") from exc  # fmt: skip
 
     def destroy_pool(self, name: str) -> bool:

@@ -32,8 +32,8 @@ from typing import Any
 import jsonschema
 
 from harness.durations import DURATION_PATTERN, parse_duration
-from harness.errors import ConfigError, Problem, ScenarioError
-from harness.yamldoc import duplicate_keys, field_name, line_of, parse_document, schema_problem
+from harness.errors import Problem, ScenarioError
+from harness.yamldoc import field_name, line_of, load_mapping
 
 _env = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
 _when = {"enum": ["failures", "always"]}
@@ -123,17 +123,7 @@ class NotifyConfig:
 def load_config(path: Path) -> NotifyConfig:
     """Read and check ``path``; :class:`ScenarioError` lists every problem with its line."""
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the notification config: {exc}") from None
-    node, data = parse_document(text, name)
-    problems = duplicate_keys(node, name)
-    if not isinstance(data, dict):
-        raise ScenarioError([*problems, Problem(name, 1, "", "the config is a YAML mapping")])
-    problems += [p for e in _VALIDATOR.iter_errors(data) if (p := schema_problem(e, node, name))]
-    if problems:
-        raise ScenarioError(problems)
+    node, data = load_mapping(path, "the notification config", _VALIDATOR)
     found: list[Problem] = []
 
     def secret(section: str, key: str, required: bool) -> str | None:

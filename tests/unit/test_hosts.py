@@ -188,9 +188,10 @@ def test_a_drill_that_needs_this_machine_goes_only_to_a_local_host(tmp_path: Pat
     remote = _hosts(tmp_path, {"hv1": 8192})
     local = HostSpec("here", _node(tmp_path, "here", 4096), 1)
     placement = Placement([*remote, local], _free, lambda _m: None)
-    assert placement.place(500, local_only="key injection").name == "here"  # type: ignore[union-attr]
-    assert placement.place(500, local_only="key injection") is None  # its one slot is taken
+    why = "a whole-system restore"
+    assert placement.place(500, local_only=why).name == "here"  # type: ignore[union-attr]
+    assert placement.place(500, local_only=why) is None  # its one slot is taken
     assert placement.place(500).name == "hv1"  # type: ignore[union-attr]
     no_local = Placement(remote, _free, lambda _m: None)
-    assert "needs this machine's own libvirt (key injection)" in no_local.never(
-        500, "key injection")
+    assert "needs this machine's own libvirt (a whole-system restore)" in no_local.never(
+        500, "a whole-system restore")

@@ -155,3 +155,28 @@ def test_a_host_whose_libvirtd_dies_mid_drill(inventory: Path, reports: Path,
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"on {NAME}" in done.stdout
     assert remote_leftovers() == []
+
+
+def test_a_kept_lab_on_the_second_host_answers_restore_drill_ssh(
+    inventory: Path, reports: Path, tmp_path: Path
+) -> None:
+    only = tmp_path / "only-hv2.yaml"  # the second host alone: the drill goes there
+    only.write_text("".join(line for line in inventory.read_text().splitlines(keepends=True)
+                            if "name: here" not in line))  # fmt: skip
+    files = _scenarios(tmp_path, ["web-k"])
+    drill = run_cli("--hosts", str(only), "--keep", *files, reports=reports)
+    assert drill.exit_code == 0, drill.stderr
+    assert _placed(drill.stderr) == {"web-k": NAME}
+    listed = subprocess.run(command("labs"), capture_output=True, text=True, check=True).stdout
+    assert re.search(rf"kept\s+web-k on {NAME}", listed), listed
+    # OpenSSH through the host (ProxyCommand), both host keys pinned
+    done = subprocess.run(command("ssh", "web-k", "--", "cat", "/etc/hostname"),
+                          capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "web"
+    assert any(item.startswith("domain rdrill") for item in remote_leftovers())
+    done = subprocess.run(command("cleanup", "--hosts", str(only)), capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert remote_leftovers() == []
