@@ -115,9 +115,9 @@ class Hypervisor:
             self._conn: Any = _Bounded(self._watchdog.run("open", lambda: libvirt.open(uri)),
                                        self._watchdog)  # fmt: skip
         except libvirt.libvirtError as exc:
-            raise InfraError(
-                f"cannot connect to libvirt at {uri}: {_msg(exc)}; {START_HINT}"
-            ) from exc
+            hint = START_HINT if "://" not in uri or uri.split("://")[1].startswith("/") else (
+                "is the host up, its sshd reachable and its libvirtd running?")
+            raise InfraError(f"cannot connect to libvirt at {uri}: {_msg(exc)}; {hint}") from exc
 
     def close(self) -> None:
         if self._watchdog.hung:

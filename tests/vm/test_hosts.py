@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.vm.conftest import ROOT, Running, assert_backup_untouched, command, run_cli
+from tests.vm.test_guest import edited_copy
 
 NAME, ADDRESS, LAB_SIDE = "hv2", "10.250.0.2", "10.250.0.1"
 STATE = Path("/var/lib/restore-drill-hosts") / NAME
@@ -179,4 +180,25 @@ def test_a_kept_lab_on_the_second_host_answers_restore_drill_ssh(
     done = subprocess.run(command("cleanup", "--hosts", str(only)), capture_output=True,
                           text=True, timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    assert remote_leftovers() == []
+
+
+def test_key_injection_on_the_second_host(inventory: Path, reports: Path, tmp_path: Path) -> None:
+    """A backup production never gave the drill's key: the overlay is prepared here and
+    uploaded over the lab's volume on the host; the drill gets in, the backup unchanged."""
+    only = tmp_path / "only-hv2.yaml"
+    only.write_text("".join(line for line in inventory.read_text().splitlines(keepends=True)
+                            if "name: here" not in line))  # fmt: skip
+    script = ("rm-f /root/.ssh/authorized_keys\n"
+              'write /etc/ssh/sshd_config.d/50-hardening.conf "PermitRootLogin no\\n"\n')
+    with edited_copy("web", script) as backup:
+        drill = run_cli("--hosts", str(only), str(ROOT / "scenarios" / "demo-web.yaml"),
+                        "--var", f"backup={backup}", "--var", "name=web-hardened",
+                        "--var", "inject_key=true", reports=reports)  # fmt: skip
+        assert drill.exit_code == 0, drill.stderr
+        report = drill.report
+        assert report["environment"]["lab_host"]["name"] == NAME
+        changes = {c["path"] for c in report["guest_changes"]}
+        assert "/etc/ssh/restore-drill/authorized_keys" in changes
+        assert_backup_untouched(report)
     assert remote_leftovers() == []
