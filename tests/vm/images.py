@@ -224,3 +224,53 @@ def ifupdown(address: str, gateway: str, iface: str = "eth0") -> str:
     """An /etc/network/interfaces with one static address, for :func:`static`."""
     return (f"auto lo\\niface lo inet loopback\\n\\nauto {iface}\\niface {iface} inet static\\n"
             f"    address {address}\\n    gateway {gateway}\\n")
+
+
+#: the static demo db's production address (tests/vm/test_networks.py)
+DB_IP = "192.168.10.21"
+
+
+def db_static() -> Path:
+    """The demo db with a static address on eth0."""
+    return static("db", "db-static", ifupdown(f"{DB_IP}/24", "192.168.10.1"))
+
+
+def web_ens18() -> Path:
+    """The demo web with its static address on ens18 (a NIC name the lab does not give)."""
+    return static("web", "web-ens18", ifupdown("192.168.10.30/24", "192.168.10.1", "ens18"))
+
+
+def web_dhcp_shop() -> Path:
+    """The demo web on DHCP, its shop page pointed at the static db's address."""
+    return static("web", "web-dhcp-shop",
+                  "auto lo\\niface lo inet loopback\\n\\nauto eth0\\niface eth0 inet dhcp\\n",
+                  f'sh "sed -i s/db.shop.internal/{DB_IP}/ /usr/lib/cgi-bin/orders '
+                  '/etc/shop/db.pgpass"\n')  # fmt: skip
+
+
+def web_gw254() -> Path:
+    """The demo web with a static address whose gateway is not the subnet's first."""
+    return static("web", "web-gw254", ifupdown("192.168.20.30/24", "192.168.20.254"))
+
+
+#: every image the VM tests derive from the demo backups
+BUILDERS: dict[str, Callable[[], object]] = {
+    "web-xfs": lambda: variant("xfs"), "web-lvm": lambda: variant("lvm"),
+    "db-2-disks": two_disk_db, "web-uefi": uefi_web, "db-static": db_static,
+    "web-ens18": web_ens18, "web-dhcp-shop": web_dhcp_shop, "web-gw254": web_gw254,
+}  # fmt: skip
+
+
+def main() -> None:
+    """Build (or find cached) every derived image: ``scripts/setup`` runs this, so the timed
+    test suite never builds one (``python -m tests.vm.images``)."""
+    import time
+
+    for name, build in BUILDERS.items():
+        started = time.monotonic()
+        build()
+        print(f"test image {name}: ready ({time.monotonic() - started:.0f}s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

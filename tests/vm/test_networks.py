@@ -14,7 +14,7 @@ from typing import Any
 from tests.vm import images
 from tests.vm.conftest import ROOT, assert_backup_untouched, command, in_lab_ssh, run_cli
 
-DB_IP = "192.168.10.21"
+DB_IP = images.DB_IP
 HOST_IP = "10.250.99.1"  # stands for the drill host's own LAN address
 
 
@@ -48,9 +48,7 @@ def test_static_servers_keep_their_address_two_labs_of_one_subnet_side_by_side(
     """The demo db with a static address passes with its own scenario (only the backup
     named), twice at once with the same address; a server whose address is on ens18, a name
     its lab NIC does not have, fails saying so. The drill host never holds 192.168.10.x."""
-    db = images.static("db", "db-static", images.ifupdown(f"{DB_IP}/24", "192.168.10.1"))
-    ens18 = images.static("web", "web-ens18",
-                          images.ifupdown("192.168.10.30/24", "192.168.10.1", "ens18"))
+    db, ens18 = images.db_static(), images.web_ens18()
     db_path, web_path = 'default(demo ~ "/db.qcow2")', 'default(demo ~ "/web.qcow2")'
     a = _scenario(scratch, "demo-db.yaml", "a", {'default("demo-db")': 'default("static-a")',
                                                  db_path: f'default("{db}")'})
@@ -112,11 +110,7 @@ def test_an_application_whose_web_server_names_the_database_by_production_ip(
     order page asking the database at its production IP (no name): the database keeps its
     address, the web server gets a lease in the replicated subnet from the lab's own DHCP,
     and the page reads the restored database; the lab's DNS answers production names."""
-    db = images.static("db", "db-static", images.ifupdown(f"{DB_IP}/24", "192.168.10.1"))
-    web = images.static("web", "web-dhcp-shop",
-                        "auto lo\\niface lo inet loopback\\n\\nauto eth0\\niface eth0 inet dhcp\\n",
-                        f'sh "sed -i s/db.shop.internal/{DB_IP}/ /usr/lib/cgi-bin/orders '
-                        '/etc/shop/db.pgpass"\n')
+    db, web = images.db_static(), images.web_dhcp_shop()
     scenario = _scenario(scratch, "demo-shop.yaml", "shop", {
         "{{ demo }}/web.qcow2": str(web), "{{ demo }}/db.qcow2": str(db)})  # fmt: skip
     with scenario.open("a") as more:  # the lab's DNS, as the lab's DHCP told the web server
@@ -149,8 +143,7 @@ def test_an_application_whose_web_server_names_the_database_by_production_ip(
 def test_a_static_server_whose_gateway_is_not_the_first_address(reports: Path) -> None:
     """Gateway 192.168.20.254: the lab's side takes that address, the http check (opened in
     the lab namespace) and every other check pass."""
-    web = images.static("web", "web-gw254", images.ifupdown("192.168.20.30/24",
-                                                            "192.168.20.254"))  # fmt: skip
+    web = images.web_gw254()
     drill = run_cli(str(ROOT / "scenarios" / "demo-web.yaml"), "--var", f"backup={web}",
                     reports=reports)  # fmt: skip
     report = drill.report
