@@ -195,3 +195,40 @@ def test_a_drill_that_needs_this_machine_goes_only_to_a_local_host(tmp_path: Pat
     no_local = Placement(remote, _free, lambda _m: None)
     assert "needs this machine's own libvirt (a whole-system restore)" in no_local.never(
         500, "a whole-system restore")
+
+
+# -- the pieces of a remote lab that need no host ------------------------------------------------
+
+
+def test_stat_times_are_read_to_the_nanosecond() -> None:
+    from harness.sources.host_identity import _ns
+
+    assert _ns("1796216674.754664653") == 1796216674754664653
+    assert _ns("1796216674.75") == 1796216674750000000
+    assert _ns("1796216674") == 1796216674000000000
+
+
+def test_the_probe_tries_the_lab_host_and_the_controller() -> None:
+    from harness.checks.isolation import lab_host_targets
+
+    got = lab_host_targets("hv2", "10.213.9.1", ["127.0.0.1", "10.213.9.1", "10.250.0.2"],
+                           "10.250.0.1", 40123)  # fmt: skip
+    assert got == {
+        "lab host hv2 10.213.9.1:22": "10.213.9.1:22",
+        "lab host hv2 10.213.9.1:16509": "10.213.9.1:16509",
+        "lab host hv2 10.213.9.1:5900": "10.213.9.1:5900",
+        "lab host hv2 10.250.0.2:22 (its sshd)": "10.250.0.2:22",
+        "drill host 10.250.0.1:40123 (a listener on 0.0.0.0)": "10.250.0.1:40123",
+    }
+
+
+def test_a_kept_remote_lab_is_reached_through_its_host_with_both_keys_pinned() -> None:
+    from harness.lab.lifecycle import _proxy
+    from harness.remote.jump import Jump
+
+    jump = Jump("hv2", "hv2.example", 2222, "root", "/etc/rd/key with space", "/etc/rd/kh")
+    [flag, option] = _proxy(jump)
+    assert flag == "-o"
+    assert option == ("ProxyCommand=ssh -i '/etc/rd/key with space' -o IdentitiesOnly=yes "
+                      "-p 2222 -o UserKnownHostsFile=/etc/rd/kh -o StrictHostKeyChecking=yes "
+                      "-W %h:%p root@hv2.example")  # fmt: skip
