@@ -16,17 +16,17 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from harness import __version__
 from harness.durations import format_duration, format_size, parse_duration
-from harness.errors import ConfigError, DrillError, ExitCode, ScenarioError
+from harness.errors import ConfigError, DrillError, ExitCode, Problem, ScenarioError
 from harness.output.events import Event, Sink
-from harness.scenario.loader import load_scenario, parse_vars
-from harness.scenario.model import Scenario
-from harness.scenario.schema import SCHEMA
+
+if TYPE_CHECKING:  # loading scenarios (jsonschema, jinja2, PyYAML) waits for a command that does
+    from harness.scenario.model import Scenario
 
 DEFAULT_URI = "qemu:///system"
 
@@ -44,24 +44,52 @@ def _scenario_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def _load_all(paths: Iterable[Path], var: tuple[str, ...]) -> list[Scenario]:
-    """Load every scenario and check its key; report all problems of all files at once."""
+    """Load every scenario and check its key; report all problems of all files at once.
+    Many files are loaded on every CPU (forked workers), in their order."""
     from harness.remote.ssh import check_key  # paramiko import only when needed
+    from harness.scenario.loader import parse_vars
 
     variables = parse_vars(var)
+    files = _scenario_files(paths)
+    if len(files) >= PARALLEL_LOAD_FROM and (os.cpu_count() or 1) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        fork = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(os.cpu_count(), mp_context=fork) as pool:
+            loaded = list(pool.map(_load_one, files, [variables] * len(files), chunksize=16))
+    else:
+        loaded = [_load_one(file, variables) for file in files]
     scenarios, problems = [], []
-    for file in _scenario_files(paths):
+    checked: set[Path] = set()  # a key many scenarios share is read once
+    for file, got in zip(files, loaded, strict=True):
+        if isinstance(got, list):
+            problems += got
+            continue
         try:
-            scenario = load_scenario(file, variables)
-            for key in {m.login.key_file for m in scenario.machines}:
+            for key in {m.login.key_file for m in got.machines} - checked:
                 check_key(key)
-            scenarios.append(scenario)
-        except ScenarioError as exc:
-            problems += exc.problems
+                checked.add(key)
         except ConfigError as exc:
             raise ConfigError(f"{file}: login.key_file: {exc}") from None
+        scenarios.append(got)
     if problems:
         raise ScenarioError(problems)
     return scenarios
+
+
+#: from this many scenario files on, they are loaded in parallel (a fork costs ~10 ms)
+PARALLEL_LOAD_FROM = 64
+
+
+def _load_one(file: Path, variables: dict[str, str]) -> Scenario | list[Problem]:
+    """One scenario, or its problems (plain data: it may come back from a worker)."""
+    from harness.scenario.loader import load_scenario
+
+    try:
+        return load_scenario(file, variables)
+    except ScenarioError as exc:
+        return list(exc.problems)
 
 
 class _Duration(click.ParamType):  # type: ignore[type-arg]
@@ -219,6 +247,8 @@ def init(
 @cli.command()
 def schema() -> None:
     """Print the scenario file's JSON Schema (for editors)."""
+    from harness.scenario.schema import SCHEMA
+
     click.echo(json.dumps(SCHEMA, indent=2))
 
 

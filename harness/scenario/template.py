@@ -16,6 +16,7 @@ write ``{"orders": 2500}`` and a check say ``stdout_matches: "^{{ values('counts
 from __future__ import annotations
 
 import os
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,14 @@ class Rendered:
 
     text: str
     secrets: frozenset[str]
+
+
+#: one sandbox for every scenario (made once: a few milliseconds each); each render gets its
+#: own context (variables, and env/secret/values bound to that file)
+_ENVIRONMENT = ImmutableSandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+)
+_TEMPLATED = re.compile(r"\{[{%#]")
 
 
 def render(source: str, file: Path, variables: Mapping[str, str]) -> Rendered | Problem:
@@ -82,9 +91,8 @@ def render(source: str, file: Path, variables: Mapping[str, str]) -> Rendered | 
             raise _MissingEnv(f"values({name!r}): {path} must hold a mapping (key: value)")
         return data
 
-    environment = ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
+    if not _TEMPLATED.search(source):  # plain YAML: nothing to render
+        return Rendered(source, frozenset())
     context = {
         **variables,
         "env": env,
@@ -93,7 +101,7 @@ def render(source: str, file: Path, variables: Mapping[str, str]) -> Rendered | 
         "scenario_dir": str(file.parent.resolve()),
     }
     try:
-        template = environment.from_string(source)
+        template = _ENVIRONMENT.from_string(source)
         text = template.render(context)
     except jinja2.TemplateSyntaxError as exc:
         return Problem(str(file), exc.lineno, "template", f"template syntax: {exc.message}")
