@@ -293,3 +293,13 @@ def test_the_guest_changes_section_says_where_each_key_was_added(tmp_path: Path)
     assert "copy-on-write overlay only" not in html
     assert "This preparation" not in html
     assert "the rescue system added it to the rebuilt disk" in html
+
+
+def test_the_host_that_ran_a_remote_lab_is_named_in_the_report(tmp_path: Path) -> None:
+    run = result("PASS")
+    run.environment["lab_host"] = {"name": "hv2", "uri": "qemu+ssh://root@hv2/system",
+                                   "host_key": "ssh-ed25519 SHA256:abc", "cpu_model": "EPYC"}
+    html = (write(tmp_path, run) / "report.html").read_text()
+    assert "<td>lab host</td><td>name <code>hv2</code>; uri <code>qemu+ssh://root@hv2/system" \
+           "</code>; host_key <code>ssh-ed25519 SHA256:abc</code>; cpu_model <code>EPYC</code>" \
+           "</td>" in html
