@@ -302,10 +302,15 @@ def run(
     """Run drills; write evidence for each, passed or not.
 
     Exit code: the worst of all drills (0 all verified, 1 a drill failed, 2 bad input,
-    3 infrastructure error, 75 a scenario was skipped because another run held it or a
-    backup was running on its repository, 130 interrupted)."""
+    3 infrastructure error, 75 a scenario was skipped because another run held it, a
+    backup was running on its repository or no host of --hosts could run it, 130
+    interrupted)."""
     from harness.hosts.inventory import load_inventory
 
+    source = click.get_current_context().get_parameter_source("uri")
+    if hosts_file and not on_host and source == click.core.ParameterSource.COMMANDLINE:
+        raise ConfigError("give --connect or --hosts, not both: the inventory names each "
+                          "host's libvirt URI")  # fmt: skip
     inventory = load_inventory(hosts_file) if hosts_file else None  # bad input: before all else
     loaded = _load_all(scenarios, var)
 

@@ -232,3 +232,13 @@ def test_a_kept_remote_lab_is_reached_through_its_host_with_both_keys_pinned() -
     assert option == ("ProxyCommand=ssh -i '/etc/rd/key with space' -o IdentitiesOnly=yes "
                       "-p 2222 -o UserKnownHostsFile=/etc/rd/kh -o StrictHostKeyChecking=yes "
                       "-W %h:%p root@hv2.example")  # fmt: skip
+
+
+def test_run_refuses_both_connect_and_hosts(tmp_path: Path) -> None:
+    path = _inventory(tmp_path, "hosts:\n  - {name: a, uri: 'qemu:///system'}\n")
+    scenario = Path(__file__).parents[2] / "scenarios" / "demo-web.yaml"
+    out = subprocess.run([sys.executable, "-m", "harness", "run", "--hosts", str(path),
+                          "--connect", "qemu:///system", str(scenario)], capture_output=True,
+                         text=True, timeout=30, check=False)  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "give --connect or --hosts, not both" in out.stderr
