@@ -44,7 +44,7 @@ def run_polled(
     channel.exec_command(command)  # nosec B601
     output = bytearray()
     deadline = time.monotonic() + timeout_s
-    while not (channel.exit_status_ready() and not channel.recv_ready()):
+    while not _finished(channel):
         cancelled()
         if time.monotonic() > deadline:
             channel.close()
@@ -84,8 +84,7 @@ def run_capture(
             else:
                 time.sleep(0.02)
         channel.shutdown_write()
-        while not (channel.exit_status_ready() and not channel.recv_ready()
-                   and not channel.recv_stderr_ready()):  # fmt: skip
+        while not _finished(channel):
             cancelled()
             if time.monotonic() > deadline:
                 raise PhaseTimeout(phase, f"still running after {timeout_s:g}s "
@@ -149,7 +148,7 @@ def stream_into(
             n = channel.send(pending)
             sent, pending = sent + n, pending[n:]
         channel.shutdown_write()
-        while not channel.exit_status_ready():
+        while not _finished(channel):  # its last words too: they may be the reason
             cancelled()
             _drain(channel, said)
             if time.monotonic() > deadline:
@@ -205,6 +204,14 @@ def _drain(channel: paramiko.Channel, said: bytearray) -> None:
     while channel.recv_ready():
         said += channel.recv(CHUNK)
     del said[:-OUTPUT_KEEP]
+
+
+def _finished(channel: paramiko.Channel) -> bool:
+    """The command exited *and* all its output arrived. sshd sends the exit status when the
+    command exits, possibly before the last of its output: the end of the output is the
+    channel's EOF, sent after it (a listing read to the exit status alone was once cut)."""
+    return bool(channel.exit_status_ready() and channel.eof_received
+                and not channel.recv_ready() and not channel.recv_stderr_ready())  # fmt: skip
 
 
 def _session(client: paramiko.SSHClient, phase: str) -> paramiko.Channel:

@@ -12,12 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
 
 from harness.errors import Aborted, PhaseFailed, PhaseTimeout
-from harness.remote.commands import stream_into
+from harness.remote.commands import run_capture, run_polled, stream_into
 
 MIB = 1024 * 1024
 RECORD = 10240  # tar's default record: an archive's end-of-archive blocks lie within it
@@ -45,6 +46,16 @@ class Guest(paramiko.ServerInterface):
         return True
 
     def tar(self, channel: paramiko.Channel) -> None:
+        if self.behaviour == "exits before its last output":  # as sshd may: exit-status
+            channel.sendall(b"first part\0")  # is sent when the child exits, while its
+            channel.send_exit_status(0)  # output is still on its way
+            time.sleep(0.5)
+            channel.sendall(b"the last record\0")
+            channel.sendall_stderr(b"a last warning\n")
+            channel.shutdown_write()  # EOF: now everything was sent
+            time.sleep(0.2)
+            channel.close()
+            return
         if self.behaviour == "stalls":  # never reads: the SSH window fills up
             self.done.wait(60)
             return
@@ -215,3 +226,21 @@ def test_a_tool_that_stalls_after_the_guest_finished_is_a_timeout_not_a_short_ar
     assert isinstance(outcome, PhaseTimeout), outcome
     assert "the backup's stream did not end within the restore's 3s" in str(outcome)
     assert took < 8
+
+
+@pytest.mark.parametrize("guest", ["exits before its last output"], indirect=True)
+def test_output_sent_after_the_exit_status_is_not_lost(guest: tuple[Guest, Any]) -> None:
+    """A listing read to its end (the channel's EOF), not to the exit status: the proof of a
+    restore once failed on a truncated last record."""
+    _, client = guest
+    status, out, err = run_capture(client, "restore proof", "list", 30, lambda: None)
+    assert (status, out) == (0, b"first part\0the last record\0")
+    assert err == "a last warning\n"
+
+
+@pytest.mark.parametrize("guest", ["exits before its last output"], indirect=True)
+def test_a_step_s_output_after_its_exit_status_is_kept(guest: tuple[Guest, Any]) -> None:
+    _, client = guest
+    status, output = run_polled(client, "step", "anything", 30, lambda: None)
+    assert status == 0
+    assert output == "first part\0the last record\0a last warning\n"
