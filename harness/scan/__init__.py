@@ -123,7 +123,8 @@ def _walk(root: Path, paths: Sequence[str], max_size: int,
         if top.is_file() and not top.is_symlink():
             yield _classify(top, max_size)
             continue
-        for folder, dirs, names in os.walk(top, onerror=None, followlinks=False):
+        closed: list[OSError] = []  # folders the walk could not list: their files unseen
+        for folder, dirs, names in os.walk(top, onerror=closed.append, followlinks=False):
             if time.monotonic() > deadline:
                 raise PhaseTimeout(PHASE, "the scan did not finish its walk of the restored "
                                           "files in time")  # fmt: skip
@@ -133,6 +134,8 @@ def _walk(root: Path, paths: Sequence[str], max_size: int,
                 if path.is_symlink() or not path.is_file():
                     continue  # links and special files: nothing of their own to scan
                 yield _classify(path, max_size)
+        for error in closed:
+            yield Path(str(error.filename)), 0, "unreadable folder (its files not counted)"
 
 
 def _classify(path: Path, max_size: int) -> tuple[Path, int, str]:

@@ -5,10 +5,12 @@ tree that still counts what it scanned, and every skipped file counted with its 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -177,3 +179,26 @@ def test_sigtool_agrees_with_the_database_the_test_builds(tmp_path: Path) -> Non
                          check=True).stdout.strip()  # fmt: skip
     md5, size, _ = own.split(":")
     assert (md5, int(size)) == (hashlib.md5(EICAR).hexdigest(), len(EICAR))  # noqa: S324
+
+
+def test_a_folder_the_walk_cannot_list_is_counted_not_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its files are never seen: the report must say a folder was unreadable, or "0 hits"
+    would hide files nobody scanned."""
+    root = _tree(tmp_path / "restored")
+    closed = root / "home" / "ada"
+    real = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if Path(path) == closed:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    rules = tmp_path / "ransom.yar"
+    rules.write_text(RANSOM_RULE)
+    report = scan_tree(root, ScanSpec(), [Yara([rules])])
+    assert report.skipped == {"unreadable folder (its files not counted)": 1}
+    assert report.clean  # the note it holds was never read, and the report says so
+    assert "skipped: 1 unreadable folder" in report.summary()
