@@ -34,10 +34,7 @@ class HostReader:
                                           "--", there], f"stat the backup {there}")
         except InfraError as exc:
             raise PhaseFailed("verify", str(exc)) from exc
-        size, mode, uid, gid, owner, group, inode, dev, mtime, ctime = out.decode().split()
-        return FileIdentity(size=int(size), mode=oct(int(mode, 8)), uid=int(uid), gid=int(gid),
-                            owner=owner, group=group, inode=int(inode), device=int(dev),
-                            mtime_ns=_ns(mtime), ctime_ns=_ns(ctime))  # fmt: skip
+        return parse_stat(out.decode())
 
     def sha256(self, path: Path, stop: threading.Event | None) -> str:
         there = str(self.spec.host_path(path))
@@ -52,6 +49,16 @@ class HostReader:
         except InfraError as exc:
             raise PhaseFailed("verify", str(exc)) from exc
         return out.decode().split()[0]
+
+
+def parse_stat(line: str) -> FileIdentity:
+    """``stat -c '%s %a %u %g %U %G %i %d %.9Y %.9Z'`` as a :class:`FileIdentity`; an owner
+    or group with no name there is its number, as on this machine (stat says UNKNOWN)."""
+    size, mode, uid, gid, owner, group, inode, dev, mtime, ctime = line.split()
+    return FileIdentity(size=int(size), mode=oct(int(mode, 8)), uid=int(uid), gid=int(gid),
+                        owner=uid if owner == "UNKNOWN" else owner,
+                        group=gid if group == "UNKNOWN" else group, inode=int(inode),
+                        device=int(dev), mtime_ns=_ns(mtime), ctime_ns=_ns(ctime))  # fmt: skip
 
 
 def _ns(stamp: str) -> int:

@@ -208,6 +208,19 @@ def test_stat_times_are_read_to_the_nanosecond() -> None:
     assert _ns("1796216674") == 1796216674000000000
 
 
+def test_a_backup_s_owner_with_no_name_on_the_host_is_its_number_as_here() -> None:
+    """As :func:`harness.sources.identity.identity` names it on this machine, not UNKNOWN."""
+    from harness.sources.host_identity import parse_stat
+
+    got = parse_stat("168689664 644 4242 4243 UNKNOWN UNKNOWN 612 65024 1796216674.754664653 "
+                     "1796258640.5\n")  # fmt: skip
+    assert (got.owner, got.group, got.uid, got.gid) == ("4242", "4243", 4242, 4243)
+    assert (got.mode, got.size, got.mtime_ns, got.ctime_ns) == (
+        "0o644", 168689664, 1796216674754664653, 1796258640500000000)
+    named = parse_stat("1 600 0 0 root root 1 2 3.0 4.0")
+    assert (named.owner, named.group) == ("root", "root")
+
+
 def test_the_probe_tries_the_lab_host_and_the_controller() -> None:
     from harness.checks.isolation import lab_host_targets
 
