@@ -110,7 +110,7 @@ def _machine_network(d: Drill, guest: Guest, tcg: bool) -> MachineNet:
             else f"nothing boots under {d.options.uri}"
         )
         return MachineNet(machine.name, machine.address, None, why)
-    disks = [(disk.path, disk.image.format), *((d.path, d.image.format) for d in disk.extra)]
+    disks = [(disk.path, disk.image.format), *((x.path, x.image.format) for x in disk.extra)]
     config, why = read_config(disks, disk.files, tcg, state_root() / "cache" / "network")
     if config is not None:
         guest.facts["network_config"] = config.summary()

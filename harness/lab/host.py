@@ -148,9 +148,8 @@ class RemoteHost:
     remote = True
 
     def __init__(self, spec: HostSpec, hv: Hypervisor) -> None:
-        assert spec.ssh is not None  # noqa: S101 - a remote host has an SSH account
+        assert spec.jump is not None  # noqa: S101 - a remote host has an SSH account
         self.spec, self.hv, self.name = spec, hv, spec.name
-        assert spec.jump is not None  # noqa: S101 - a remote host
         self.jump = spec.jump
         self._ids: tuple[int, int] | None = None
 
@@ -241,12 +240,12 @@ class RemoteHost:
     def remove_folder(self, lab_id: str) -> list[str]:
         removed = []
         if self.hv.destroy_pool(f"{NAME_PREFIX}{lab_id}"):
-            removed.append(f"storage pool {NAME_PREFIX}{lab_id} on {self.name}")
+            removed.append(f"storage pool {NAME_PREFIX}{lab_id}")
         folder = str(self.folder(lab_id))
         out = self.session.run(["sh", "-c", 'test ! -e "$1" || { rm -rf -- "$1"; echo gone; }',
                                 "rm", folder], "remove the lab's folder")  # fmt: skip
         if out.strip():
-            removed.append(f"folder {folder} on {self.name}")
+            removed.append(f"folder {folder}")
         return removed
 
     def lab_folders(self) -> list[str]:

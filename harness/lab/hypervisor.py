@@ -296,7 +296,7 @@ class Hypervisor:
 
     # -- finding what we left behind ---------------------------------------------------------
     def lab_objects(self) -> list[LabObject]:
-        """Every domain and network carrying restore-drill's name prefix."""
+        """Every domain, network and storage pool carrying restore-drill's name prefix."""
         try:
             domains = self._conn.listAllDomains()
             networks = self._conn.listAllNetworks()

@@ -133,9 +133,3 @@ def session(jump: Jump) -> HostSession:
             current = _sessions[jump] = HostSession(jump)
         return current
 
-
-def close_all() -> None:
-    with _lock:
-        for current in _sessions.values():
-            current.close()
-        _sessions.clear()

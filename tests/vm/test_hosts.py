@@ -161,6 +161,10 @@ def test_a_host_whose_libvirtd_dies_mid_drill(inventory: Path, reports: Path,
                           text=True, timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"on {NAME}" in done.stdout
+    # each line names the host once: "removed folder /var/lib/libvirt/restore-drill/… on hv2"
+    assert re.search(rf"^removed folder /var/lib/libvirt/restore-drill/\w+ on {NAME}$",
+                     done.stdout, re.M), done.stdout  # fmt: skip
+    assert f"on {NAME} on {NAME}" not in done.stdout
     assert remote_leftovers() == []
 
 
