@@ -137,7 +137,7 @@ def _write(scenario: Scenario, outcome: DrillOutcome, plan: Plan, sink: Sink) ->
     def write(chain: bool = True) -> Path:
         return write_evidence(
             result, scenario.rendered, outcome.console_log, plan.reports, scenario.secrets,
-            plan.signing_key, chain,
+            plan.signing_key, chain, outcome.images,
         )  # fmt: skip
 
     try:

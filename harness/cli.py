@@ -361,6 +361,58 @@ def run(
     sys.exit(ExitCode.ABORTED if interrupts.received else batch.exit_code(finished))
 
 
+@cli.command("find-clean")
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@var_option
+@reports_option
+@signing_key_option
+@click.option("--log-format", type=click.Choice(["auto", "live", "text", "json"]), default="auto",
+              show_default=True)  # fmt: skip
+def find_clean(scenario: Path, images: tuple[Path, ...], var: tuple[str, ...], reports: Path,
+               signing_key: Path | None, log_format: str) -> None:  # fmt: skip
+    """The newest restore point that scans clean: restic snapshots or borg archives newest
+    first (as the scenario's selector takes them), or IMAGES (disk image files, newest
+    first), each scanned with the scenario's scan: settings and nothing restored or booted;
+    a report for each point scanned.
+
+    Exit code: 0 a clean point was found; 1 every point is infected, or the walk stopped at
+    a point that failed its verification; 2 bad input; 3 a point could not be scanned; 130
+    interrupted."""
+    [loaded] = _load_all([scenario], var)
+    from harness import batch, findclean
+    from harness.drill import DrillOptions
+    from harness.interrupts import Interrupts
+    from harness.signing import load_private
+
+    key = load_private(signing_key) if signing_key else None
+    points = findclean.restore_points(loaded, list(images))
+    interrupts = Interrupts()
+    with _sink(log_format, set(loaded.secrets)) as sink:
+        interrupts.install()
+        try:
+            plan = batch.Plan(reports, DrillOptions(), key)
+            found = findclean.walk(points, plan, sink, interrupts)
+        finally:
+            interrupts.restore()
+    for point, done in found.points:
+        click.echo(f"{point}: {done.verdict}: {done.reason}"
+                   + (f" ({done.report})" if done.report else ""))  # fmt: skip
+    if found.clean is not None:
+        click.echo(f"newest clean restore point: {found.clean}")
+        sys.exit(ExitCode.PASSED)
+    if interrupts.received:
+        sys.exit(ExitCode.ABORTED)
+    last = found.points[-1] if found.points else None
+    if last is None or findclean.INFECTED in last[1].reason:
+        click.echo(f"no clean restore point: {len(found.points)} of {len(points)} scanned, "
+                   "each infected")  # fmt: skip
+        sys.exit(ExitCode.FAILED)
+    click.echo(f"stopped at {last[0]}: it could not be scanned ({last[1].verdict}); an older "
+               "clean point would not be the newest clean one")  # fmt: skip
+    sys.exit(last[1].exit_code or ExitCode.INFRA)
+
+
 @contextmanager
 def _sink(log_format: str, secret_values: set[str]) -> Iterator[Sink]:
     """Where the run's events go: the live display on a terminal, else lines on stderr."""

@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.checks.session import testinfra_host
+from harness.drill import screens
 from harness.drill.baremetal import bootloader, key_change, partition
 from harness.drill.context import Drill
 from harness.drill.machines import Guest, start_machines
 from harness.drill.restoring import recover_database, restore_files
 from harness.durations import format_duration
+from harness.errors import PhaseTimeout
 from harness.lab import netns
 from harness.lab.lifecycle import (
     LabVm,
@@ -79,10 +81,18 @@ def boot(d: Drill, guest: Guest, check: Callable[[], None]) -> None:
                     f"{format_duration(limit)} for its DHCP lease",
                 )
                 guest.ip = hv.wait_for_lease(vm.domain_name, vm.mac, limit, check, seen)
+        except PhaseTimeout:
+            screens.take(d, vm.domain_name, _who(d, guest), "boot timed out")
+            raise
         finally:
             if watch:
                 watch.stop()
         guest.facts["ip"] = phase.detail = guest.ip
+    screens.take(d, vm.domain_name, _who(d, guest), "end of boot")
+
+
+def _who(d: Drill, guest: Guest) -> str:
+    return guest.machine.name if len(d.guests) > 1 else ""
 
 
 def _rebuild(d: Drill, guest: Guest, check: Callable[[], None]) -> None:

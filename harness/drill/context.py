@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.checks.declarative import Connector
 from harness.drill.clock import Clock, utc_now
@@ -35,6 +35,7 @@ class DrillOptions:
     accelerator: str | None = None  # overrides the scenario's
     libvirt_timeout_s: float = CALL_TIMEOUT_S  # one libvirt call longer than this: hung
     host: HostSpec | None = None  # an inventory's host (its uri is ``uri``); None: this machine
+    scan_only: bool = False  # find-clean: verify and scan the restore point, restore nothing
 
 
 @dataclass
@@ -43,6 +44,7 @@ class DrillOutcome:
 
     result: RunResult
     console_log: bytes
+    images: dict[str, bytes] = field(default_factory=dict)  # PNG files of the run folder
     kept_hint: str = ""
 
 

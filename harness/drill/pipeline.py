@@ -1,5 +1,6 @@
-"""The drill's pipeline: verify → prepare → network → provision → boot → ssh → settle → restore →
-steps → checks → testinfra → isolation → verdict, always torn down.
+"""The drill's pipeline: verify → (scan before boot) → prepare → network → provision → boot →
+ssh → settle → restore → steps → checks → testinfra → isolation → (scan after) → verdict,
+always torn down.
 
 The *measured recovery time* runs from the start of the drill until every check has run:
 the moment the service is verified (or found broken). One drill is one boundary: whatever
@@ -22,6 +23,7 @@ from harness.drill.clock import utc_now
 from harness.drill.context import Drill, DrillOptions, DrillOutcome
 from harness.drill.machines import Guest, join_polling
 from harness.drill.provisioning import network, prepare, prepare_guests, provision
+from harness.drill.scanning import scan
 from harness.drill.teardown import teardown
 from harness.drill.verdict import bug_reason, judge
 from harness.drill.verifying import integrity, start_hashing_all, verify
@@ -61,7 +63,8 @@ def run_drill(
         d.failure = Aborted(interrupts.received)
     try:
         judge(d.result, scenario, d.started, d.verified_at, d.failure,
-              [g.evidence for g in d.guests if g.evidence is not None])  # fmt: skip
+              [g.evidence for g in d.guests if g.evidence is not None],
+              d.options.scan_only)  # fmt: skip
     except Exception as exc:
         d.unexpected(exc, "the verdict")
         d.result.verdict, d.result.exit_code = Verdict.ERROR, ExitCode.INFRA
@@ -91,6 +94,12 @@ def _phases(d: Drill) -> None:
     verify(d)
     integrity(d)
     start_hashing_all(d)
+    if d.options.scan_only:  # find-clean: the restore point scanned, nothing restored
+        scan(d, "")
+        for guest in d.guests:
+            join_polling(guest.hasher, d.interrupts)
+        return
+    scan(d, "before_boot")  # a staged restore: nothing boots from an infected restore point
     chosen = prepare(d)
     d.addressing = network(d, tcg=chosen != "kvm")
     provision(d, chosen)
@@ -101,6 +110,7 @@ def _phases(d: Drill) -> None:
     # Proof of isolation is the harness's own work, not part of the recovery: after the clock.
     for guest in d.guests:
         isolation(d, guest)
+    scan(d, "after")
     for guest in d.guests:
         join_polling(guest.hasher, d.interrupts)
 

@@ -14,8 +14,10 @@ from harness.scenario.model import Scenario
 def judge(
     result: RunResult, scenario: Scenario, started: datetime,
     verified_at: float | None, failure: BaseException | None, backups: list[BackupEvidence],
+    scan_only: bool = False,
 ) -> None:  # fmt: skip
-    """Set verdict, reason, exit code and the RTO/RPO results."""
+    """Set verdict, reason, exit code and the RTO/RPO results. ``scan_only``: a restore
+    point scanned and nothing restored (``find-clean``): clean is its PASS."""
     targets = scenario.targets
     result.rpo = _rpo(targets.rpo_s, started, backups)
     failed_checks = [c for c in result.checks if not c.passed and not c.skipped]
@@ -59,22 +61,10 @@ def judge(
         )
 
     # A changed backup is reported whatever else happened: it leads every reason.
-    lead = f"{changed_note}; " if changed_note else ""
-    if isinstance(failure, Aborted):
-        result.verdict, result.exit_code = Verdict.ABORTED, ExitCode.ABORTED
-        result.reason = f"{lead}the drill was {failure} and did not finish"
+    if _ended(result, failure, f"{changed_note}; " if changed_note else ""):
         return
-    if isinstance(failure, PhaseFailed):
-        result.verdict, result.exit_code = Verdict.FAIL, ExitCode.FAILED
-        result.reason = f"{lead}{failure.phase}: {failure}"
-        return
-    if isinstance(failure, DrillError):
-        result.verdict, result.exit_code = Verdict.ERROR, failure.exit_code
-        result.reason = f"{lead}infrastructure: {failure}"
-        return
-    if failure is not None:  # not ours to expect: a bug, whose traceback is in the evidence
-        result.verdict, result.exit_code = Verdict.ERROR, ExitCode.INFRA
-        result.reason = lead + bug_reason(failure)
+    if scan_only:
+        _scanned(result, changed_note)
         return
     reasons = [f"check '{c.name}' failed: {first_line(c.observed)}" for c in failed_checks]
     if unproven:
@@ -105,6 +95,41 @@ def judge(
             f"{format_duration(targets.rto_s)}); backup age within RPO "
             f"{format_duration(targets.rpo_s)}; {tally(result.checks).replace('/', ' of ')}"
         )
+        scanned = sum(s.files_scanned for s in result.scans)
+        if result.scans:
+            result.reason += f"; scanned clean ({scanned} file(s), 0 hits)"
+
+
+def _ended(result: RunResult, failure: BaseException | None, lead: str) -> bool:
+    """The verdict of a drill that an exception ended; False if none did."""
+    if isinstance(failure, Aborted):
+        result.verdict, result.exit_code = Verdict.ABORTED, ExitCode.ABORTED
+        result.reason = f"{lead}the drill was {failure} and did not finish"
+    elif isinstance(failure, PhaseFailed):
+        result.verdict, result.exit_code = Verdict.FAIL, ExitCode.FAILED
+        result.reason = f"{lead}{failure.phase}: {failure}"
+    elif isinstance(failure, DrillError):
+        result.verdict, result.exit_code = Verdict.ERROR, failure.exit_code
+        result.reason = f"{lead}infrastructure: {failure}"
+    elif failure is not None:  # not ours to expect: a bug, whose traceback is in the evidence
+        result.verdict, result.exit_code = Verdict.ERROR, ExitCode.INFRA
+        result.reason = lead + bug_reason(failure)
+    return failure is not None
+
+
+def _scanned(result: RunResult, changed_note: str) -> None:
+    """A scan-only run (find-clean) that ended: clean, unless the backup changed."""
+    assert result.rto is not None  # noqa: S101 - set by the caller
+    result.rto.detail = "not measured: a scan of the restore point; nothing was restored"
+    result.rto.passed = None
+    if changed_note:
+        result.verdict, result.exit_code = Verdict.FAIL, ExitCode.FAILED
+        result.reason = changed_note
+        return
+    files = sum(s.files_scanned for s in result.scans)
+    result.verdict, result.exit_code = Verdict.PASS, ExitCode.PASSED
+    result.reason = (f"restore point scans clean ({files} file(s), 0 hits); nothing was "
+                     "restored or booted (find-clean)")  # fmt: skip
 
 
 def _rpo(rpo_s: float, started: datetime, backups: list[BackupEvidence]) -> TargetResult:

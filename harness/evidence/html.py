@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from harness.evidence.controls import CONTROLS
@@ -26,8 +27,12 @@ def _timeline(phases: list[dict[str, Any]]) -> dict[str, Any]:
     return {"bars": bars, "height": 16 + 24 * len(phases), "width": TIMELINE_WIDTH}
 
 
-def render_html(data: dict[str, Any]) -> str:
-    """The report page for ``data`` (the redacted report.json tree)."""
+def render_html(data: dict[str, Any], images: dict[str, bytes] | None = None) -> str:
+    """The report page for ``data`` (the redacted report.json tree); ``images`` (the run's
+    PNG files by name) are embedded as ``data:`` URIs: the page stays one file that loads
+    nothing."""
+    embedded = {name: "data:image/png;base64," + base64.b64encode(png).decode()
+                for name, png in (images or {}).items()}  # fmt: skip
     return PAGES.get_template("report.html.j2").render(
-        r=data, timeline=_timeline(data["phases"]), controls=CONTROLS
+        r=data, timeline=_timeline(data["phases"]), controls=CONTROLS, images=embedded
     )

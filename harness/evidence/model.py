@@ -172,6 +172,39 @@ class TargetResult:
 
 
 @dataclass
+class ScanEvidence:
+    """A malware scan of one machine's restore point, read-only from the host."""
+
+    machine: str
+    when: str  # before_boot | after
+    restore_point: str  # what was scanned, in words
+    paths: list[str] = field(default_factory=list)  # in the restored system
+    engines: list[dict[str, Any]] = field(default_factory=list)  # each with its provenance
+    mounted: list[str] = field(default_factory=list)  # the file systems read, and where
+    not_scanned: list[str] = field(default_factory=list)  # file systems left out, and why
+    files_scanned: int = 0
+    bytes_scanned: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> files
+    hits: list[dict[str, Any]] = field(default_factory=list)  # path, size, sha256, engine, …
+    clean: bool | None = None  # None: the scan did not finish (see note)
+    note: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass
+class Screen:
+    """A screenshot of a lab VM, a PNG file of the run folder."""
+
+    machine: str  # "" for a one-VM drill
+    when: str  # end of boot | boot timed out
+    file: str
+    width: int
+    height: int
+    sha256: str
+    taken_at: str
+
+
+@dataclass
 class RunResult:
     """Everything a report shows. Built up by the drill, frozen into files by the writer."""
 
@@ -198,4 +231,6 @@ class RunResult:
     guest_changes: list[GuestChange] = field(default_factory=list)  # in the lab copy only
     preparation_s: float = 0.0  # drill work before boot (network, key injection): not in RTO
     data: list[DataProof] = field(default_factory=list)  # restored files against manifests
+    screens: list[Screen] = field(default_factory=list)  # PNG files of the run folder
+    scans: list[ScanEvidence] = field(default_factory=list)  # restore points scanned
     schema_version: int = SCHEMA_VERSION

@@ -51,11 +51,13 @@ def run_folder_name(result: RunResult) -> str:
 def write_evidence(
     result: RunResult, rendered_scenario: str, console_log: bytes, reports: Path,
     secrets: Iterable[str], signing_key: Ed25519PrivateKey | None = None, chain: bool = True,
+    images: dict[str, bytes] | None = None,
 ) -> Path:  # fmt: skip
     """Write the evidence folder and record it in the ledger (signing manifest and ledger
-    head when a key is given). :class:`InfraError` if it cannot; :class:`ledger.LedgerDamaged`
-    before anything is written if the ledger cannot be extended (``chain=False`` then writes
-    the folder alone)."""
+    head when a key is given). ``images``: PNG files of the run (screenshots) by file name,
+    written beside the report, in its manifest, shown in its page. :class:`InfraError` if it
+    cannot; :class:`ledger.LedgerDamaged` before anything is written if the ledger cannot be
+    extended (``chain=False`` then writes the folder alone)."""
     secrets = tuple(secrets)
     name = run_folder_name(result)
     try:
@@ -78,9 +80,10 @@ def write_evidence(
         files = {
             "report.json": json.dumps(data, indent=2, sort_keys=False).encode() + b"\n",
             "junit.xml": _render(render_junit, data, _fallback_junit),
-            "report.html": _render(render_html, data, _fallback_html),
+            "report.html": _render(lambda tree: render_html(tree, images), data, _fallback_html),
             "console.log": redact(console_log.decode("utf-8", "replace"), secrets).encode(),
             "scenario.yaml": redact(rendered_scenario, secrets).encode(),
+            **(images or {}),
         }
         lines = []
         for filename, content in files.items():

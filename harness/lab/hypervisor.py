@@ -229,6 +229,19 @@ class Hypervisor:
                 return False
             raise LabError(f"cannot read the state of VM {name}: {_msg(exc)}") from exc
 
+    def screenshot(self, name: str) -> tuple[str, bytes]:
+        """What the VM's screen shows now: the image's MIME type and bytes (QEMU 7.1 and
+        later give PNG; older ones PPM). The VM needs a video device; no display is opened."""
+        try:
+            stream = self._conn.newStream(0)
+            mime = str(self._conn.lookupByName(name).screenshot(stream, 0))
+            chunks: list[bytes] = []
+            stream.recvAll(lambda _stream, data, acc: acc.append(data), chunks)
+            stream.finish()
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot take a screenshot of VM {name}: {_msg(exc)}") from exc
+        return mime, b"".join(chunks)
+
     def wait_for_lease(
         self, name: str, mac: str, timeout_s: float, cancelled: Callable[[], None],
         seen: Callable[[], str] = lambda: "",

@@ -34,7 +34,9 @@ from harness.lab.xml import (
     domain_xml,
     network_xml,
 )
+from harness.processes import process_start
 from harness.remote.jump import Jump
+from harness.scan.isolated import reap as reap_scans
 
 
 def state_root() -> Path:
@@ -44,14 +46,6 @@ def state_root() -> Path:
     if os.geteuid() == 0:
         return Path("/var/lib/restore-drill")
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "restore-drill"
-
-
-def _process_start(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks
 
 
 @dataclass
@@ -78,7 +72,7 @@ class LabRecord:
     host: str = ""  # the inventory's host it runs on ("": this machine, no inventory)
 
     def owner_alive(self) -> bool:
-        return self.pid_start is not None and _process_start(self.pid) == self.pid_start
+        return self.pid_start is not None and process_start(self.pid) == self.pid_start
 
 
 @dataclass(frozen=True)
@@ -176,7 +170,7 @@ class Lab:
         self.files = self.host.folder(self.lab_id)  # the lab's files, as its host sees them
         self.record = LabRecord(
             lab_id=self.lab_id, scenario=scenario, uri=hv.uri, pid=os.getpid(),
-            pid_start=_process_start(os.getpid()), created=time.time(), host=self.host.name,
+            pid_start=process_start(os.getpid()), created=time.time(), host=self.host.name,
         )  # fmt: skip
         self.provisioned: Provisioned | None = None
 
@@ -269,7 +263,7 @@ class Lab:
             plan, mac=mac, console_log=rescue_log, more_disks=((blank, ()),), firmware="bios",
             secure_boot=False, nvram=None,
             oem_strings=(f"rdrill-authorized-key={disk.rescue_key}",)))  # fmt: skip
-        rebuilt_xml = domain_xml(replace(plan, overlay=blank, backing=(), video=True))
+        rebuilt_xml = domain_xml(replace(plan, overlay=blank, backing=()))
         return replace(vm, domain_xml=rebuilt_xml, overlay=blank,
                        rescue=RescueVm(rescue_xml, rescue_log, mac))  # fmt: skip
 
@@ -506,4 +500,6 @@ def reap(hv: Hypervisor, include_kept: bool, root: Path | None = None,
         young = folder.is_dir() and time.time() - folder.stat().st_mtime < 60  # being made
         if folder.is_dir() and not young and folder.name not in every:
             removed += _remove_folder(folder)
+    if not host.remote:  # a scan's daemon, loop devices and folder (harness.scan.isolated)
+        removed += reap_scans(root or state_root())
     return removed

@@ -74,8 +74,9 @@ class DomainPlan:
     shares: tuple[tuple[str, Path], ...] = ()
     #: SMBIOS type 11 strings the guest reads (the rescue system: the drill's public key)
     oem_strings: tuple[str, ...] = ()
-    #: a VGA adapter (no display is opened): a rebuilt system's BIOS GRUB hangs without one
-    video: bool = False
+    #: a VGA adapter (no display is opened): the screenshots of the report; a rebuilt
+    #: system's BIOS GRUB hangs without one
+    video: str = "vga"  # QEMU's video model; "" none
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -185,7 +186,7 @@ def domain_xml(plan: DomainPlan) -> str:
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
     if plan.video:
-        _sub(_sub(devices, "video"), "model", type="vga")
+        _sub(_sub(devices, "video"), "model", type=plan.video)
     _sub(devices, "rng", model="virtio").append(_backend_random())
     _sub(devices, "memballoon", model="none")
     return _tostring(dom)

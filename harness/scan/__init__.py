@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import PhaseFailed, PhaseTimeout
+from harness.scenario.model import ScanSpec
+
+__all__ = ["Engine", "Hit", "ScanReport", "ScanSpec", "scan_tree"]
 
 PHASE = "scan"
 
@@ -73,19 +76,12 @@ class Engine(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ScanSpec:
-    """``scan:`` of a scenario, as the scanner needs it."""
-
-    paths: tuple[str, ...] = ("/",)  # in the restored system
-    max_file_size: int = 100 * 1024 * 1024
-    timeout_s: float = 1800.0
-
-
-def scan_tree(root: Path, spec: ScanSpec, engines: Sequence[Engine]) -> ScanReport:
-    """Scan the restored system mounted (read-only) at ``root``."""
+def scan_tree(root: Path, spec: ScanSpec, engines: Sequence[Engine],
+              deadline: float | None = None) -> ScanReport:  # fmt: skip
+    """Scan the restored system mounted (read-only) at ``root``, by ``deadline`` (a
+    monotonic time; default ``spec.timeout_s`` from now)."""
     started = time.monotonic()
-    deadline = started + spec.timeout_s
+    deadline = deadline or started + spec.timeout_s
     report = ScanReport([e.provenance() for e in engines], list(spec.paths))
     files: list[Path] = []
     for path, size, problem in _walk(root, spec.paths, spec.max_file_size, deadline):

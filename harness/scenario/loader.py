@@ -176,6 +176,7 @@ def machine_dicts(data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
                     "restore_steps": data.get("restore_steps", []),
                     "address": data.get("address"),
                     "expect": data.get("expect"),
+                    "scan": data.get("scan"),
                 },
             )
         ]
@@ -189,7 +190,7 @@ def machine_dicts(data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
 def _machine_views(p: _Problems, data: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
     """The machines complete enough to check further; what is missing is a problem."""
     if "machines" in data:
-        for key in ("backup", "restore_steps", "address", "expect"):
+        for key in ("backup", "restore_steps", "address", "expect", "scan"):
             if key in data:
                 p.add([key], f"with machines:, each machine has its own (machines[].{key})")
         _dependency_problems(p, data["machines"])
@@ -325,10 +326,39 @@ def _machine_problems(p: _Problems, where: Where, machine: dict[str, Any]) -> No
                     load_public(public.read_bytes(), str(public))
             except ConfigError as exc:
                 p.add([*at, "public_key"], str(exc))
+    if machine.get("scan"):
+        _scan_problems(p, [*where, "scan"], machine["scan"], backup)
     steps = machine.get("restore_steps", [])
     p.unique_names([*where, "restore_steps"], steps, "step")
     for i, step in enumerate(steps):
         p.duration([*where, "restore_steps", i, "timeout"], step.get("timeout"), MAX_WAIT_S)
+
+
+def _scan_problems(p: _Problems, at: Where, scan: dict[str, Any], backup: dict[str, Any]
+                   ) -> None:  # fmt: skip
+    """The signatures exist (and YARA rules compile) before anything starts; a restore
+    point the scan cannot read is refused here."""
+    p.duration([*at, "timeout"], scan.get("timeout"), MAX_WAIT_S)
+    kind = backup.get("kind", DEFAULT_KIND)
+    if kind == "pgbackrest":
+        p.add([*at], "not for a pgBackRest backup (its files are compressed database pages, "
+                     "not a file system to scan)")  # fmt: skip
+    if is_remote(backup.get("repository", "")):
+        p.add([*at], "not for a remote repository (the scan reads the restore point on "
+                     "this host)")  # fmt: skip
+    if "clamav" in scan:
+        database = (p.base / scan["clamav"]["database"]).resolve()
+        if not database.exists():
+            p.add([*at, "clamav", "database"], f"no such file or folder: {database}")
+    rules = [p.existing_file([*at, "yara", "rules", i], r)
+             for i, r in enumerate(scan.get("yara", {}).get("rules", []))]  # fmt: skip
+    if rules and all(rules):
+        from harness.scan.yara_rules import Yara
+
+        try:
+            Yara([r for r in rules if r is not None])
+        except ConfigError as exc:
+            p.add([*at, "yara", "rules"], str(exc))
 
 
 def expect_items(where: Where, machine: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
@@ -609,6 +639,18 @@ def _machine(machine: dict[str, Any], base: Path) -> model.Machine:
             )
             for _, e in expect_items([], machine)
         ),
+        scan=_scan(machine["scan"], base) if machine.get("scan") else None,
+    )
+
+
+def _scan(scan: dict[str, Any], base: Path) -> model.ScanSpec:
+    return model.ScanSpec(
+        when=scan.get("when", "after"),
+        clamav=(base / scan["clamav"]["database"]).resolve() if "clamav" in scan else None,
+        yara=tuple((base / r).resolve() for r in scan.get("yara", {}).get("rules", [])),
+        paths=tuple(_clean_path(x) for x in scan.get("paths", ["/"])),
+        max_file_size=parse_size_mib(scan.get("max_file_size", "100MiB")) * 1024 * 1024,
+        timeout_s=parse_duration(scan.get("timeout", model.DEFAULT_SCAN_TIMEOUT_S)),
     )
 
 

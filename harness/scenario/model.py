@@ -185,6 +185,22 @@ class ExpectSpec:
     timeout_s: float = DEFAULT_EXPECT_TIMEOUT_S
 
 
+DEFAULT_SCAN_TIMEOUT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """``scan:``: the restored files scanned read-only from the host, ``before_boot`` or
+    ``after`` the checks; by the user's ClamAV database and/or YARA rules."""
+
+    when: str = "after"
+    clamav: Path | None = None
+    yara: tuple[Path, ...] = ()
+    paths: tuple[str, ...] = ("/",)  # in the restored system
+    max_file_size: int = 100 * 1024 * 1024
+    timeout_s: float = DEFAULT_SCAN_TIMEOUT_S
+
+
 @dataclass(frozen=True)
 class Machine:
     """One VM of the lab: its backup, how it boots and how the harness logs in.
@@ -202,6 +218,7 @@ class Machine:
     hostnames: tuple[str, ...] = ()
     address: str | None = None  # its production address as stated, "192.168.10.20/24"
     expect: tuple[ExpectSpec, ...] = ()  # its restored folders against their manifests
+    scan: ScanSpec | None = None  # its restored files scanned for malware
 
 
 @dataclass(frozen=True)

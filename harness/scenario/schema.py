@@ -111,6 +111,44 @@ def _check_schema() -> dict[str, Any]:
     }
 
 
+_SCAN: dict[str, Any] = {
+    "description": "scan the restored files, read-only from the host, with your own ClamAV "
+    "database and/or YARA rules (never anything run in the guest)",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "when": {
+            "description": "after (default): once the checks ran, not counted in the RTO; "
+            "before_boot: a staged restore, a hit stops the drill before anything boots",
+            "enum": ["after", "before_boot"], "default": "after",
+        },
+        "clamav": {
+            "type": "object", "additionalProperties": False, "required": ["database"],
+            "properties": {"database": {
+                "description": "your ClamAV signature folder (e.g. /var/lib/clamav, kept fresh "
+                "by freshclam) or one signature file; restore-drill never downloads one",
+                **_path}},
+        },
+        "yara": {
+            "type": "object", "additionalProperties": False, "required": ["rules"],
+            "properties": {"rules": {"type": "array", "minItems": 1, "maxItems": 100,
+                                     "items": _path}},
+        },
+        "paths": {
+            "description": "folders of the restored system to scan (default: all of it)",
+            "type": "array", "minItems": 1, "maxItems": 100, "items": _absolute,
+        },
+        "max_file_size": {
+            "description": "larger files are counted as skipped, never passed over silently",
+            "type": ["string", "integer"], "pattern": SIZE_PATTERN, "minimum": 1,
+            "default": "100MiB",
+        },
+        "timeout": {**_duration, "description": "bound on the whole scan (default 30m)"},
+    },
+    "anyOf": [{"required": ["clamav"]}, {"required": ["yara"]}],
+}
+
+
 _EXPECT: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -459,6 +497,7 @@ SCHEMA: dict[str, Any] = {
             "anyOf": [_EXPECT, {"type": "array", "minItems": 1, "maxItems": 20,
                                 "items": _EXPECT}],
         },
+        "scan": _SCAN,
         "address": {
             "description": "the machine's production address (192.168.10.20/24); default: "
             "as its own network configuration says, else DHCP",
@@ -479,7 +518,7 @@ SCHEMA: dict[str, Any] = {
 
 # Several VMs: each machine has the single-VM keys (its vm merges over the top-level vm; its
 # login, if given, replaces the top-level login), plus its dependencies and host names.
-_MACHINE_KEYS = ("backup", "vm", "login", "restore_steps", "address", "expect")
+_MACHINE_KEYS = ("backup", "vm", "login", "restore_steps", "address", "expect", "scan")
 SCHEMA["properties"]["machines"] = {
     "description": "several VMs in one isolated lab (instead of backup/vm at the top level)",
     "type": "array",

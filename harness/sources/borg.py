@@ -7,9 +7,11 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from harness.errors import PhaseFailed
+from harness.scenario.model import BackupSpec
 from harness.sources.files import (
     FileLevelSource,
     Inspected,
@@ -40,14 +42,25 @@ class BorgSource(FileLevelSource):
                 and (spec.glob_archives is None
                      or fnmatch.fnmatchcase(str(archive["name"]), spec.glob_archives)))  # fmt: skip
 
-    def inspect(self) -> Inspected:
+    def _archives(self) -> list[dict[str, Any]]:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it
         out = self.run_tool(["borg", "--bypass-lock", "list", "--json", "--format",
                              "{hostname}", self.spec.repository])  # fmt: skip
         try:
-            archives = json.loads(out).get("archives", [])
+            return list(json.loads(out).get("archives", []))
         except ValueError as exc:
             raise PhaseFailed("verify", f"borg list: unreadable answer ({exc})") from exc
+
+    def restore_points(self) -> list[str]:
+        archives = [a for a in self._archives() if self._selected(a)]
+        return [a["name"] for a in sorted(archives, key=lambda a: parse_time(a["start"]),
+                                          reverse=True)]  # fmt: skip
+
+    def pinned(self, point: str) -> BackupSpec:
+        return replace(self.spec, archive=point)
+
+    def inspect(self) -> Inspected:
+        archives = self._archives()
         warnings: tuple[str, ...] = ()
         if self.spec.archive:
             found = next((a for a in archives if a["name"] == self.spec.archive), None)

@@ -82,6 +82,15 @@ class FileLevelSource:
     def stream_command(self) -> list[str]:
         raise NotImplementedError
 
+    def restore_points(self) -> list[str]:
+        """Every restore point the scenario's selector takes (host, tags, paths), newest
+        first, as :meth:`pinned` names them; a kind with one (a tar file) has ``[""]``."""
+        return [""]
+
+    def pinned(self, point: str) -> BackupSpec:
+        """The backup spec with ``point`` (from :meth:`restore_points`) chosen."""
+        return self.spec
+
     def sample_files(self, limit: int) -> list[str]:
         """Up to ``limit`` small regular files of the backup (after :meth:`inspect`; under
         ``subpath`` if set), as the backup names them without a leading ``/``: for ``init``'s

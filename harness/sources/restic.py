@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from harness.errors import PhaseFailed
+from harness.scenario.model import BackupSpec
 from harness.sources.files import (
     FileLevelSource,
     Inspected,
@@ -55,12 +57,23 @@ class ResticSource(FileLevelSource):
                 and (spec.snapshot_path is None
                      or spec.snapshot_path in (snapshot.get("paths") or ())))  # fmt: skip
 
-    def inspect(self) -> Inspected:
+    def _snapshots(self) -> list[dict[str, Any]]:
         out = self.run_tool(self._restic("snapshots", "--json"))
         try:
-            snapshots = json.loads(out) or []
+            return list(json.loads(out) or [])
         except ValueError as exc:
             raise PhaseFailed("verify", f"restic snapshots: unreadable answer ({exc})") from exc
+
+    def restore_points(self) -> list[str]:
+        snapshots = [s for s in self._snapshots() if self._selected(s)]
+        return [s["id"] for s in sorted(snapshots, key=lambda s: parse_time(s["time"]),
+                                        reverse=True)]  # fmt: skip
+
+    def pinned(self, point: str) -> BackupSpec:
+        return replace(self.spec, snapshot=point)
+
+    def inspect(self) -> Inspected:
+        snapshots = self._snapshots()
         warnings: tuple[str, ...] = ()
         if self.spec.snapshot is None:
             chosen, warnings = pick_latest(snapshots, "time", "hostname", self.spec,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import subprocess
 import threading
@@ -10,14 +11,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from harness.drill.screens import as_png
 from harness.evidence.index import build_index
+from harness.evidence.model import Screen
 from harness.evidence.pdf import chromium_command, print_pdf
 from harness.evidence.writer import write_evidence
 from tests.unit.test_evidence import result
 
 pytestmark = pytest.mark.browser
 
+# a screen of one colour no report otherwise uses: found in the page's rendering, it was drawn
+SCREEN_RGB = (255, 0, 255)
+SCREEN = as_png("", b"P6\n320 200\n255\n" + bytes(SCREEN_RGB) * 320 * 200)
 HOSTILE_OUTPUT = (
     "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned2'\">"
 )
@@ -44,7 +51,9 @@ def reports(tmp_path: Path) -> Path:
         run = replace(result(verdict), started_at=f"2026-11-{10 + i:02d}T02:00:00+00:00")
         run.checks[0] = replace(run.checks[0], output=HOSTILE_OUTPUT)
         run.description = HOSTILE_OUTPUT
-        write_evidence(run, "s: 1\n", b"log\n", folder, [])
+        run.screens = [Screen("", "end of boot", "screen-boot.png", 320, 200,
+                              hashlib.sha256(SCREEN).hexdigest(), run.started_at)]
+        write_evidence(run, "s: 1\n", b"log\n", folder, [], images={"screen-boot.png": SCREEN})
     other = replace(result("FAIL"), scenario="db-nightly", started_at="2026-11-20T02:00:00+00:00")
     write_evidence(other, "s: 1\n", b"log\n", folder, [])
     build_index(folder, gap_days=7)
@@ -91,6 +100,16 @@ def test_report_renders_with_verdict_targets_and_checks(reports: Path, tmp_path:
     chromium("--window-size=1200,2400", f"--screenshot={shot}", page.as_uri(), tmp=tmp_path)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 20_000  # a real page, not a blank
+
+
+def test_the_screenshot_is_drawn_in_the_report(reports: Path, tmp_path: Path) -> None:
+    page = run_folder(reports) / "report.html"
+    dom = chromium("--dump-dom", page.as_uri(), tmp=tmp_path)
+    assert 'alt="The screen of the VM (end of boot)"' in dom
+    shot = tmp_path / "report.png"
+    chromium("--window-size=1200,6000", f"--screenshot={shot}", page.as_uri(), tmp=tmp_path)
+    colours = {rgb: n for n, rgb in Image.open(shot).convert("RGB").getcolors(1 << 24)}
+    assert colours.get(SCREEN_RGB, 0) > 0.9 * 320 * 200
 
 
 def test_hostile_text_is_shown_as_text(reports: Path, tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def test_unwritable_reports_folder_is_an_infra_error_and_leaves_nothing(tmp_path
 def test_a_broken_view_still_leaves_complete_evidence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(data: object) -> str:
+    def broken(data: object, images: object = None) -> str:
         raise KeyError("controls")
 
     monkeypatch.setattr("harness.evidence.writer.render_html", broken)
