@@ -167,6 +167,10 @@ def schema_problem(
     Messages say what the field must be and never echo its value: a field's value may be a
     secret (``password: {{ secret("PW") }}``), and the file, line and field locate it."""
     path = list(err.absolute_path)
+    if err.validator == "anyOf" and err.context and all(
+            e.validator == "required" for e in err.context):  # fmt: skip
+        keys = " or ".join(re.findall(r"'[^']+'", e.message)[0] for e in err.context)
+        return Problem(name, line_of(node, path), field_name(path), f"needs {keys} (or both)")
     if err.validator in ("anyOf", "oneOf") and err.context:
         # one mapping or a list of them: the branch of the value's own type says what is wrong
         own = [e for e in err.context
@@ -197,7 +201,7 @@ _JSON_TYPES = {"string": "a string", "integer": "a whole number", "number": "a n
                "array": "a list", "null": "empty"}  # fmt: skip
 _PATTERNS = {
     DURATION_PATTERN: "not a duration: write e.g. 90s, 15m, 4h, 1h30m",
-    SIZE_PATTERN: "not a memory size: write e.g. 1GiB or 512MiB",
+    SIZE_PATTERN: "not a size: write e.g. 1GiB or 512MiB",
     "^/": "must be an absolute path (starting with /)",
     "^/[^\\0]*$": "must be an absolute path (starting with /)",
     "^[0-9a-f]{64}$": "must be a SHA-256: 64 lower-case hexadecimal digits",

@@ -71,8 +71,9 @@ class Engine(Protocol):
         ...
 
     def scan(self, files: Sequence[Path], deadline: float) -> tuple[dict[Path, list[str]],
-                                                                     set[Path]]:  # fmt: skip
-        """The signatures each file matched, and the files it could not read."""
+                                                                     dict[Path, str]]:  # fmt: skip
+        """The signatures each file matched, and the files it could not scan whole (why:
+        ``unreadable``, ``scanned in part: …``)."""
         ...
 
 
@@ -90,16 +91,17 @@ def scan_tree(root: Path, spec: ScanSpec, engines: Sequence[Engine],
         else:
             files.append(path)
             report.bytes_scanned += size
-    unreadable: set[Path] = set()
+    unscanned: dict[Path, str] = {}  # a file one engine could not scan whole is not scanned
     found: dict[Path, list[tuple[str, str]]] = {}
     for engine in engines:
         matched, failed = engine.scan(files, deadline)
-        unreadable |= failed
+        for path, why in failed.items():
+            unscanned.setdefault(path, why)
         for path, signatures in matched.items():
             found.setdefault(path, []).extend((engine.name, s) for s in signatures)
-    if unreadable:
-        report.skipped["unreadable"] = report.skipped.get("unreadable", 0) + len(unreadable)
-    report.files_scanned = len(files) - len(unreadable)
+    for why in unscanned.values():
+        report.skipped[why] = report.skipped.get(why, 0) + 1
+    report.files_scanned = len(files) - len(unscanned)
     for path in sorted(found):
         size, digest = _facts(path)
         for engine_name, signature in found[path]:

@@ -17,6 +17,9 @@ from harness.errors import ConfigError, InfraError, PhaseTimeout
 from harness.scan import PHASE
 
 CLAMSCAN = "clamscan"
+#: --alert-exceeds-max reports a limit as a "signature" of this prefix (MaxScanSize, …)
+LIMITS = "Heuristics.Limits.Exceeded."
+UNPACKED_DEFAULT = 400 * 1024 * 1024  # clamscan's own --max-scansize
 OFFICIAL = (".cvd", ".cld", ".cud")
 #: signature files clamscan loads from a database folder (sigtool(1), clamscan(1))
 SIGNATURES = (*OFFICIAL, ".hdb", ".hsb", ".hdu", ".hsu", ".mdb", ".msb", ".mdu", ".msu",
@@ -43,10 +46,13 @@ class ClamAV:
                 "files": [_describe(f) for f in self.files]}  # fmt: skip
 
     def scan(self, files: Sequence[Path], deadline: float) -> tuple[dict[Path, list[str]],
-                                                                     set[Path]]:  # fmt: skip
+                                                                     dict[Path, str]]:  # fmt: skip
         if not files:
-            return {}, set()
+            return {}, {}
         limit = str(self.max_file_size + 1)
+        # what clamscan may unpack from one file (an initramfs, an archive): 4 times that,
+        # at least ClamAV's own default; beyond it the file is said to be scanned in part
+        unpacked = str(max(4 * self.max_file_size, UNPACKED_DEFAULT))
         with tempfile.NamedTemporaryFile("w", prefix="rdrill-scan-", suffix=".list") as listed:
             listed.write("".join(f"{f}\n" for f in files))
             listed.flush()
@@ -54,7 +60,7 @@ class ClamAV:
             # silently, and a file clamscan still could not fully scan is said
             cmd = [CLAMSCAN, "--no-summary", "--infected", "--stdout", "-d", str(self.database),
                    f"--file-list={listed.name}", f"--max-filesize={limit}",
-                   f"--max-scansize={limit}", "--alert-exceeds-max=yes"]  # fmt: skip
+                   f"--max-scansize={unpacked}", "--alert-exceeds-max=yes"]  # fmt: skip
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, check=False,
                                       timeout=max(deadline - time.monotonic(), 1))  # fmt: skip
@@ -68,16 +74,20 @@ class ClamAV:
             said = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
             raise InfraError(f"clamscan failed: {said}")
         matched: dict[Path, list[str]] = {}
-        unreadable: set[Path] = set()
+        unreadable: dict[Path, str] = {}
         for line in done.stdout.splitlines():
             # "PATH: SIGNATURE FOUND", "PATH: … ERROR", "WARNING: PATH: Can't access file"
             where, sep, what = line.removeprefix("WARNING: ").rpartition(": ")
             if not sep:
                 continue
-            if what.endswith(" FOUND"):
-                matched.setdefault(Path(where), []).append(what.removesuffix(" FOUND"))
+            signature = what.removesuffix(" FOUND")
+            if signature.startswith(LIMITS):  # a limit, not a finding: said, not a hit
+                unreadable[Path(where)] = (f"scanned in part (ClamAV's "
+                                           f"{signature.removeprefix(LIMITS)} limit)")  # fmt: skip
+            elif what.endswith(" FOUND"):
+                matched.setdefault(Path(where), []).append(signature)
             elif what.endswith(" ERROR") or what.startswith("Can't "):
-                unreadable.add(Path(where))
+                unreadable[Path(where)] = "unreadable"
         if done.returncode == 2 and not unreadable:  # an error not about one file
             said = (done.stderr.strip().splitlines() or ["exit 2"])[-1]
             raise InfraError(f"clamscan failed: {said}")

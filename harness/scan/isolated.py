@@ -111,7 +111,8 @@ def reap(state: Path) -> list[str]:
             owner = json.loads((folder / "owner.json").read_text())
         except (OSError, ValueError):
             owner = {}
-        if owner and process_start(int(owner.get("pid", 0))) == owner.get("start"):
+        start = owner.get("start")
+        if start is not None and process_start(int(owner.get("pid", 0))) == start:
             continue  # its drill still runs
         if not owner and time.time() - folder.stat().st_mtime < 60:
             continue  # being made

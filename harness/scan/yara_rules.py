@@ -32,9 +32,9 @@ class Yara:
                 "rule_count": sum(1 for _ in self.rules)}  # fmt: skip
 
     def scan(self, files: Sequence[Path], deadline: float) -> tuple[dict[Path, list[str]],
-                                                                     set[Path]]:  # fmt: skip
+                                                                     dict[Path, str]]:  # fmt: skip
         matched: dict[Path, list[str]] = {}
-        unreadable: set[Path] = set()
+        unreadable: dict[Path, str] = {}
         for path in files:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -45,7 +45,7 @@ class Yara:
                 raise PhaseTimeout(PHASE, f"YARA did not finish {path} within the scan's "
                                           "timeout") from exc  # fmt: skip
             except yara.Error:
-                unreadable.add(path)
+                unreadable[path] = "unreadable"
                 continue
             if found:
                 matched[path] = [m.rule for m in found]

@@ -68,7 +68,7 @@ hosts:
     ("hosts:\n  - name: a\n    uri: 'qemu+ssh://h/system?keyfile=k'\n", 3, "hosts[0].uri",
      "absolute"),
     ("hosts:\n  - name: a\n    uri: 'qemu:///system'\n    memory: lots\n", 4, "hosts[0].memory",
-     "not a memory size"),
+     "not a size"),
     ("hosts:\n  - name: a\n    uri: 'qemu:///system'\n    paths: {srv: /x}\n", 4,
      "hosts[0].paths", "srv"),
     ("hosts:\n  - name: a\n    uri: 'qemu:///system'\n    known_hosts: /k\n", 4,

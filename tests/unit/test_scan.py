@@ -4,6 +4,7 @@ tree that still counts what it scanned, and every skipped file counted with its 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -138,8 +139,24 @@ def test_a_file_clamscan_cannot_read_is_counted_as_unreadable(tmp_path: Path) ->
     deadline = time.monotonic() + 60
     matched, unreadable = engine.scan([root / "tmp" / "eicar.com", gone.with_name("gone")],
                                       deadline)  # fmt: skip
-    assert unreadable == {gone.with_name("gone")}
+    assert unreadable == {gone.with_name("gone"): "unreadable"}
     assert list(matched) == [root / "tmp" / "eicar.com"]
+
+
+def test_a_clamav_limit_is_a_file_scanned_in_part_never_a_hit(tmp_path: Path) -> None:
+    """A compressed file unpacks to more than clamscan may scan: --alert-exceeds-max says so
+    as a 'Heuristics.Limits.Exceeded' signature, which is no finding (an initramfs failed a
+    drill as 'infected' with it)."""
+    root = _tree(tmp_path / "restored")
+    (root / "boot").mkdir()
+    (root / "boot" / "initrd.img").write_bytes(gzip.compress(bytes(8 << 20)))
+    eicar = tmp_path / "eicar"
+    eicar.write_bytes(EICAR)
+    spec = ScanSpec(paths=("/",), max_file_size=1 << 20)
+    report = scan_tree(root, spec, [ClamAV(_database(tmp_path / "db", eicar), 1 << 20)])
+    assert [h.path for h in report.hits] == ["/tmp/eicar.com"]
+    assert report.skipped == {"scanned in part (ClamAV's MaxFileSize limit)": 1}
+    assert report.files_scanned == 4  # of 5: the initramfs is not counted as scanned
 
 
 def test_an_official_database_is_described_by_its_own_header(tmp_path: Path) -> None:

@@ -150,6 +150,15 @@ def leftovers() -> list[str]:
               for w in line.split()[1:2] if w.startswith("rdv")]  # fmt: skip
     found += [f"dnsmasq {p.parent.name}" for p in Path("/proc").glob("[0-9]*/cmdline")
               if b"--interface=rdl" in _read(p)]  # fmt: skip
+    scans = state_root() / "scans"
+    found += [f"scan folder {p}" for p in scans.iterdir()] if scans.exists() else []
+    found += [f"qemu-storage-daemon {p.parent.name}"
+              for p in Path("/proc").glob("[0-9]*/cmdline")
+              if b"qemu-storage-daemon" in _read(p)
+              and str(scans).encode() in _read(p)]  # fmt: skip
+    loops = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    found += [f"loop {line}" for line in loops.splitlines() if str(scans) in line]
     return found
 
 
