@@ -54,7 +54,7 @@ def main() -> None:
     backup = DEMO / "web.qcow2"
     work = Path(tempfile.mkdtemp(prefix="rdrill-bench-screen-", dir="/var/tmp"))
     work.chmod(0o755)
-    net = NetworkPlan(name="rdrill-benchscreen", bridge="rdbenchscr", subnet=251)  # a MAC per boot:
+    net = NetworkPlan(name="rdbench-screen", bridge="rdbenchscr", subnet=251)  # a MAC per boot:
     # a new boot must not be taken for the last one by its lease
     times: dict[bool, list[float]] = {True: [], False: []}  # by "with video"
     shots: list[float] = []
@@ -67,7 +67,7 @@ def main() -> None:
                 qemu_img.create_overlay(overlay, backup, qemu_img.info(backup, "qcow2"))
                 give_to_qemu(overlay, URI)
                 plan = DomainPlan(
-                    name="rdrill-benchscreen-vm", lab_id="benchscreen", scenario="bench",
+                    name="rdbench-screen-vm", lab_id="benchscreen", scenario="bench",
                     domain_type="qemu", memory_mib=1024, vcpus=2, overlay=overlay,
                     backing=(qemu_img.Layer(backup, "qcow2"),), network=net.name,
                     mac=f"52:54:00:be:5c:{i:02x}", console_log=work / f"console-{i}.log",

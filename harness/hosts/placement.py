@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from harness.errors import DrillError
 from harness.hosts.inventory import HostSpec
+from harness.kinds import REGISTRY
 from harness.scenario.model import Scenario
 
 
@@ -106,4 +107,6 @@ def needs_local(scenario: Scenario) -> str:
         needs.append("a pgBackRest repository shared into the guest")
     if scenario.network.subnets:
         needs.append("a lab that replicates production subnets")
+    if any(m.scan is not None and not REGISTRY[m.backup.kind].restored for m in machines):
+        needs.append("a malware scan of a disk image (read on this machine)")
     return ", ".join(needs)

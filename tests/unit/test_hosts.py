@@ -11,8 +11,9 @@ import pytest
 
 from harness.errors import InfraError, ScenarioError
 from harness.hosts.inventory import HostSpec, load_inventory
-from harness.hosts.placement import Placement
+from harness.hosts.placement import Placement, needs_local
 from harness.lab.hypervisor import Hypervisor
+from harness.scenario.loader import load_scenario
 
 
 def _inventory(tmp_path: Path, text: str) -> Path:
@@ -195,6 +196,20 @@ def test_a_drill_that_needs_this_machine_goes_only_to_a_local_host(tmp_path: Pat
     no_local = Placement(remote, _free, lambda _m: None)
     assert "needs this machine's own libvirt (a whole-system restore)" in no_local.never(
         500, "a whole-system restore")
+
+
+def test_a_scanned_disk_image_needs_this_machine_a_scanned_restic_backup_does_not(
+    scenario_dir: Path,
+) -> None:
+    """The scan reads the restore point on this machine: a disk image is read where it lies,
+    so only a local host can run that drill; a file-level one is read from its stream."""
+    valid = (scenario_dir / "scenario.yaml").read_text()
+    scanned = scenario_dir / "scanned.yaml"
+    (scenario_dir / "r.yar").write_text("rule r { condition: false }\n")
+    scanned.write_text(valid + "scan:\n  yara: {rules: [r.yar]}\n")
+    assert needs_local(load_scenario(scanned)) == ("a malware scan of a disk image (read on "
+                                                   "this machine)")  # fmt: skip
+    assert needs_local(load_scenario(scenario_dir / "scenario.yaml")) == ""
 
 
 # -- the pieces of a remote lab that need no host ------------------------------------------------

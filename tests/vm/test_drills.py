@@ -183,8 +183,15 @@ def test_boot_timeout_is_a_fail_naming_the_phase_with_console_evidence(
     boot = [p for p in report["phases"] if p["name"] == "boot"]
     assert boot[0]["status"] == "timeout"
     assert 3 <= boot[0]["duration_s"] < 10  # bounded: no hang
-    # What the guest printed (maybe nothing yet at 3 s) is evidence either way.
+    # What the guest printed (maybe nothing yet at 3 s) is evidence either way, and so is
+    # what its screen showed when the wait ran out (the firmware's, at 3 s).
     assert drill.file("console.log") == report["console_tail"]
+    [screen] = report["screens"]
+    assert (screen["when"], screen["file"]) == ("boot timed out", "screen-timeout.png")
+    png = (drill.folders[0] / "screen-timeout.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert (screen["width"], screen["height"]) > (0, 0)
+    assert f"{screen['sha256']}  screen-timeout.png" in drill.file("manifest.sha256")
     assert report["checks"] == []
     assert_backup_untouched(report)
 

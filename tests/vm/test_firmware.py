@@ -50,5 +50,6 @@ def test_secure_boot_is_really_on_an_unsigned_boot_loader_is_refused(
     assert "DHCP request" not in report["reason"]
     console = drill.file("console.log")
     assert "Access Denied" in console or "Security Violation" in console, console[-2000:]
+    assert [s["when"] for s in report["screens"]] == ["boot timed out"]  # the refusal on screen
     assert_backup_untouched(report)
     assert leftovers() == []
