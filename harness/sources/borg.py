@@ -7,11 +7,9 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from harness.errors import PhaseFailed
-from harness.scenario.model import BackupSpec
 from harness.sources.files import (
     FileLevelSource,
     Inspected,
@@ -35,12 +33,17 @@ class BorgSource(FileLevelSource):
             **super().environment(), **password_env(self.spec, "BORG_PASSPHRASE"),
         }  # fmt: skip
 
-    def _selected(self, archive: dict[str, Any]) -> bool:
+    def selected(self, archive: dict[str, Any]) -> bool:
         """borg's own semantics: the host, and the name matching ``--glob-archives``."""
         spec = self.spec
         return ((spec.host is None or archive.get("hostname") == spec.host)
                 and (spec.glob_archives is None
                      or fnmatch.fnmatchcase(str(archive["name"]), spec.glob_archives)))  # fmt: skip
+
+    pin = ("archive", "start", "name")
+
+    def points(self) -> list[dict[str, Any]]:
+        return self._archives()
 
     def _archives(self) -> list[dict[str, Any]]:
         assert self.spec.repository is not None  # noqa: S101 - the loader requires it
@@ -50,14 +53,6 @@ class BorgSource(FileLevelSource):
             return list(json.loads(out).get("archives", []))
         except ValueError as exc:
             raise PhaseFailed("verify", f"borg list: unreadable answer ({exc})") from exc
-
-    def restore_points(self) -> list[str]:
-        archives = [a for a in self._archives() if self._selected(a)]
-        return [a["name"] for a in sorted(archives, key=lambda a: parse_time(a["start"]),
-                                          reverse=True)]  # fmt: skip
-
-    def pinned(self, point: str) -> BackupSpec:
-        return replace(self.spec, archive=point)
 
     def inspect(self) -> Inspected:
         archives = self._archives()
@@ -70,7 +65,7 @@ class BorgSource(FileLevelSource):
             chosen = found
         else:
             chosen, warnings = pick_latest(archives, "start", "hostname", self.spec,
-                                           self._selected, "archive")  # fmt: skip
+                                           self.selected, "archive")  # fmt: skip
         self.archive = chosen["name"]
         host = str(chosen.get("hostname", "?"))
         return Inspected(

@@ -19,7 +19,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -82,14 +82,34 @@ class FileLevelSource:
     def stream_command(self) -> list[str]:
         raise NotImplementedError
 
+    #: a repository of restore points: the spec's field naming one, and the time and name
+    #: keys of :meth:`points`; None: one restore point (a tar file)
+    pin: tuple[str, str, str] | None = None
+
+    def points(self) -> list[dict[str, Any]]:
+        """The repository's restore points as its tool lists them (with :attr:`pin`)."""
+        raise NotImplementedError
+
+    def selected(self, point: dict[str, Any]) -> bool:
+        """Whether the scenario's selector (host, tags, paths) takes this restore point."""
+        raise NotImplementedError
+
     def restore_points(self) -> list[str]:
-        """Every restore point the scenario's selector takes (host, tags, paths), newest
-        first, as :meth:`pinned` names them; a kind with one (a tar file) has ``[""]``."""
-        return [""]
+        """Every restore point the scenario's selector takes, newest first, as
+        :meth:`pinned` names them; ``[""]`` for a kind with one."""
+        if self.pin is None:
+            return [""]
+        _, time_key, name_key = self.pin
+        chosen = sorted((p for p in self.points() if self.selected(p)),
+                        key=lambda p: parse_time(p[time_key]), reverse=True)  # fmt: skip
+        return [str(p[name_key]) for p in chosen]
 
     def pinned(self, point: str) -> BackupSpec:
         """The backup spec with ``point`` (from :meth:`restore_points`) chosen."""
-        return self.spec
+        if self.pin is None:
+            return self.spec
+        return replace(self.spec, snapshot=point) if self.pin[0] == "snapshot" else \
+            replace(self.spec, archive=point)  # fmt: skip
 
     def sample_files(self, limit: int) -> list[str]:
         """Up to ``limit`` small regular files of the backup (after :meth:`inspect`; under

@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from harness.errors import PhaseFailed
-from harness.scenario.model import BackupSpec
 from harness.sources.files import (
     FileLevelSource,
     Inspected,
@@ -49,13 +47,18 @@ class ResticSource(FileLevelSource):
             return {**super().environment(), "RESTIC_PASSWORD_FILE": str(self.spec.password_file)}
         return {**super().environment(), **password_env(self.spec, "RESTIC_PASSWORD")}
 
-    def _selected(self, snapshot: dict[str, Any]) -> bool:
+    def selected(self, snapshot: dict[str, Any]) -> bool:
         """restic's own semantics: the host, every tag, and the path among the snapshot's."""
         spec = self.spec
         return ((spec.host is None or snapshot.get("hostname") == spec.host)
                 and set(spec.tags) <= set(snapshot.get("tags") or ())
                 and (spec.snapshot_path is None
                      or spec.snapshot_path in (snapshot.get("paths") or ())))  # fmt: skip
+
+    pin = ("snapshot", "time", "id")
+
+    def points(self) -> list[dict[str, Any]]:
+        return self._snapshots()
 
     def _snapshots(self) -> list[dict[str, Any]]:
         out = self.run_tool(self._restic("snapshots", "--json"))
@@ -64,27 +67,19 @@ class ResticSource(FileLevelSource):
         except ValueError as exc:
             raise PhaseFailed("verify", f"restic snapshots: unreadable answer ({exc})") from exc
 
-    def restore_points(self) -> list[str]:
-        snapshots = [s for s in self._snapshots() if self._selected(s)]
-        return [s["id"] for s in sorted(snapshots, key=lambda s: parse_time(s["time"]),
-                                        reverse=True)]  # fmt: skip
-
-    def pinned(self, point: str) -> BackupSpec:
-        return replace(self.spec, snapshot=point)
-
     def inspect(self) -> Inspected:
         snapshots = self._snapshots()
         warnings: tuple[str, ...] = ()
         if self.spec.snapshot is None:
             chosen, warnings = pick_latest(snapshots, "time", "hostname", self.spec,
-                                           self._selected, "snapshot")  # fmt: skip
+                                           self.selected, "snapshot")  # fmt: skip
         else:
             wanted = self.spec.snapshot
             found = next((s for s in snapshots if s["id"].startswith(wanted)), None)
             if found is None:
                 raise PhaseFailed("verify", f"restic: no snapshot {wanted!r} in the repository "
                                             f"({len(snapshots)} snapshot(s))")  # fmt: skip
-            if not self._selected(found):
+            if not self.selected(found):
                 raise PhaseFailed("verify", f"restic snapshot {wanted} does not match "
                                             f"{self.spec.selector}")  # fmt: skip
             chosen = found
