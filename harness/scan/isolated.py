@@ -71,7 +71,8 @@ def run_isolated(spec: ScanSpec, state: Path, check: Callable[[], None],
 def _run_worker(folder: Path, limit_s: float, check: Callable[[], None],
                 stream: IO[bytes] | None) -> dict[str, Any]:  # fmt: skip
     cmd = ["unshare", "--mount", "--propagation", "private", "--",
-           sys.executable, "-m", "harness.scan.worker", str(folder / "request.json")]  # fmt: skip
+           sys.executable, "-m", "harness.scan.worker", str(folder / "request.json"),
+           str(os.getpid())]  # fmt: skip
     with (folder / "answer.json").open("wb") as out, (folder / "worker.log").open("wb") as err:
         try:
             worker = subprocess.Popen(cmd, stdin=stream or subprocess.DEVNULL, stdout=out,

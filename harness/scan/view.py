@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import signal
 import subprocess
 import time
@@ -38,10 +39,13 @@ NO_REPLAY = {"ext3": "noload", "ext4": "noload", "xfs": "norecovery"}
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """This process gets SIGKILL when its parent dies (Linux's parent-death signal)."""
+def die_with_parent(parent: int | None = None) -> None:
+    """This process gets SIGKILL when its parent dies (Linux's parent-death signal); if
+    ``parent`` (the pid it was started by) is already gone, it exits now."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)  # the parent died before the signal was armed
 
 
 @dataclass
@@ -228,20 +232,26 @@ def _assemble(view: View, mounted: list[tuple[Part, dict[str, str], Path]], fold
     view.mounted = [f"{m} at /" if m.startswith(root_part.label() + " (") else m
                     for m in view.mounted]  # fmt: skip
     placed = {root_part}
+    unusable: dict[Part, str] = {}
     for spec, where in _fstab(root_point):
         for part, probe, point in mounted:
             if part in placed or not _names(spec, part, probe):
                 continue
             target = view.root / where.lstrip("/")
-            if target.is_dir() and not target.is_symlink():
-                _bind(point, target)
-                placed.add(part)
-                view.mounted = [f"{m} at {where}" if m.startswith(part.label() + " (") else m
-                                for m in view.mounted]  # fmt: skip
+            # a mount point reached through a symbolic link of the restored system would lead
+            # mount(8) out of the view (it resolves links from the host's root): never used
+            if not target.is_dir() or os.path.realpath(target) != str(target):
+                unusable[part] = (f"its mount point {where} is not a folder of the restored "
+                                  "system (a symbolic link, or missing)")  # fmt: skip
+                continue
+            _bind(point, target)
+            placed.add(part)
+            view.mounted = [f"{m} at {where}" if m.startswith(part.label() + " (") else m
+                            for m in view.mounted]  # fmt: skip
     for part, probe, _ in mounted:
         if part not in placed:
-            view.not_scanned.append(f"{part.label()} ({probe.get('TYPE')}): not in the "
-                                    "system's /etc/fstab")  # fmt: skip
+            why = unusable.get(part, "not in the system's /etc/fstab")
+            view.not_scanned.append(f"{part.label()} ({probe.get('TYPE')}): {why}")
             view.mounted = [m for m in view.mounted if not m.startswith(part.label() + " (")]
 
 

@@ -51,7 +51,7 @@ def scan(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    die_with_parent()
+    die_with_parent(int(sys.argv[2]) if len(sys.argv) > 2 else None)
     try:
         request = json.loads(Path(sys.argv[1]).read_text())
         answer: dict[str, Any] = {"report": scan(request)}

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 from harness.processes import process_start
-from harness.scan.isolated import reap
+from harness.scan.isolated import reap, run_isolated
 from harness.scan.view import Part, _fstab, _names, partitions
+from harness.scenario.model import ScanSpec
 
 
 def test_an_fstab_spec_names_its_partition_every_way_a_server_writes_it() -> None:
@@ -100,3 +101,63 @@ def test_reap_never_kills_a_process_the_pid_file_no_longer_names(tmp_path: Path)
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def _ext4(folder: Path, label: str, files: dict[str, bytes], mib: int = 8) -> Path:
+    """An ext4 file system image holding ``files`` (mkfs.ext4 -d: no mount, no root)."""
+    tree = folder / f"{label}-tree"
+    for name, content in files.items():
+        path = tree / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content.startswith(b"->"):
+            path.symlink_to(content[2:].decode())
+        else:
+            path.write_bytes(content)
+    tree.mkdir(exist_ok=True)
+    image = folder / f"{label}.ext4"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", label, "-d", str(tree), str(image),
+                    f"{mib}M"], check=True)  # fmt: skip
+    return image
+
+
+def test_a_disk_image_is_scanned_as_its_system_mounts_it(tmp_path: Path) -> None:
+    """A real four-partition disk, read through qemu-storage-daemon and loop mounts in the
+    scan worker's namespace: the root, /home where fstab puts it, a mount point that is a
+    symbolic link (never followed out of the view) and a file system fstab does not name
+    (both said, not scanned); the hit's path is as in the restored system."""
+    fstab = (b"LABEL=root / ext4 defaults 0 1\nLABEL=home /home ext4 defaults 0 2\n"
+             b"LABEL=linked /linked/tmp ext4 defaults 0 2\n")  # fmt: skip
+    parts = [
+        _ext4(tmp_path, "root", {"etc/fstab": fstab, "etc/hostname": b"web\n",
+                                 "home/.keep": b"", "linked": b"->/"}),
+        _ext4(tmp_path, "home", {"ada/README_RESTORE.txt": b"YOUR FILES HAVE BEEN ENCRYPTED\n"}),
+        _ext4(tmp_path, "linked", {"x": b"x\n"}),
+        _ext4(tmp_path, "orphan", {"y": b"y\n"}),
+    ]  # fmt: skip
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(bytes(40 << 20))
+    layout = "label: dos\n" + "".join(f"start={2048 + i * 18432}, size=16384, type=83\n"
+                                      for i in range(4))  # fmt: skip
+    subprocess.run(["sfdisk", "-q", str(disk)], input=layout, text=True, check=True)
+    for i, part in enumerate(parts):
+        subprocess.run(["dd", f"if={part}", f"of={disk}", "bs=512", f"seek={2048 + i * 18432}",
+                        "conv=notrunc", "status=none"], check=True)  # fmt: skip
+    rule = tmp_path / "ransom.yar"
+    rule.write_text('rule ransom_note { strings: $a = "FILES HAVE BEEN ENCRYPTED" '
+                    "condition: $a }\n")  # fmt: skip
+    before = disk.stat()
+    spec = ScanSpec(yara=(rule,), timeout_s=120)
+    report = run_isolated(spec, tmp_path / "state", lambda: None, disks=[(str(disk), "raw")])
+    assert report["mounted"] == ["disk 1 partition 1 (ext4) at /",
+                                 "disk 1 partition 2 (ext4) at /home"]  # fmt: skip
+    assert report["not_scanned"] == [
+        "disk 1 partition 3 (ext4): its mount point /linked/tmp is not a folder of the restored "
+        "system (a symbolic link, or missing)",
+        "disk 1 partition 4 (ext4): not in the system's /etc/fstab"]
+    assert [(h["path"], h["signature"]) for h in report["hits"]] == [
+        ("/home/ada/README_RESTORE.txt", "ransom_note")]
+    assert report["files_scanned"] == 3  # fstab, hostname, the note (/home hides .keep)
+    after = disk.stat()
+    assert (after.st_mtime_ns, after.st_ctime_ns, after.st_size) == (
+        before.st_mtime_ns, before.st_ctime_ns, before.st_size)  # read, never written
+    assert list((tmp_path / "state" / "scans").iterdir()) == []  # nothing left
