@@ -224,6 +224,16 @@ KINDS: dict[str, Callable[[Any, CheckSpec, str], Outcome]] = {
 }
 
 
+def failed(spec: CheckSpec, observed: str, duration_s: float) -> CheckResult:
+    """A check that could not observe what it expects (``observed`` says why)."""
+    return CheckResult(spec.name, spec.kind, f"{spec.kind} {spec.subject}", observed, False,
+                       duration_s)  # fmt: skip
+
+
+def timed_out(spec: CheckSpec, duration_s: float) -> CheckResult:
+    return failed(spec, f"no answer within {spec.timeout_s:g}s (timed out)", duration_s)
+
+
 def run_check(host: Any, spec: CheckSpec, ip: str, via: Connector | None = None) -> CheckResult:
     """Run one check within its timeout; every exception becomes a failed result. ``via``
     makes the harness's own connections (an ``http`` check's) where the guest is reachable
@@ -245,16 +255,10 @@ def run_check(host: Any, spec: CheckSpec, ip: str, via: Connector | None = None)
     worker.join(spec.timeout_s)
     duration = time.monotonic() - started
     if not box:
-        return CheckResult(
-            spec.name, spec.kind, f"{spec.kind} {spec.subject}",
-            f"no answer within {spec.timeout_s:g}s (timed out)", False, duration,
-        )  # fmt: skip
+        return timed_out(spec, duration)
     outcome = box[0]
     if isinstance(outcome, BaseException):
-        return CheckResult(
-            spec.name, spec.kind, f"{spec.kind} {spec.subject}",
-            f"error: {type(outcome).__name__}: {outcome}", False, duration,
-        )  # fmt: skip
+        return failed(spec, f"error: {type(outcome).__name__}: {outcome}", duration)
     return CheckResult(
         spec.name,
         spec.kind,

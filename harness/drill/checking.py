@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from harness.checks.declarative import run_check
+from harness.checks.batch import Machine, over_ssh, replaying, run_batch
 from harness.checks.isolation import host_listener, host_targets, lab_host_targets, probe_egress
 from harness.checks.testfiles import run_testfiles
 from harness.drill.context import Drill
@@ -16,6 +16,7 @@ from harness.lab import netns
 from harness.lab.host import RemoteHost
 from harness.remote.commands import run_polled
 from harness.remote.namespace import entered
+from harness.scenario.model import CheckSpec
 
 
 def checks(d: Drill) -> None:
@@ -27,10 +28,18 @@ def checks(d: Drill) -> None:
         if guest.expected:
             _data(d, guest)
     with clock.phase("checks") as phase:
-        for spec in scenario.checks:
+        machines: dict[str, Machine] = {}
+
+        def machine_of(spec: CheckSpec) -> Machine:
             guest = by_name.get(spec.machine or "", d.primary_guest())
-            with entered(d.namespace):  # an http check's socket goes into the lab
-                outcome = run_check(guest.host, spec, guest.ip, d.via())
+            if guest.machine.name not in machines:
+                execute = over_ssh(guest.client, phase.name, d.interrupts.check)
+                machines[guest.machine.name] = replaying(guest.ip, execute)
+            return machines[guest.machine.name]
+
+        with entered(d.namespace):  # an http check's socket goes into the lab
+            found = run_batch(scenario.checks, machine_of, d.via())
+        for outcome in found:
             d.record(outcome)
         phase.detail = tally(result.checks)
     if scenario.testinfra:

@@ -1,0 +1,278 @@
+"""Declarative checks in rounds: each check's own code (:mod:`.declarative`, testinfra's modules
+under it) runs against a testinfra backend that answers from what the guest already said;
+a command it has not said yet is collected, and every command collected from every check
+runs in **one guest-side script per round** (one SSH exec, all commands at once, results back
+as one tar stream). A check is evaluated again once its answers are in, until it resolves:
+three or four rounds for any mix of checks, instead of one round trip per command.
+
+Each check's evidence is what its own code computed from its own commands' real answers, as
+when it ran alone; its duration is the time its commands took in the guest, and a check whose
+commands took longer than its timeout fails "no answer within …", as before. Checks are
+observations: they run at once and share the answers to identical commands (a ``command``
+check that changes the system belongs in ``restore_steps``; see docs/decisions.md).
+``http`` checks are made from the harness, beside the rounds.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import tarfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from testinfra.backend.base import BaseBackend
+from testinfra.host import Host
+
+from harness.checks.declarative import KINDS, Connector, Outcome, failed, run_check, timed_out
+from harness.errors import Aborted, PhaseFailed
+from harness.evidence.model import CheckResult
+from harness.remote.commands import run_capture
+from harness.scenario.model import CheckSpec
+
+#: What testinfra asks first of any Linux guest (its system facts, its init system, which
+#: tools exist), asked in the first round with the checks' own first commands: each would
+#: otherwise cost a round of its own. Only a hint: an answer testinfra never asks for is
+#: never used, and a command testinfra spells otherwise is asked in a later round.
+PREFETCH = ("uname -s", "cat /etc/os-release", "uname -m", "test -d /run/systemd/system/",
+            "command -v command", "command -v ss", "command -v systemctl", "command -v service",
+            "realpath /sbin/init", "id -nu")
+MAX_ROUNDS = 12  # a check needing more sequential commands than this is a bug of ours
+GRACE_S = 10.0  # beyond the longest check timeout of a round: the script's own end
+
+
+class Miss(BaseException):
+    """A command the guest has not answered yet (a BaseException: testinfra's own
+    ``except Exception`` must not swallow it)."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(command)
+        self.command = command
+
+
+@dataclass(frozen=True)
+class Answer:
+    rc: int | None  # None: the command did not end within the round
+    stdout: bytes
+    stderr: bytes
+    duration_s: float
+
+
+class ReplayBackend(BaseBackend):  # type: ignore[misc]
+    """A testinfra backend that answers from ``answers``; any other command is a :class:`Miss`.
+    It records which commands the current evaluation used. It never connects anywhere."""
+
+    NAME = "replay"
+
+    def __init__(self, hostname: str, answers: dict[str, Answer]) -> None:
+        super().__init__(hostname)
+        self.answers = answers
+        self.used: list[str] = []
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> Any:
+        cmd = self.get_command(command, *args)
+        answer = self.answers.get(cmd)
+        if answer is None:
+            raise Miss(cmd)
+        self.used.append(cmd)
+        if answer.rc is None:
+            raise Late(cmd)
+        return self.result(answer.rc, self.encode(cmd), answer.stdout, answer.stderr)
+
+
+class Late(BaseException):
+    """A command whose answer did not come within its round."""
+
+
+#: runs a round's script in the guest within a limit: its output (the tar stream)
+Execute = Callable[[str, float], bytes]
+
+
+@dataclass
+class Machine:
+    """One guest's side of the batch: how a round runs there, its answers, its replaying
+    testinfra host."""
+
+    ip: str
+    execute: Execute
+    backend: ReplayBackend
+    host: Any
+    answers: dict[str, Answer] = field(default_factory=dict)
+
+
+def replaying(ip: str, execute: Execute) -> Machine:
+    answers: dict[str, Answer] = {}
+    backend = ReplayBackend(ip, answers)
+    host = Host(backend)
+    backend.set_host(host)
+    return Machine(ip, execute, backend, host, answers)
+
+
+def over_ssh(client: Any, phase: str, check: Callable[[], None]) -> Execute:
+    """A round run over the drill's SSH connection (one exec), bounded."""
+
+    def execute(script: str, limit_s: float) -> bytes:
+        status, out, err = run_capture(client, phase, script, limit_s + GRACE_S, check)
+        if status != 0 or not out:
+            raise PhaseFailed(phase, f"the round of checks failed in the guest (exit {status})"
+                                     + (f": {err}" if err else ""))  # fmt: skip
+        return out
+
+    return execute
+
+
+def run_batch(specs: Sequence[CheckSpec], machine_of: Callable[[CheckSpec], Machine],
+              via: Connector | None = None) -> list[CheckResult]:  # fmt: skip
+    """Every check's result, in the order given."""
+    results: list[CheckResult | None] = [None] * len(specs)
+    http = [i for i, s in enumerate(specs) if s.kind == "http"]
+
+    def client_side() -> None:  # as a client sees the service, from the harness
+        for i in http:
+            results[i] = run_check(None, specs[i], machine_of(specs[i]).ip, via)
+
+    beside = threading.Thread(target=client_side, name="checks:http", daemon=True)
+    beside.start()
+    pending = [i for i, s in enumerate(specs) if s.kind != "http"]
+    for n in range(MAX_ROUNDS):
+        if not pending:
+            break
+        asked: dict[int, Round] = {}  # by machine
+        for i in pending:
+            spec, machine = specs[i], machine_of(specs[i])
+            outcome = _evaluate(spec, machine)
+            if isinstance(outcome, Miss):
+                one = asked.setdefault(id(machine), Round(machine))
+                if n == 0 and not one.commands:
+                    one.commands += [c for c in PREFETCH if c not in machine.answers]
+                one.add(i, outcome.command, spec)
+            else:
+                results[i] = outcome
+        pending = []
+        for one in _ask_all(list(asked.values())):
+            if one.error is None:
+                pending += one.checks
+            for i in one.checks if one.error is not None else ():
+                results[i] = failed(specs[i], f"error: {type(one.error).__name__}: "
+                                              f"{one.error}", 0.0)  # fmt: skip
+    for i in pending:  # never resolved: a bug of ours, said as such
+        results[i] = failed(specs[i], f"error: not resolved in {MAX_ROUNDS} rounds", 0.0)
+    beside.join()
+    return [r for r in results if r is not None]
+
+
+@dataclass
+class Round:
+    """One machine's commands of a round, asked for by which checks, bounded by the longest
+    timeout among them."""
+
+    machine: Machine
+    commands: list[str] = field(default_factory=list)
+    checks: list[int] = field(default_factory=list)
+    limit_s: float = 0.0
+    error: Exception | None = None
+
+    def add(self, index: int, command: str, spec: CheckSpec) -> None:
+        if command not in self.commands:
+            self.commands.append(command)
+        self.checks.append(index)
+        self.limit_s = max(self.limit_s, spec.timeout_s)
+
+
+def _ask_all(rounds: list[Round]) -> list[Round]:
+    """Each machine's round at once; a failure is kept with its round (an interrupt is
+    raised once all have ended)."""
+    stopped: list[BaseException] = []
+
+    def ask(one: Round) -> None:
+        try:
+            _ask(one.machine, one.commands, one.limit_s)
+        except Aborted as exc:  # Ctrl-C, SIGTERM: the phase ends, raised below
+            stopped.append(exc)
+        except Exception as exc:  # said for each of its checks
+            one.error = exc
+        except BaseException as exc:
+            stopped.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(one,), daemon=True) for one in rounds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if stopped:
+        raise stopped[0]
+    return rounds
+
+
+def _evaluate(spec: CheckSpec, machine: Machine) -> CheckResult | Miss:
+    """The check's result if every command it needs is answered; else the first it lacks."""
+    machine.backend.used = []
+    try:
+        outcome: Outcome | BaseException = KINDS[spec.kind](machine.host, spec, machine.ip)
+    except Miss as miss:
+        return miss
+    except Late:
+        took = sum(machine.answers[c].duration_s for c in machine.backend.used)
+        return timed_out(spec, took)
+    except Exception as exc:
+        outcome = exc
+    took = sum(machine.answers[c].duration_s for c in machine.backend.used)
+    if took > spec.timeout_s:
+        return timed_out(spec, took)
+    if isinstance(outcome, BaseException):
+        return failed(spec, f"error: {type(outcome).__name__}: {outcome}", took)
+    return CheckResult(spec.name, spec.kind, outcome.expectation, outcome.observed,
+                       outcome.passed, took, outcome.output)  # fmt: skip
+
+
+def script(commands: Sequence[str], limit_s: float) -> str:
+    """One round in the guest: every command at once (each in its own process group, its
+    output, error and exit status in files), a watchdog that kills what is still running
+    after ``limit_s``, then the folder as a tar stream (modification times in nanoseconds)."""
+    lines = ["set -m 2>/dev/null", 'd=$(mktemp -d) || exit 97', ': >"$d/start"']
+    pids = []
+    for n, command in enumerate(commands):
+        # eval in a subshell: the command as the login shell would run it, without an exec
+        lines.append(f"{{ (eval {shlex.quote(command)}) >\"$d/{n}.o\" 2>\"$d/{n}.e\" </dev/null; "
+                     f"echo $? >\"$d/{n}.r\"; }} &")
+        lines.append(f"p{n}=$!")
+        pids.append(f"-$p{n}")
+    kill = " ".join(pids)
+    # the watchdog holds none of the channel's streams (they would stay open, and the round
+    # with them, as long as its sleep), and goes with its sleep once every command ended
+    lines += [f"( sleep {limit_s:g}; kill -9 {kill} ) >/dev/null 2>&1 </dev/null &", "w=$!",
+              "wait " + " ".join(f"$p{n}" for n in range(len(commands))),
+              "kill -- -$w $w 2>/dev/null", 'tar -C "$d" --format=posix -cf - . && rm -rf "$d"']
+    return "\n".join(lines)
+
+
+def _ask(machine: Machine, commands: list[str], limit_s: float) -> None:
+    """Run one round's commands on the machine; their answers into its cache."""
+    machine.answers.update(answers(machine.execute(script(commands, limit_s), limit_s),
+                                   commands, limit_s))  # fmt: skip
+
+
+def answers(stream: bytes, commands: Sequence[str], limit_s: float) -> dict[str, Answer]:
+    """Each command's answer from a round's tar stream (:func:`script`): its exit status
+    (None: killed at the limit), output, error, and how long after the round's start it
+    ended."""
+    files: dict[str, tarfile.TarInfo] = {}
+    data: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(stream), mode="r:") as tar:
+        for member in tar.getmembers():
+            name = member.name.removeprefix("./")
+            files[name] = member
+            extracted = tar.extractfile(member) if member.isfile() else None
+            data[name] = extracted.read() if extracted else b""
+    start = files["start"].mtime if "start" in files else 0.0
+    found = {}
+    for n, command in enumerate(commands):
+        rc = data.get(f"{n}.r", b"").strip()
+        ended = files.get(f"{n}.r")
+        found[command] = Answer(
+            int(rc) if rc.isdigit() else None, data.get(f"{n}.o", b""), data.get(f"{n}.e", b""),
+            max((ended.mtime - start) if ended else limit_s, 0.0),
+        )  # fmt: skip
+    return found
