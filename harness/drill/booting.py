@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness.checks.session import testinfra_host
 from harness.drill import screens
 from harness.drill.baremetal import bootloader, key_change, partition
 from harness.drill.context import Drill
@@ -198,4 +197,3 @@ def ready(d: Drill, guest: Guest, check: Callable[[], None]) -> None:
                 guest.client, phase.name, as_user(step.run, step.user), step.timeout_s, check
             )
             phase.detail = "exit 0"
-    guest.host = testinfra_host(guest.client, guest.target, key)

@@ -39,7 +39,6 @@ class Guest:
     target: Target | None = None
     client: Any = None
     host_key: HostKey | None = None
-    host: Any = None  # its testinfra host
     hasher: threading.Thread | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # for the report's machines list
     firmware: str = "bios"  # or "uefi" (chosen at verify)

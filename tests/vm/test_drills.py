@@ -80,7 +80,7 @@ def test_demo_web_drill_passes_with_evidence(reports: Path) -> None:
     assert junit.get("errors") == "0"
     assert "Debian GNU/Linux 12" in drill.file("console.log")
     assert "demo_ed25519" in drill.file("scenario.yaml")  # the path, never the key itself
-    assert "PRIVATE KEY" not in "".join(p.read_text() for p in folder.iterdir())
+    assert b"PRIVATE KEY" not in b"".join(p.read_bytes() for p in folder.iterdir())
     verify = subprocess.run(command("verify", str(reports)), capture_output=True, text=True,
                             check=False)  # fmt: skip
     assert verify.returncode == 0, verify.stdout
