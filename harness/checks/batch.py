@@ -230,21 +230,21 @@ def _evaluate(spec: CheckSpec, machine: Machine) -> CheckResult | Miss:
 def script(commands: Sequence[str], limit_s: float) -> str:
     """One round in the guest: every command at once (each in its own process group, its
     output, error and exit status in files), a watchdog that kills what is still running
-    after ``limit_s``, then the folder as a tar stream (modification times in nanoseconds)."""
-    lines = ["set -m 2>/dev/null", 'd=$(mktemp -d) || exit 97', ': >"$d/start"']
-    pids = []
+    after ``limit_s``, then the folder as a tar stream (modification times in nanoseconds).
+    The script's own variables are named ``_rd_…``: no command's variables collide with
+    them."""
+    lines = ["set -m 2>/dev/null", "_rd_d=$(mktemp -d) || exit 97", ': >"$_rd_d/start"']
     for n, command in enumerate(commands):
         # eval in a subshell: the command as the login shell would run it, without an exec
-        lines.append(f"{{ (eval {shlex.quote(command)}) >\"$d/{n}.o\" 2>\"$d/{n}.e\" </dev/null; "
-                     f"echo $? >\"$d/{n}.r\"; }} &")
-        lines.append(f"p{n}=$!")
-        pids.append(f"-$p{n}")
-    kill = " ".join(pids)
+        lines += [f'{{ (eval {shlex.quote(command)}) >"$_rd_d/{n}.o" 2>"$_rd_d/{n}.e" '
+                  f'</dev/null; echo $? >"$_rd_d/{n}.r"; }} &', f"_rd_p{n}=$!"]
+    kill = " ".join(f"-$_rd_p{n}" for n in range(len(commands)))
     # the watchdog holds none of the channel's streams (they would stay open, and the round
     # with them, as long as its sleep), and goes with its sleep once every command ended
-    lines += [f"( sleep {limit_s:g}; kill -9 {kill} ) >/dev/null 2>&1 </dev/null &", "w=$!",
-              "wait " + " ".join(f"$p{n}" for n in range(len(commands))),
-              "kill -- -$w $w 2>/dev/null", 'tar -C "$d" --format=posix -cf - . && rm -rf "$d"']
+    lines += [f"( sleep {limit_s:g}; kill -9 {kill} ) >/dev/null 2>&1 </dev/null &",
+              "_rd_w=$!", "wait " + " ".join(f"$_rd_p{n}" for n in range(len(commands))),
+              "kill -- -$_rd_w $_rd_w 2>/dev/null",
+              'tar -C "$_rd_d" --format=posix -cf - . && rm -rf "$_rd_d"']  # fmt: skip
     return "\n".join(lines)
 
 
