@@ -95,20 +95,25 @@ class ClamAV:
 
 
 def _describe(file: Path) -> dict[str, Any]:
-    """A signature file as the evidence names it."""
-    data = file.read_bytes()
-    described: dict[str, Any] = {"file": file.name,
-                                 "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
-    if file.suffix in OFFICIAL and data.startswith(b"ClamAV-VDB:"):
-        fields = data[:512].decode("ascii", errors="replace").rstrip(" \0").split(":")
+    """A signature file as the evidence names it (read in chunks: an official database is
+    hundreds of MB)."""
+    digest = hashlib.sha256()
+    with file.open("rb") as fh:
+        head = fh.read(512)
+        fh.seek(0)
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    described: dict[str, Any] = {"file": file.name, "sha256": digest.hexdigest()}
+    if file.suffix in OFFICIAL and head.startswith(b"ClamAV-VDB:"):
+        fields = head.decode("ascii", errors="replace").rstrip(" \0").split(":")
         # ClamAV-VDB:build time:version:signatures:functionality level:md5:dsig:builder:stime
         described.update(kind="official", built=fields[1] if len(fields) > 1 else "",
                          version=fields[2] if len(fields) > 2 else "",
                          signatures=fields[3] if len(fields) > 3 else "",
                          builder=fields[7] if len(fields) > 7 else "")  # fmt: skip
     else:
-        lines = [x for x in data.decode(errors="replace").splitlines() if x.strip()]
-        described.update(kind="local", signatures=str(len(lines)))
+        with file.open("rb") as fh:
+            described.update(kind="local", signatures=str(sum(1 for x in fh if x.strip())))
     return described
 
 
