@@ -39,6 +39,7 @@ from harness.scenario.model import CheckSpec
 PREFETCH = ("uname -s", "cat /etc/os-release", "uname -m", "test -d /run/systemd/system/",
             "command -v command", "command -v ss", "command -v systemctl", "command -v service",
             "realpath /sbin/init", "id -nu")
+MIN_LIMIT_S = 0.1
 MAX_ROUNDS = 12  # a check needing more sequential commands than this is a bug of ours
 GRACE_S = 10.0  # beyond the longest check timeout of a round: the script's own end
 
@@ -50,6 +51,7 @@ class Miss(BaseException):
     def __init__(self, command: str) -> None:
         super().__init__(command)
         self.command = command
+        self.spent_s = 0.0  # what the check's answered commands took so far
 
 
 @dataclass(frozen=True)
@@ -110,15 +112,27 @@ def replaying(ip: str, execute: Execute) -> Machine:
     return Machine(ip, execute, backend, host, answers)
 
 
-def over_ssh(client: Any, phase: str, check: Callable[[], None]) -> Execute:
-    """A round run over the drill's SSH connection (one exec), bounded."""
+def over_ssh(client: Callable[[], Any], reconnect: Callable[[], Any], phase: str,
+             check: Callable[[], None]) -> Execute:  # fmt: skip
+    """A round run over the drill's SSH connection (one exec), bounded. A connection that
+    dropped is made again once, with the pinned host key only (``reconnect``), and the round
+    asked again: a guest whose host key changed fails its checks saying so."""
 
-    def execute(script: str, limit_s: float) -> bytes:
-        status, out, err = run_capture(client, phase, script, limit_s + GRACE_S, check)
+    def once(connection: Any, script: str, limit_s: float) -> bytes:
+        status, out, err = run_capture(connection, phase, script, limit_s + GRACE_S, check)
         if status != 0 or not out:
             raise PhaseFailed(phase, f"the round of checks failed in the guest (exit {status})"
                                      + (f": {err}" if err else ""))  # fmt: skip
         return out
+
+    def execute(script: str, limit_s: float) -> bytes:
+        try:
+            return once(client(), script, limit_s)
+        except PhaseFailed:
+            transport = client().get_transport()
+            if transport is not None and transport.is_active():
+                raise  # the connection stands: the round itself failed
+        return once(reconnect(), script, limit_s)
 
     return execute
 
@@ -145,9 +159,10 @@ def run_batch(specs: Sequence[CheckSpec], machine_of: Callable[[CheckSpec], Mach
             outcome = _evaluate(spec, machine)
             if isinstance(outcome, Miss):
                 one = asked.setdefault(id(machine), Round(machine))
-                if n == 0 and not one.commands:
-                    one.commands += [c for c in PREFETCH if c not in machine.answers]
-                one.add(i, outcome.command, spec)
+                if n == 0 and not one.limits:
+                    one.limits.update((c, spec.timeout_s) for c in PREFETCH
+                                      if c not in machine.answers)  # fmt: skip
+                one.add(i, outcome, spec)
             else:
                 results[i] = outcome
         pending = []
@@ -169,16 +184,16 @@ class Round:
     timeout among them."""
 
     machine: Machine
-    commands: list[str] = field(default_factory=list)
+    limits: dict[str, float] = field(default_factory=dict)  # command -> seconds it may run
     checks: list[int] = field(default_factory=list)
-    limit_s: float = 0.0
     error: Exception | None = None
 
-    def add(self, index: int, command: str, spec: CheckSpec) -> None:
-        if command not in self.commands:
-            self.commands.append(command)
+    def add(self, index: int, miss: Miss, spec: CheckSpec) -> None:
+        """A check's missing command, which may run as long as the check has time left (the
+        longest of the checks asking for it: a shorter one finds it too slow itself)."""
+        left = max(spec.timeout_s - miss.spent_s, MIN_LIMIT_S)
+        self.limits[miss.command] = max(self.limits.get(miss.command, 0.0), left)
         self.checks.append(index)
-        self.limit_s = max(self.limit_s, spec.timeout_s)
 
 
 def _ask_all(rounds: list[Round]) -> list[Round]:
@@ -188,7 +203,7 @@ def _ask_all(rounds: list[Round]) -> list[Round]:
 
     def ask(one: Round) -> None:
         try:
-            _ask(one.machine, one.commands, one.limit_s)
+            _ask(one.machine, one.limits)
         except Aborted as exc:  # Ctrl-C, SIGTERM: the phase ends, raised below
             stopped.append(exc)
         except Exception as exc:  # said for each of its checks
@@ -212,6 +227,7 @@ def _evaluate(spec: CheckSpec, machine: Machine) -> CheckResult | Miss:
     try:
         outcome: Outcome | BaseException = KINDS[spec.kind](machine.host, spec, machine.ip)
     except Miss as miss:
+        miss.spent_s = sum(machine.answers[c].duration_s for c in machine.backend.used)
         return miss
     except Late:
         took = sum(machine.answers[c].duration_s for c in machine.backend.used)
@@ -227,34 +243,41 @@ def _evaluate(spec: CheckSpec, machine: Machine) -> CheckResult | Miss:
                        outcome.passed, took, outcome.output)  # fmt: skip
 
 
-def script(commands: Sequence[str], limit_s: float) -> str:
+def script(limits: dict[str, float]) -> str:
     """One round in the guest: every command at once (each in its own process group, its
-    output, error and exit status in files), a watchdog that kills what is still running
-    after ``limit_s``, then the folder as a tar stream (modification times in nanoseconds).
-    The script's own variables are named ``_rd_…``: no command's variables collide with
-    them."""
+    output, error and exit status in files), a watchdog per limit that kills the commands
+    still running when theirs is reached, then the folder as a tar stream (modification
+    times in nanoseconds). The script's own variables are named ``_rd_…``: no command's
+    variables collide with them."""
     lines = ["set -m 2>/dev/null", "_rd_d=$(mktemp -d) || exit 97", ': >"$_rd_d/start"']
-    for n, command in enumerate(commands):
+    for n, command in enumerate(limits):
         # eval in a subshell: the command as the login shell would run it, without an exec
         lines += [f'{{ (eval {shlex.quote(command)}) >"$_rd_d/{n}.o" 2>"$_rd_d/{n}.e" '
                   f'</dev/null; echo $? >"$_rd_d/{n}.r"; }} &', f"_rd_p{n}=$!"]
-    kill = " ".join(f"-$_rd_p{n}" for n in range(len(commands)))
-    # the watchdog holds none of the channel's streams (they would stay open, and the round
-    # with them, as long as its sleep), and goes with its sleep once every command ended
-    lines += [f"( sleep {limit_s:g}; kill -9 {kill} ) >/dev/null 2>&1 </dev/null &",
-              "_rd_w=$!", "wait " + " ".join(f"$_rd_p{n}" for n in range(len(commands))),
-              "kill -- -$_rd_w $_rd_w 2>/dev/null",
+    by_limit: dict[float, list[int]] = {}
+    for n, limit in enumerate(limits.values()):
+        by_limit.setdefault(limit, []).append(n)
+    watchdogs = []
+    for w, (limit, group) in enumerate(sorted(by_limit.items())):
+        kill = " ".join(f"-$_rd_p{n}" for n in group)
+        # a watchdog holds none of the channel's streams (they would stay open, and the
+        # round with them, as long as its sleep), and goes with its sleep once all ended
+        lines += [f"( sleep {limit:.3f}; kill -9 {kill} ) >/dev/null 2>&1 </dev/null &",
+                  f"_rd_w{w}=$!"]  # fmt: skip
+        watchdogs.append(f"-$_rd_w{w} $_rd_w{w}")
+    lines += ["wait " + " ".join(f"$_rd_p{n}" for n in range(len(limits))),
+              f"kill -- {' '.join(watchdogs)} 2>/dev/null",
               'tar -C "$_rd_d" --format=posix -cf - . && rm -rf "$_rd_d"']  # fmt: skip
     return "\n".join(lines)
 
 
-def _ask(machine: Machine, commands: list[str], limit_s: float) -> None:
+def _ask(machine: Machine, limits: dict[str, float]) -> None:
     """Run one round's commands on the machine; their answers into its cache."""
-    machine.answers.update(answers(machine.execute(script(commands, limit_s), limit_s),
-                                   commands, limit_s))  # fmt: skip
+    out = machine.execute(script(limits), max(limits.values()))
+    machine.answers.update(answers(out, limits))
 
 
-def answers(stream: bytes, commands: Sequence[str], limit_s: float) -> dict[str, Answer]:
+def answers(stream: bytes, limits: dict[str, float]) -> dict[str, Answer]:
     """Each command's answer from a round's tar stream (:func:`script`): its exit status
     (None: killed at the limit), output, error, and how long after the round's start it
     ended."""
@@ -268,7 +291,7 @@ def answers(stream: bytes, commands: Sequence[str], limit_s: float) -> dict[str,
             data[name] = extracted.read() if extracted else b""
     start = files["start"].mtime if "start" in files else 0.0
     found = {}
-    for n, command in enumerate(commands):
+    for n, (command, limit_s) in enumerate(limits.items()):
         rc = data.get(f"{n}.r", b"").strip()
         ended = files.get(f"{n}.r")
         found[command] = Answer(

@@ -4,9 +4,11 @@ proof, after the clock): each check on its machine, each attempt to leave the la
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from harness.checks.batch import Machine, over_ssh, replaying, run_batch
 from harness.checks.isolation import host_listener, host_targets, lab_host_targets, probe_egress
+from harness.checks.session import RECONNECT_TIMEOUT_S
 from harness.checks.testfiles import run_testfiles
 from harness.drill.context import Drill
 from harness.drill.dataproof import prove
@@ -16,6 +18,7 @@ from harness.lab import netns
 from harness.lab.host import RemoteHost
 from harness.remote.commands import run_polled
 from harness.remote.namespace import entered
+from harness.remote.ssh import connect_pinned
 from harness.scenario.model import CheckSpec
 
 
@@ -33,7 +36,8 @@ def checks(d: Drill) -> None:
         def machine_of(spec: CheckSpec) -> Machine:
             guest = by_name.get(spec.machine or "", d.primary_guest())
             if guest.machine.name not in machines:
-                execute = over_ssh(guest.client, phase.name, d.interrupts.check)
+                execute = over_ssh(lambda: guest.client, lambda: _reconnect(guest), phase.name,
+                                   d.interrupts.check)  # fmt: skip
                 machines[guest.machine.name] = replaying(guest.ip, execute)
             return machines[guest.machine.name]
 
@@ -52,6 +56,16 @@ def checks(d: Drill) -> None:
             for check in tests:
                 d.record(check)
             phase.detail = tally(tests)
+
+
+def _reconnect(guest: Guest) -> Any:
+    """The guest's connection made again, its host key pinned (the old one is closed)."""
+    assert guest.target is not None  # noqa: S101 - every machine is ready by now
+    assert guest.host_key is not None  # noqa: S101
+    if guest.client is not None:
+        guest.client.close()
+    guest.client = connect_pinned(guest.target, guest.host_key, RECONNECT_TIMEOUT_S)
+    return guest.client
 
 
 def _data(d: Drill, guest: Guest) -> None:

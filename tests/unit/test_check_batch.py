@@ -36,11 +36,12 @@ def spec(name: str, kind: str, subject: str, timeout_s: float = 30, **options: o
 
 def test_a_round_answers_every_command_and_kills_what_outlives_it() -> None:
     commands = ["echo hi", "exit 3", "printf 'a\\0b' >&2; echo out", "sleep 30", "cd /; pwd"]
+    limits = dict.fromkeys(commands, 1.0)
     started = time.monotonic()
-    out = subprocess.run(["bash", "-c", script(commands, 1.0)], capture_output=True,
+    out = subprocess.run(["bash", "-c", script(limits)], capture_output=True,
                          check=True, timeout=20).stdout  # fmt: skip
     took = time.monotonic() - started
-    found = answers(out, commands, 1.0)
+    found = answers(out, limits)
     assert took < 5  # the watchdog killed the sleep (and its process group) at 1 s
     assert (found["echo hi"].rc, found["echo hi"].stdout) == (0, b"hi\n")
     assert found["exit 3"].rc == 3
@@ -82,13 +83,64 @@ def test_each_check_says_what_it_said_when_it_ran_alone(tmp_path: Path) -> None:
     assert len(calls) <= 5
 
 
-def test_a_check_slower_than_its_timeout_fails_as_timed_out() -> None:
+def test_a_check_slower_than_its_timeout_fails_as_timed_out_at_its_own_limit() -> None:
+    """Each command runs only as long as the check asking for it may: a hung command of a
+    3-second check ends at 3 s, though a 30-second check shares its round."""
     one = local()
-    [slow, quick] = run_batch([spec("slow", "command", "sleep 3", timeout_s=1),
-                               spec("quick", "command", "true", timeout_s=30)],
+    started = time.monotonic()
+    [hung, quick] = run_batch([spec("hung", "command", "sleep 600", timeout_s=1),
+                               spec("quick", "command", "sleep 0.2", timeout_s=30)],
                               lambda _s: one)  # fmt: skip
-    assert (slow.passed, slow.observed) == (False, "no answer within 1s (timed out)")
+    assert time.monotonic() - started < 6
+    assert (hung.passed, hung.observed) == (False, "no answer within 1s (timed out)")
+    assert 1 <= hung.duration_s < 3
     assert quick.passed
+
+
+class _Client:
+    """A paramiko client stand-in: its transport alive or not."""
+
+    def __init__(self, alive: bool) -> None:
+        self.alive = alive
+
+    def get_transport(self) -> _Client:
+        return self
+
+    def is_active(self) -> bool:
+        return self.alive
+
+
+def test_a_dropped_connection_is_made_again_pinned_and_the_round_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.checks import batch
+
+    sent: list[object] = []
+
+    def capture(client: object, *_args: object) -> tuple[int, bytes, str]:
+        sent.append(client)
+        if len(sent) == 1:
+            raise PhaseFailed("checks", "the SSH connection to the guest is gone")
+        return 0, b"tar", ""
+
+    monkeypatch.setattr(batch, "run_capture", capture)
+    dead, fresh = _Client(alive=False), _Client(alive=True)
+    execute = batch.over_ssh(lambda: dead, lambda: fresh, "checks", lambda: None)
+    assert execute("script", 1.0) == b"tar"
+    assert sent == [dead, fresh]
+    # a connection that stands is not made again: the round's own failure is said
+    sent.clear()
+    alive = _Client(alive=True)
+    with pytest.raises(PhaseFailed, match="gone"):
+        batch.over_ssh(lambda: alive, lambda: fresh, "checks", lambda: None)("script", 1.0)
+    assert sent == [alive]
+
+    def refused() -> object:
+        raise PhaseFailed("checks", "cannot reconnect to 10.0.0.5: host key changed")
+
+    sent.clear()
+    with pytest.raises(PhaseFailed, match="host key changed"):
+        batch.over_ssh(lambda: dead, refused, "checks", lambda: None)("script", 1.0)
 
 
 def test_a_round_that_fails_fails_its_checks_and_an_interrupt_stops_the_phase() -> None:
