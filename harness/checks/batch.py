@@ -101,15 +101,17 @@ class Machine:
     execute: Execute
     backend: ReplayBackend
     host: Any
-    answers: dict[str, Answer] = field(default_factory=dict)
+
+    @property
+    def answers(self) -> dict[str, Answer]:
+        return self.backend.answers
 
 
 def replaying(ip: str, execute: Execute) -> Machine:
-    answers: dict[str, Answer] = {}
-    backend = ReplayBackend(ip, answers)
+    backend = ReplayBackend(ip, {})
     host = Host(backend)
     backend.set_host(host)
-    return Machine(ip, execute, backend, host, answers)
+    return Machine(ip, execute, backend, host)
 
 
 def over_ssh(client: Callable[[], Any], reconnect: Callable[[], Any], phase: str,

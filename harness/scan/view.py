@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from harness.errors import InfraError, PhaseFailed, PhaseTimeout
+from harness.lab.share import mounts_under, unmount
 
 PHASE = "scan"
 QSD = "qemu-storage-daemon"
@@ -291,21 +293,11 @@ def _bind(source: Path, target: Path) -> None:
 
 
 def _unmount_all(folder: Path) -> None:
-    """Every mount under ``folder``, deepest first (lazily if busy)."""
-    prefix = str(folder).rstrip("/") + "/"
-    while True:
-        points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-                  if line.split()[4].startswith(prefix) and not _is_export(line)]  # fmt: skip
-        if not points:
-            return
-        point = max(points, key=lambda p: p.count("/"))
-        done = subprocess.run(["umount", point], capture_output=True, check=False)
-        if done.returncode != 0:
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-
-
-def _is_export(line: str) -> bool:
-    return " - fuse" in line and "/disk" in line.split()[4]
+    """Every mount under ``folder``, deepest first (lazily if busy), but the disks' FUSE
+    exports: their daemon unmounts those as it stops."""
+    for point in mounts_under(folder):
+        if not (point.parent == folder and re.fullmatch(r"disk\d+", point.name)):
+            unmount(point)
 
 
 # -- a file-level restore point --------------------------------------------------------------
