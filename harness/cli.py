@@ -403,6 +403,9 @@ def find_clean(scenario: Path, images: tuple[Path, ...], var: tuple[str, ...], r
         sys.exit(ExitCode.PASSED)
     if interrupts.received:
         sys.exit(ExitCode.ABORTED)
+    if not points:
+        click.echo("no restore point to scan: none matches the scenario's selector")
+        sys.exit(ExitCode.FAILED)
     last = found.points[-1] if found.points else None
     if last is None or findclean.INFECTED in last[1].reason:
         click.echo(f"no clean restore point: {len(found.points)} of {len(points)} scanned, "

@@ -95,3 +95,18 @@ def test_schema_is_json_schema() -> None:
 
 def test_unknown_command_exits_2() -> None:
     assert run("explode").returncode == 2
+
+
+def test_find_clean_with_no_restore_point_says_so_not_that_all_are_infected(
+    scenario_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (scenario_dir / "r.yar").write_text("rule r { condition: false }\n")
+    scanned = scenario_dir / "scanned.yaml"
+    scanned.write_text((scenario_dir / "scenario.yaml").read_text()
+                       + "scan:\n  yara: {rules: [r.yar]}\n")  # fmt: skip
+    monkeypatch.setattr("harness.findclean.restore_points", lambda _s, _i: [])
+    outcome = CliRunner().invoke(cli, ["find-clean", str(scanned), "--reports",
+                                       str(scenario_dir / "reports"), "--log-format", "text"])
+    assert outcome.exit_code == 1, outcome.output
+    assert "no restore point to scan: none matches the scenario's selector" in outcome.output
+    assert "infected" not in outcome.output
