@@ -23,7 +23,7 @@ from harness.drill.clock import utc_now
 from harness.drill.context import Drill, DrillOptions, DrillOutcome
 from harness.drill.machines import Guest, join_polling
 from harness.drill.provisioning import network, prepare, prepare_guests, provision
-from harness.drill.scanning import scan
+from harness.drill.scanning import not_run, scan
 from harness.drill.teardown import teardown
 from harness.drill.verdict import bug_reason, judge
 from harness.drill.verifying import integrity, start_hashing_all, verify
@@ -57,6 +57,7 @@ def run_drill(
         d.unexpected(exc, "the drill")
     finally:
         teardown(d)  # not interruptible: signals are only remembered here
+    d.safely("listing the scans not run", lambda: not_run(d))
     if d.failure is None and d.hash_errors:
         d.failure = d.hash_errors[0]
     if d.failure is None and interrupts.received:

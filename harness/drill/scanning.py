@@ -33,6 +33,23 @@ def scan(d: Drill, when: str) -> None:
         raise PhaseFailed(f"scan{infected[0][0].label}", _infected(infected) + stopped)
 
 
+def not_run(d: Drill) -> None:
+    """Each scan the scenario asks for that did not run (the drill ended first) is in the
+    evidence as not run: a page without it would read as if no scan had been asked for."""
+    ran = {(s.machine, s.when) for s in d.result.scans}
+    for guest in d.guests:
+        spec = guest.machine.scan
+        if spec is None:
+            continue
+        machine = guest.machine.name if len(d.guests) > 1 else ""
+        when = "find-clean" if d.options.scan_only else spec.when
+        if (machine, when) not in ran:
+            d.result.scans.append(ScanEvidence(
+                machine, when, _restore_point(guest), list(spec.paths),
+                note="not run: the drill ended before the scan (see the verdict)",
+            ))  # fmt: skip
+
+
 def _scan(d: Drill, guest: Guest, when: str) -> ScanEvidence:
     spec = guest.machine.scan
     assert spec is not None  # noqa: S101 - filtered by the caller

@@ -70,3 +70,25 @@ def test_full_reports_disk_is_an_infra_error_with_no_half_written_run(tmp_path: 
         assert sorted(p.name for p in disk.iterdir()) == ["ballast"]
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_scan_the_drill_never_reached_is_said_not_to_have_run(
+    scenario_dir: Path, tmp_path: Path
+) -> None:
+    """A drill that fails before its scan has no scan section unless it says so: an auditor
+    must not read the page of a scenario that asks for a scan as if none had been asked."""
+    (scenario_dir / "rules.yar").write_text('rule note { strings: $a = "RANSOM" condition: $a }\n')
+    scenario = scenario_dir / "scenario.yaml"
+    scenario.write_text(scenario.read_text() + "scan: {yara: {rules: [rules.yar]}, when: after}\n")
+    backup = scenario_dir / "backup.qcow2"
+    backup.write_bytes(backup.read_bytes()[:100])  # damaged: the drill ends at verify
+    reports = tmp_path / "reports"
+    proc = run(scenario, reports)
+    assert proc.returncode == 1, proc.stderr
+    report = only_report(reports)
+    [entry] = report["scans"]  # type: ignore[misc]
+    assert entry["when"] == "after"
+    assert entry["clean"] is None
+    assert entry["note"] == "not run: the drill ended before the scan (see the verdict)"
+    [folder] = [p for p in reports.iterdir() if p.is_dir()]
+    assert "not run: the drill ended before the scan" in (folder / "report.html").read_text()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import socket
+import subprocess
+
 import pytest
 
 from harness.checks.isolation import (
@@ -53,8 +58,30 @@ def test_the_probe_is_one_bounded_command_and_a_silent_guest_proves_nothing() ->
 
 
 def test_each_line_the_guest_printed_is_one_attempt() -> None:
-    printed = "".join(f"{t}\t1\t0.01\tbash: connect: Network is unreachable\n"
-                      for t in DEFAULT_TARGETS) + f"{DNS_LABEL}\t2\t0.02\t\n"  # fmt: skip
+    printed = "".join(f"{t}\t1\t100.25\t100,75\tbash: connect: Network is unreachable\n"
+                      for t in DEFAULT_TARGETS) + f"{DNS_LABEL}\t2\t1.0\t1.2\t\n"  # fmt: skip
     attempts = probe_egress(lambda command, limit: (0, printed))
     assert [a.outcome for a in attempts] == ["blocked"] * 4
-    assert attempts[0].detail == "Network is unreachable after 0.0s"
+    assert attempts[0].detail == "Network is unreachable after 0.5s"  # a decimal comma read
+
+
+@pytest.mark.parametrize("clock", ["bash's own", "date (bash before 5.0)"])
+def test_the_probe_script_runs_in_bash_and_times_each_attempt(clock: str) -> None:
+    """The real script, here: a refused port and a failed lookup are blocked, each timed."""
+
+    def run(command: str, limit: float) -> tuple[int, str]:
+        argv = shlex.split(command)
+        assert argv[:2] == ["bash", "-c"]
+        script = argv[2] if clock == "bash's own" else "unset EPOCHREALTIME\n" + argv[2]
+        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                              timeout=limit, check=False)  # fmt: skip
+        return proc.returncode, proc.stdout
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        closed = server.getsockname()[1]  # nothing listens once closed
+    attempts = probe_egress(run, (), {"a closed port": f"127.0.0.1:{closed}"})
+    refused = attempts[-2]
+    assert refused.target == "a closed port"
+    assert refused.outcome == "blocked"
+    assert re.fullmatch(r"Connection refused after \d+\.\ds", refused.detail), refused.detail
+    assert attempts[-1].target == DNS_LABEL
