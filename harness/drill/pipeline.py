@@ -97,9 +97,13 @@ def _phases(d: Drill) -> None:
     start_hashing_all(d)
     if d.options.scan_only:  # find-clean: the restore point scanned, nothing restored
         scan(d, "")
-        for guest in d.guests:
-            join_polling(guest.hasher, d.interrupts)
-        return
+    else:
+        _restore(d)
+    for guest in d.guests:
+        join_polling(guest.hasher, d.interrupts)
+
+
+def _restore(d: Drill) -> None:
     scan(d, "before_boot")  # a staged restore: nothing boots from an infected restore point
     chosen = prepare(d)
     d.addressing = network(d, tcg=chosen != "kvm")
@@ -112,8 +116,6 @@ def _phases(d: Drill) -> None:
     for guest in d.guests:
         isolation(d, guest)
     scan(d, "after")
-    for guest in d.guests:
-        join_polling(guest.hasher, d.interrupts)
 
 
 def _environment(options: DrillOptions) -> dict[str, str]:

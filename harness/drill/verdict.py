@@ -95,9 +95,8 @@ def judge(
             f"{format_duration(targets.rto_s)}); backup age within RPO "
             f"{format_duration(targets.rpo_s)}; {tally(result.checks).replace('/', ' of ')}"
         )
-        scanned = sum(s.files_scanned for s in result.scans)
         if result.scans:
-            result.reason += f"; scanned clean ({scanned} file(s), 0 hits)"
+            result.reason += f"; scanned clean ({_files_scanned(result)})"
 
 
 def _ended(result: RunResult, failure: BaseException | None, lead: str) -> bool:
@@ -126,10 +125,13 @@ def _scanned(result: RunResult, changed_note: str) -> None:
         result.verdict, result.exit_code = Verdict.FAIL, ExitCode.FAILED
         result.reason = changed_note
         return
-    files = sum(s.files_scanned for s in result.scans)
     result.verdict, result.exit_code = Verdict.PASS, ExitCode.PASSED
-    result.reason = (f"restore point scans clean ({files} file(s), 0 hits); nothing was "
+    result.reason = (f"restore point scans clean ({_files_scanned(result)}); nothing was "
                      "restored or booted (find-clean)")  # fmt: skip
+
+
+def _files_scanned(result: RunResult) -> str:
+    return f"{sum(s.files_scanned for s in result.scans)} file(s), 0 hits"
 
 
 def _rpo(rpo_s: float, started: datetime, backups: list[BackupEvidence]) -> TargetResult:
