@@ -12,7 +12,7 @@ from harness.drill.context import Drill
 from harness.drill.machines import Guest, start_machines
 from harness.drill.restoring import recover_database, restore_files
 from harness.durations import format_duration
-from harness.errors import PhaseTimeout
+from harness.errors import PhaseFailed, PhaseTimeout
 from harness.lab import netns
 from harness.lab.lifecycle import (
     LabVm,
@@ -81,13 +81,34 @@ def boot(d: Drill, guest: Guest, check: Callable[[], None]) -> None:
                 )
                 guest.ip = hv.wait_for_lease(vm.domain_name, vm.mac, limit, check, seen)
         except PhaseTimeout:
-            screens.take(d, vm.domain_name, _who(d, guest), "boot timed out")
+            _screen(d, guest, "boot timed out")
             raise
         finally:
             if watch:
                 watch.stop()
         guest.facts["ip"] = phase.detail = guest.ip
-    screens.take(d, vm.domain_name, _who(d, guest), "end of boot")
+
+
+def _reach(d: Drill, guest: Guest, check: Callable[[], None]) -> None:
+    """ssh, then settle: the machine answers, and its boot has finished."""
+    clock, label, machine = d.clock, guest.label, guest.machine
+    with clock.phase(f"ssh{label}") as phase:
+        login = machine.login
+        guest.target = Target(
+            guest.ip, login.port, login.user, login.key_file, login.password, d.namespace, d.jump()
+        )
+        guest.client, key = wait_for_ssh(guest.target, login.timeout_s, check)
+        guest.host_key = key
+        guest.facts["host_key"] = {"type": key.type, "fingerprint": key.fingerprint}
+        phase.detail = f"{key.type} {key.fingerprint}"
+    with clock.phase(f"settle{label}") as phase:
+        phase.detail = wait_until_settled(guest.client, machine.vm.settle_timeout_s, check)
+        guest.facts["system_state"] = phase.detail
+
+
+def _screen(d: Drill, guest: Guest, when: str) -> None:
+    if guest.vm is not None:
+        screens.take(d, guest.vm.domain_name, _who(d, guest), when)
 
 
 def _who(d: Drill, guest: Guest) -> str:
@@ -174,18 +195,13 @@ def _unanswered(guest: Guest, seen: str) -> str:
 def ready(d: Drill, guest: Guest, check: Callable[[], None]) -> None:
     """ssh → settle → restore → steps: the machine is ready for its dependents."""
     clock, label, machine = d.clock, guest.label, guest.machine
-    with clock.phase(f"ssh{label}") as phase:
-        login = machine.login
-        guest.target = Target(
-            guest.ip, login.port, login.user, login.key_file, login.password, d.namespace, d.jump()
-        )
-        guest.client, key = wait_for_ssh(guest.target, login.timeout_s, check)
-        guest.host_key = key
-        guest.facts["host_key"] = {"type": key.type, "fingerprint": key.fingerprint}
-        phase.detail = f"{key.type} {key.fingerprint}"
-    with clock.phase(f"settle{label}") as phase:
-        phase.detail = wait_until_settled(guest.client, machine.vm.settle_timeout_s, check)
-        guest.facts["system_state"] = phase.detail
+    try:
+        _reach(d, guest, check)
+    except PhaseFailed as exc:  # what the screen shows of a system that cannot be reached
+        ended = "timed out" if isinstance(exc, PhaseTimeout) else "failed"
+        _screen(d, guest, f"{exc.phase.split()[0]} {ended}")
+        raise
+    _screen(d, guest, "end of boot")  # settled: a login prompt, not the boot loader's screen
     source = guest.source
     if isinstance(source, PgBackRestSource):
         recover_database(d, guest, source, check)

@@ -82,6 +82,9 @@ def test_dead_sshd_is_a_bounded_fail_at_ssh(reports: Path, scratch: Path) -> Non
     assert ssh["status"] == "timeout"
     assert 20 <= ssh["duration_s"] < 35
     assert "Debian GNU/Linux 12" in drill.file("console.log")  # it did boot: evidence says so
+    # and its screen when SSH gave up: the only screenshot (none at the lease any more)
+    assert [(s["when"], s["file"]) for s in report["screens"]] == [
+        ("ssh timed out", "screen-timeout.png")]  # fmt: skip
     assert_backup_untouched(report)
 
 

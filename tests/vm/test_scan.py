@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,9 +119,13 @@ def test_a_clean_backup_scanned_after_the_checks_with_its_screen(
     assert names.index("scan") > names.index("isolation")  # after the checks ...
     checks_end = next(p for p in report["phases"] if p["name"] == "testinfra")
     assert report["rto"]["measured_s"] <= checks_end["start_s"] + checks_end["duration_s"] + 0.5
-    # ... and the screen at the end of the boot, in the folder, its manifest and its page
+    # ... and the screen at the end of the boot (settled), in the folder, its manifest and page
     [screen] = report["screens"]
     assert screen["when"] == "end of boot"
+    settle = next(p for p in report["phases"] if p["name"] == "settle")
+    settled = datetime.fromisoformat(report["started_at"]) + timedelta(
+        seconds=settle["start_s"] + settle["duration_s"] - 0.01)  # fmt: skip
+    assert datetime.fromisoformat(screen["taken_at"]) >= settled, (screen, settle)
     png = (drill.folders[0] / screen["file"]).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert hashlib.sha256(png).hexdigest() == screen["sha256"]
