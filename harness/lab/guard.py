@@ -8,6 +8,10 @@ evidence are. The rules match the lab's bridge by name, live in the network name
 holds the bridge (where the harness runs), are created before any VM starts and removed
 with the lab; a table whose lab is gone is reaped like the lab's other objects. Rejected,
 not dropped: the guest is told at once, so the isolation probe sees "blocked", not a hang.
+A TCP connection is refused with a reset, the rest with ICMP admin-prohibited: the kernel
+rate-limits the ICMP errors it sends to one guest (a burst of about six, then one a
+second), and attempts beyond that waited for their SYN retries, some past any limit (a leak
+verdict for an isolated lab); a reset is not rate-limited.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ def rules(table: str, iface: str, dns: bool, dhcp: bool) -> str:
         f'    iifname "{iface}" ct state established,related accept comment "answers to '
         'the harness"\n'
         f"{lines}"
+        f'    iifname "{iface}" meta l4proto tcp reject with tcp reset\n'
         f'    iifname "{iface}" reject with icmpx type admin-prohibited\n'
         "  }\n"
         "}\n"

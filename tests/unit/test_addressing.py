@@ -93,6 +93,7 @@ def test_the_lab_namespace_rejects_guest_connections_and_forwards_nothing() -> N
     rules = guard_rules("abcd1234", dhcp=False, dns=True)
     assert 'iifname "rdlabcd1234" udp dport 53 accept' in rules
     assert "dport 67" not in rules
+    assert 'iifname "rdlabcd1234" meta l4proto tcp reject with tcp reset' in rules
     assert 'iifname "rdlabcd1234" reject with icmpx type admin-prohibited' in rules
     assert "type filter hook forward priority -10; policy drop;" in rules
 

@@ -62,7 +62,8 @@ def test_demo_web_drill_passes_with_evidence(reports: Path) -> None:
     host = [a for a in report["isolation"] if a["target"].startswith("drill host ")]
     assert [a["target"].split()[2].split(":")[0] for a in host] == [gateway] * 4
     assert "(a listener on 0.0.0.0)" in host[0]["target"]
-    assert all("No route to host" in a["detail"] for a in host), host
+    assert all("Connection refused" in a["detail"] for a in host), host  # the guard's reset
+    assert "meta l4proto tcp reject with tcp reset" in report["lab"]["host_guard"]
     assert "reject with icmpx type admin-prohibited" in report["lab"]["host_guard"]
     assert all(p["status"] == "ok" for p in report["phases"])
     assert "<forward" not in report["lab"]["network_xml"]
