@@ -18,7 +18,7 @@ from harness.lab import netns
 from harness.lab.host import RemoteHost
 from harness.remote.commands import run_polled
 from harness.remote.namespace import entered
-from harness.remote.ssh import connect_pinned
+from harness.remote.ssh import connect_pinned, connected
 from harness.scenario.model import CheckSpec
 
 
@@ -58,13 +58,13 @@ def checks(d: Drill) -> None:
             phase.detail = tally(tests)
 
 
-def _reconnect(guest: Guest) -> Any:
+def _reconnect(guest: Guest, phase: str = "checks") -> Any:
     """The guest's connection made again, its host key pinned (the old one is closed)."""
     assert guest.target is not None  # noqa: S101 - every machine is ready by now
     assert guest.host_key is not None  # noqa: S101
     if guest.client is not None:
         guest.client.close()
-    guest.client = connect_pinned(guest.target, guest.host_key, RECONNECT_TIMEOUT_S)
+    guest.client = connect_pinned(guest.target, guest.host_key, RECONNECT_TIMEOUT_S, phase)
     return guest.client
 
 
@@ -96,8 +96,10 @@ def isolation(d: Drill, guest: Guest) -> None:
     with d.clock.phase(f"isolation{guest.label}") as phase:
 
         def run(command: str, limit: float) -> tuple[int, str]:
-            assert guest.client is not None  # noqa: S101 - connected by _ready
-            return run_polled(guest.client, phase.name, command, limit, d.interrupts.check)
+            # a connection a check dropped is made again, pinned: a guest whose host key
+            # changed is said to have changed it, not to have lost the connection
+            client = guest.client if connected(guest.client) else _reconnect(guest, phase.name)
+            return run_polled(client, phase.name, command, limit, d.interrupts.check)
 
         provisioned = d.lab.provisioned if d.lab else None
         gateway = provisioned.gateway if provisioned else ""

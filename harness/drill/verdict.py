@@ -60,13 +60,15 @@ def judge(
             "the service was not verified",
         )
 
-    # A changed backup is reported whatever else happened: it leads every reason.
-    if _ended(result, failure, f"{changed_note}; " if changed_note else ""):
+    checks_failed = [f"check '{c.name}' failed: {first_line(c.observed)}" for c in failed_checks]
+    # A changed backup is reported whatever else happened: it leads every reason. Checks that
+    # failed before a later phase ended the drill come before that phase's failure.
+    if _ended(result, failure, "".join(f"{r}; " for r in [changed_note, *checks_failed] if r)):
         return
     if scan_only:
         _scanned(result, changed_note)
         return
-    reasons = [f"check '{c.name}' failed: {first_line(c.observed)}" for c in failed_checks]
+    reasons = list(checks_failed)
     if unproven:
         reasons.append(unproven)
     if leaks:

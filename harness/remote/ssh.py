@@ -178,12 +178,19 @@ def _exec(
     return output.strip(), status
 
 
-def connect_pinned(target: Target, host_key: HostKey, timeout_s: float) -> paramiko.SSHClient:
+def connect_pinned(target: Target, host_key: HostKey, timeout_s: float,
+                   phase: str = "checks") -> paramiko.SSHClient:  # fmt: skip
     """A new connection that accepts only the recorded host key."""
     client = _client(_Pinned(host_key))
     try:
         _connect(client, target, timeout_s)
     except (OSError, paramiko.SSHException, EOFError) as exc:
         client.close()
-        raise PhaseFailed("checks", f"cannot reconnect to {target.ip}: {exc}") from exc
+        raise PhaseFailed(phase, f"cannot reconnect to {target.ip}: {exc}") from exc
     return client
+
+
+def connected(client: paramiko.SSHClient | None) -> bool:
+    """Whether the connection is still up (a guest may have dropped it)."""
+    transport = client.get_transport() if client is not None else None
+    return transport is not None and transport.is_active()

@@ -86,6 +86,19 @@ def test_testinfra_files_whose_every_test_was_skipped_do_not_pass(scenario_dir: 
     assert result.reason == "every testinfra test was skipped: the files proved nothing"
 
 
+def test_checks_that_failed_before_a_later_phase_ended_the_drill_lead_its_reason(
+    scenario_dir: Path,
+) -> None:
+    """The checks ran first: a guest whose host key changed fails them, then the isolation
+    probe cannot reconnect either. The reason named only the isolation phase."""
+    refused = replace(PASSED, passed=False, observed="error: cannot reconnect: key changed")
+    failure = PhaseFailed("isolation", "cannot reconnect to 10.0.0.5: key changed")
+    result = _judge_with(scenario_dir, [refused], failure)
+    assert (result.verdict, result.exit_code) == ("FAIL", 1)
+    assert result.reason == ("check 'nginx' failed: error: cannot reconnect: key changed; "
+                             "isolation: cannot reconnect to 10.0.0.5: key changed")
+
+
 @pytest.mark.parametrize(
     ("failure", "verdict"),
     [(PhaseFailed("boot", "no DHCP lease"), "FAIL"), (InfraError("libvirt down"), "ERROR"),

@@ -144,6 +144,12 @@ def test_a_reconnect_accepts_the_pinned_host_key_only(reports: Path) -> None:
         assert "cannot reconnect" in check["observed"], check
         assert f"changed: expected {fingerprint}" in check["observed"]
     assert len(report["checks"]) == 2
+    # the isolation probe reconnects pinned too: it says the key changed, not that the
+    # connection was gone, after the checks that failed first
+    assert report["reason"].startswith("check "), report["reason"]
+    isolation = next(p for p in report["phases"] if p["name"] == "isolation")
+    assert isolation["status"] == "failed"
+    assert f"changed: expected {fingerprint}" in report["reason"].split("; isolation: ")[1]
     assert_backup_untouched(report)
 
 
