@@ -5,6 +5,8 @@ Fragments (a ``backup:`` section alone) are checked inside a minimal scenario.""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -85,3 +87,11 @@ def test_every_credential_source_the_readme_names_is_accepted(tmp_path: Path) ->
     assert loaded.webhook is not None
     assert loaded.webhook.url == "https://hooks.example/drill"
     assert "https://hooks.example/drill" in loaded.secrets  # a URL from a file is a secret
+
+
+def test_the_benchmark_table_is_the_one_its_results_make() -> None:
+    """docs/development.md's results table is what benchmarks/table.py makes of the committed
+    results: a figure edited by hand, or a benchmark re-run without regenerating, fails."""
+    proc = subprocess.run([sys.executable, "benchmarks/table.py", "--check"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
