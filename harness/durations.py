@@ -10,6 +10,11 @@ DURATION_PATTERN = r"^\s*(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*(\d+(\.\d+)?s)?\s*$"
 _SIZE = re.compile(r"^\s*(\d+)\s*(MiB|GiB|M|G)\s*$")
 SIZE_PATTERN = r"^\s*\d+\s*(MiB|GiB|M|G)\s*$"
 
+#: How often a wait for a guest (its DHCP lease, its address, its sshd) looks again. Each look
+#: is cheap (a lease file read, a TCP SYN); every second cost half a second on average after
+#: the guest was ready (0.75 s of the drill's wall time over lease and SSH together).
+READINESS_POLL_S = 0.25
+
 
 def parse_duration(text: str | int | float) -> float:
     """Seconds in ``text``: a number of seconds, or units ``d h m s`` in that order."""

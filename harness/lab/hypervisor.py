@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 
 import libvirt
 
+from harness.durations import READINESS_POLL_S
 from harness.errors import InfraError, LabError, PhaseFailed, PhaseTimeout
 from harness.lab.xml import NAME_PREFIX
 
@@ -271,7 +272,7 @@ class Hypervisor:
             if time.monotonic() >= deadline:
                 raise PhaseTimeout("boot", f"no DHCP lease within {timeout_s:g}s{_seen(seen)} "
                                    "(see the console log)")  # fmt: skip
-            time.sleep(1.0)
+            time.sleep(READINESS_POLL_S)
 
     # -- storage (a remote lab's files) ------------------------------------------------------
     def create_pool(self, xml: str) -> None:

@@ -7,6 +7,7 @@ import errno
 import time
 from collections.abc import Callable
 
+from harness.durations import READINESS_POLL_S
 from harness.errors import PhaseFailed, PhaseTimeout
 from harness.remote.namespace import connect
 
@@ -39,4 +40,4 @@ def wait_for_address(
         except OSError as exc:
             last = (f"no ARP answer from {ip}" if exc.errno == errno.EHOSTUNREACH
                     else str(exc))  # fmt: skip
-        time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+        time.sleep(max(0.0, READINESS_POLL_S - (time.monotonic() - started)))

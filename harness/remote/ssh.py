@@ -17,6 +17,7 @@ from typing import Any
 
 import paramiko
 
+from harness.durations import READINESS_POLL_S
 from harness.errors import ConfigError, PhaseFailed, PhaseTimeout
 from harness.remote.commands import run_polled
 from harness.remote.host import session
@@ -138,7 +139,7 @@ def wait_for_ssh(
         except (TimeoutError, OSError, paramiko.SSHException, EOFError) as exc:
             client.close()
             last = str(exc) or type(exc).__name__
-        time.sleep(1.0)
+        time.sleep(READINESS_POLL_S)
 
 
 def wait_until_settled(
