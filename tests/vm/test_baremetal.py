@@ -12,10 +12,9 @@ import gzip
 import io
 import shutil
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.vm.conftest import DEMO, ROOT, Drill, assert_backup_untouched, run_cli
+from tests.vm.conftest import DEMO, ROOT, assert_backup_untouched, drills_together, run_cli
 
 SCENARIO = str(ROOT / "scenarios" / "demo-db-system.yaml")
 ROOT_UUID = "8f3c2a61-5d0e-4b7a-9c1f-2e6d4a8b0c15"
@@ -41,11 +40,10 @@ def test_bare_metal_recovery_from_tar_and_restic(tmp_path: Path) -> None:
     runs = {"tar": ("--var", "from=tar"),
             "restic": ("--var", "from=restic", "--var", "inject_key=true"),
             "uefi": ("--var", "from=uefi")}  # fmt: skip
-    with ThreadPoolExecutor(len(runs)) as pool:
-        futures = {k: pool.submit(run_cli, SCENARIO, *args, reports=tmp_path / k, timeout=1800)
-                   for k, args in runs.items()}  # fmt: skip
-        drills: dict[str, Drill] = {k: f.result() for k, f in futures.items()}
-    for kind, drill in drills.items():
+    drills = drills_together({k: (SCENARIO, *args) for k, args in runs.items()}, tmp_path,
+                             timeout=1800)  # fmt: skip
+    for kind in runs:
+        drill = drills[kind]
         assert drill.exit_code == 0, (kind, drill.stderr)
         report = drill.report
         assert all(c["passed"] for c in report["checks"]), report["checks"]

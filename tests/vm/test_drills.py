@@ -15,9 +15,12 @@ from harness.lab.lifecycle import state_root
 from tests.vm.conftest import (
     DEMO,
     ROOT,
+    Drill,
     Running,
+    Together,
     assert_backup_untouched,
     command,
+    drills_together,
     leftovers,
     run_cli,
 )
@@ -37,8 +40,20 @@ def assert_manifest_verifies(folder: Path) -> None:
     assert listed == {p.name for p in folder.iterdir()} - {"manifest.sha256"}
 
 
-def test_demo_web_drill_passes_with_evidence(reports: Path) -> None:
-    drill = run_cli(str(SCENARIOS / "demo-web.yaml"), reports=reports)
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory: pytest.TempPathFactory, module_scratch: Path) -> Together[Drill]:
+    """The one-machine drills whose tests only read what they wrote, side by side."""
+    runs = {
+        "web": (str(SCENARIOS / "demo-web.yaml"),),
+        "broken": (str(SCENARIOS / "demo-web-broken.yaml"),),
+        "incremental": (str(SCENARIOS / "demo-web.yaml"), "--var",
+                        f"backup={incremental(module_scratch)}", "--var", "name=demo-web-incr"),
+    }  # fmt: skip
+    return drills_together(runs, tmp_path_factory.mktemp("drills"))
+
+
+def test_demo_web_drill_passes_with_evidence(booted: Together[Drill]) -> None:
+    drill = booted["web"]
     assert drill.exit_code == 0, drill.stderr
     report = drill.report
     assert report["verdict"] == "PASS"
@@ -82,10 +97,10 @@ def test_demo_web_drill_passes_with_evidence(reports: Path) -> None:
     assert "Debian GNU/Linux 12" in drill.file("console.log")
     assert "demo_ed25519" in drill.file("scenario.yaml")  # the path, never the key itself
     assert b"PRIVATE KEY" not in b"".join(p.read_bytes() for p in folder.iterdir())
-    verify = subprocess.run(command("verify", str(reports)), capture_output=True, text=True,
+    verify = subprocess.run(command("verify", str(drill.reports)), capture_output=True, text=True,
                             check=False)  # fmt: skip
     assert verify.returncode == 0, verify.stdout
-    assert "demo-web" in (reports / "index.html").read_text()
+    assert "demo-web" in (drill.reports / "index.html").read_text()
 
 
 def test_demo_db_drill_passes_and_keep_leaves_a_reachable_lab(reports: Path) -> None:
@@ -120,8 +135,8 @@ def test_demo_db_drill_passes_and_keep_leaves_a_reachable_lab(reports: Path) -> 
     assert_backup_untouched(report)
 
 
-def test_failing_check_exits_1_and_the_report_names_it(reports: Path) -> None:
-    drill = run_cli(str(SCENARIOS / "demo-web-broken.yaml"), reports=reports)
+def test_failing_check_exits_1_and_the_report_names_it(booted: Together[Drill]) -> None:
+    drill = booted["broken"]
     assert drill.exit_code == 1, drill.stderr
     report = drill.report
     assert report["verdict"] == "FAIL"
@@ -221,18 +236,22 @@ def test_parallel_drills_of_a_folder_pass_and_export_metrics(reports: Path, tmp_
         )
 
 
-def test_an_incremental_backup_boots_with_its_whole_chain(reports: Path, scratch: Path) -> None:
+def incremental(scratch: Path) -> Path:
+    """A qcow2 layer over a copy of the demo web backup, naming it by a relative path."""
+    (scratch / "full").mkdir()
+    shutil.copy2(DEMO / "web.qcow2", scratch / "full" / "web.qcow2")
+    incr = scratch / "web-incr.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "full/web.qcow2", "-F",
+                    "qcow2", str(incr)], cwd=scratch, check=True)  # fmt: skip
+    return incr
+
+
+def test_an_incremental_backup_boots_with_its_whole_chain(booted: Together[Drill]) -> None:
     """Seen in a trial: an incremental (a qcow2 layer over a good full backup) booted with its
     chain cut, waited out the boot limit and blamed the guest's network. Now the chain is
     followed, every layer read-only and proven unchanged, and listed in the report."""
-    (scratch / "full").mkdir()
-    full = scratch / "full" / "web.qcow2"
-    shutil.copy2(DEMO / "web.qcow2", full)
-    incr = scratch / "web-incr.qcow2"  # names its full backup by a relative path
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "full/web.qcow2", "-F",
-                    "qcow2", str(incr)], cwd=scratch, check=True)  # fmt: skip
-    drill = run_cli(str(SCENARIOS / "demo-web.yaml"), "--var", f"backup={incr}",
-                    "--var", "name=demo-web-incr", reports=reports)  # fmt: skip
+    drill = booted["incremental"]
+    full = Path(drill.report["backup"]["path"]).parent / "full" / "web.qcow2"
     assert drill.exit_code == 0, drill.stderr
     report = drill.report
     assert report["verdict"] == "PASS"

@@ -8,16 +8,40 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.vm.conftest import DEMO, ROOT, URI, assert_backup_untouched, leftovers, run_cli
+from tests.vm.conftest import (
+    DEMO,
+    ROOT,
+    URI,
+    Drill,
+    Together,
+    assert_backup_untouched,
+    drills_together,
+    leftovers,
+    run_cli,
+)
 
 FAULTS = ROOT / "tests" / "data" / "faults"
 BAD = ROOT / "tests" / "data" / "bad"
 TOKEN = "tok-42-sEcReT"
 
 
-def test_hung_check_leaky_lab_and_secret(reports: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RESTORE_DRILL_TEST_TOKEN", TOKEN)
-    drill = run_cli(str(FAULTS / "web-faults.yaml"), reports=reports)
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory: pytest.TempPathFactory, module_scratch: Path) -> Together[Drill]:
+    """The faults that boot a VM, side by side."""
+    runs = {
+        "hung check": (str(FAULTS / "web-faults.yaml"),),
+        "dead sshd": (str(FAULTS / "web-dead-sshd.yaml"), "--var",
+                      f"backup={dead_sshd_backup(module_scratch)}"),
+        "never boots": (str(blank_scenario(module_scratch)),),
+        "host key": (str(FAULTS / "web-hostkey.yaml"),),
+    }  # fmt: skip
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RESTORE_DRILL_TEST_TOKEN", TOKEN)
+        return drills_together(runs, tmp_path_factory.mktemp("faults"))
+
+
+def test_hung_check_leaky_lab_and_secret(booted: Together[Drill]) -> None:
+    drill = booted["hung check"]
     assert drill.exit_code == 1, drill.stderr
     report = drill.report
     assert report["verdict"] == "FAIL"
@@ -57,8 +81,8 @@ def test_hung_check_leaky_lab_and_secret(reports: Path, monkeypatch: pytest.Monk
     assert_backup_untouched(report)
 
 
-def test_dead_sshd_is_a_bounded_fail_at_ssh(reports: Path, scratch: Path) -> None:
-    # A real dead sshd: a copy of the web backup with ssh.service masked.
+def dead_sshd_backup(scratch: Path) -> Path:
+    """A real dead sshd: a copy of the web backup with ssh.service masked."""
     backup = scratch / "web-dead-sshd.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(DEMO / "web.qcow2"), str(backup)],
                    check=True)  # fmt: skip
@@ -73,8 +97,11 @@ def test_dead_sshd_is_a_bounded_fail_at_ssh(reports: Path, scratch: Path) -> Non
         subprocess.run(["umount", str(mnt)], check=False)
         subprocess.run(["losetup", "-d", loop], check=True)
     backup.chmod(0o644)
-    drill = run_cli(str(FAULTS / "web-dead-sshd.yaml"), "--var", f"backup={backup}",
-                    reports=reports)  # fmt: skip
+    return backup
+
+
+def test_dead_sshd_is_a_bounded_fail_at_ssh(booted: Together[Drill]) -> None:
+    drill = booted["dead sshd"]
     assert drill.exit_code == 1, drill.stderr
     report = drill.report
     assert report["reason"].startswith("ssh: no SSH login within 20s")
@@ -88,8 +115,8 @@ def test_dead_sshd_is_a_bounded_fail_at_ssh(reports: Path, scratch: Path) -> Non
     assert_backup_untouched(report)
 
 
-def test_disk_that_never_boots_never_gets_a_lease(reports: Path, scratch: Path) -> None:
-    # A backup that is readable but holds no boot loader: the bounded lease wait must end.
+def blank_scenario(scratch: Path) -> Path:
+    """A backup that is readable but holds no boot loader: the bounded lease wait must end."""
     backup = scratch / "blank.raw"
     subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(backup), "64M"], check=True)
     backup.chmod(0o644)
@@ -99,7 +126,11 @@ def test_disk_that_never_boots_never_gets_a_lease(reports: Path, scratch: Path) 
         "targets: {rto: 15m, rpo: 1d}\nvm: {memory: 256MiB, boot_timeout: 15s}\n"
         f"login: {{user: root, key_file: {DEMO / 'demo_ed25519'}}}\n"
     )
-    drill = run_cli(str(scenario), reports=reports)
+    return scenario
+
+
+def test_disk_that_never_boots_never_gets_a_lease(booted: Together[Drill]) -> None:
+    drill = booted["never boots"]
     assert drill.exit_code == 1, drill.stderr
     report = drill.report
     assert report["reason"].startswith("boot: no DHCP lease within 15s: no frame at all from "
@@ -131,11 +162,11 @@ def test_bad_input_creates_no_libvirt_object(tmp_path: Path) -> None:
     assert leftovers() == []
 
 
-def test_a_reconnect_accepts_the_pinned_host_key_only(reports: Path) -> None:
+def test_a_reconnect_accepts_the_pinned_host_key_only(booted: Together[Drill]) -> None:
     """A connection that drops during a round of checks is made again once, and only with the
     pinned host key: a guest whose host key changed fails its checks saying so (testinfra's
     own reconnection would have accepted any key)."""
-    drill = run_cli(str(FAULTS / "web-hostkey.yaml"), reports=reports)
+    drill = booted["host key"]
     assert drill.exit_code == 1, drill.stderr
     report = drill.report
     fingerprint = report["lab"]["host_key"]["fingerprint"]

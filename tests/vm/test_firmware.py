@@ -7,14 +7,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.vm.conftest import ROOT, assert_backup_untouched, leftovers, run_cli
+import pytest
+
+from tests.vm.conftest import (
+    ROOT,
+    Drill,
+    Together,
+    assert_backup_untouched,
+    drills_together,
+    leftovers,
+)
 from tests.vm.images import uefi_web
 
 
-def test_a_uefi_server_boots_with_uefi_found_before_boot(reports: Path) -> None:
-    backup = uefi_web()
-    drill = run_cli(str(ROOT / "scenarios" / "demo-web.yaml"), "--var", f"backup={backup}",
-                    "--var", "name=demo-web-uefi", reports=reports)  # fmt: skip
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory: pytest.TempPathFactory, module_scratch: Path) -> Together[Drill]:
+    """Both UEFI drills, side by side."""
+    backup = str(uefi_web())
+    runs = {
+        "uefi": (str(ROOT / "scenarios" / "demo-web.yaml"), "--var", f"backup={backup}",
+                 "--var", "name=demo-web-uefi"),
+        "secure boot": (str(secure_boot_scenario(module_scratch)), "--var", f"backup={backup}",
+                        "--var", "name=demo-web-secure"),
+    }  # fmt: skip
+    return drills_together(runs, tmp_path_factory.mktemp("firmware"))
+
+
+def test_a_uefi_server_boots_with_uefi_found_before_boot(booted: Together[Drill]) -> None:
+    drill = booted["uefi"]
     assert drill.exit_code == 0, drill.stderr
     report = drill.report
     assert report["lab"]["firmware"] == "uefi (auto: GPT with an EFI system partition)"
@@ -25,19 +45,22 @@ def test_a_uefi_server_boots_with_uefi_found_before_boot(reports: Path) -> None:
     assert "Firmware" in drill.file("report.html")
 
 
-def test_secure_boot_is_really_on_an_unsigned_boot_loader_is_refused(
-    reports: Path, scratch: Path
-) -> None:
-    """``secure_boot: true`` boots OVMF's Secure Boot build with Microsoft's keys enrolled: the
-    demo's own GRUB is unsigned, so the firmware refuses it and the drill FAILs at boot, the
-    refusal in the console log. (A signed shim + GRUB would boot; this proves the switch.)"""
+def secure_boot_scenario(scratch: Path) -> Path:
     text = (ROOT / "scenarios" / "demo-web.yaml").read_text()
     text = text.replace("  boot_timeout: 5m\n", "  boot_timeout: 60s\n  secure_boot: true\n")
     scenario = scratch / "secure.yaml"
     scenario.write_text(text)
     (scratch / "tests").symlink_to(ROOT / "scenarios" / "tests")  # its testinfra file
-    drill = run_cli(str(scenario), "--var", f"backup={uefi_web()}", "--var",
-                    "name=demo-web-secure", reports=reports)  # fmt: skip
+    return scenario
+
+
+def test_secure_boot_is_really_on_an_unsigned_boot_loader_is_refused(
+    booted: Together[Drill],
+) -> None:
+    """``secure_boot: true`` boots OVMF's Secure Boot build with Microsoft's keys enrolled: the
+    demo's own GRUB is unsigned, so the firmware refuses it and the drill FAILs at boot, the
+    refusal in the console log. (A signed shim + GRUB would boot; this proves the switch.)"""
+    drill = booted["secure boot"]
     assert drill.exit_code == 1, drill.stderr
     report = drill.report
     assert report["lab"]["firmware"] == ("uefi with Secure Boot (auto: GPT with an EFI system "

@@ -10,11 +10,21 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from tests.vm.conftest import DEMO, ROOT, assert_backup_untouched, command, run_cli
+from tests.vm.conftest import (
+    DEMO,
+    ROOT,
+    Drill,
+    Together,
+    assert_backup_untouched,
+    command,
+    drills_together,
+    run_cli,
+)
 from tests.vm.images import variant
 
 SCENARIOS = ROOT / "scenarios"
@@ -101,20 +111,38 @@ INITS = {
 }  # fmt: skip
 
 
+def init_and_drill(backup: str, scratch: Path, reports: Path
+                   ) -> tuple[subprocess.CompletedProcess[str], Drill | None]:  # fmt: skip
+    """``restore-drill init`` of a backup, and the drill of the scenario it wrote."""
+    init = subprocess.run(command("init", *INITS[backup][0], "--key",
+                                  str(scratch / f"drill_{backup}_ed25519")),
+                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    if init.returncode != 0:
+        return init, None
+    scenario = scratch / f"{backup}.yaml"
+    scenario.write_text(init.stdout)
+    return init, run_cli(str(scenario), reports=reports / backup)
+
+
+@pytest.fixture(scope="module")
+def inits(tmp_path_factory: pytest.TempPathFactory, module_scratch: Path
+          ) -> Together[tuple[subprocess.CompletedProcess[str], Drill | None]]:  # fmt: skip
+    """Each backup's init and drill, side by side."""
+    reports = tmp_path_factory.mktemp("inits")
+    return Together({b: partial(init_and_drill, b, module_scratch, reports) for b in INITS})
+
+
 @pytest.mark.parametrize("backup", sorted(INITS))
 def test_init_writes_a_first_scenario_that_passes_unedited(
-    reports: Path, scratch: Path, backup: str
+    inits: Together[tuple[subprocess.CompletedProcess[str], Drill | None]], backup: str
 ) -> None:
-    args, expected = INITS[backup]
-    init = subprocess.run(command("init", *args, "--key", str(scratch / "drill_ed25519")),
-                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    expected = INITS[backup][1]
+    init, drill = inits[backup]
     assert init.returncode == 0, init.stderr
     assert "inject_key: true" in init.stdout
     # what the (booted) disk's own network configuration says, read by init too
     assert "# Network: DHCP on eth0 in /etc/network/interfaces (inet dhcp).\n" in init.stdout
-    scenario = scratch / f"{backup}.yaml"
-    scenario.write_text(init.stdout)
-    drill = run_cli(str(scenario), reports=reports)
+    assert drill is not None
     assert drill.exit_code == 0, drill.stderr
     checks = {c["name"]: c for c in drill.report["checks"]}
     assert expected <= set(checks)
@@ -158,19 +186,32 @@ def test_a_server_that_allows_password_login_is_drilled_with_a_secret_password(
         assert PASSWORD not in file.read_text(errors="replace"), file.name
 
 
-@pytest.mark.parametrize("root", ["xfs", "lvm"])
-def test_injection_works_on_real_server_layouts(reports: Path, root: str) -> None:
-    """Root on XFS beside a separate /boot (and, below, LVM): libguestfs mounts what the
-    restored system's fstab says, and the drill's key gets in."""
-    backup = variant(root)
+def layout_scenario(root: str, folder: Path) -> Path:
+    """The demo web scenario with a check of the root file system's type."""
     scenario = (SCENARIOS / "demo-web.yaml").read_text().replace(
         "checks:\n", f"checks:\n  - name: root is {root}\n    command: findmnt -no FSTYPE /\n"
         f"    stdout_matches: '^{FSTYPES[root]}$'\n", 1)
-    path = reports.parent / f"web-{root}.yaml"
+    path = folder / f"web-{root}.yaml"
     path.write_text(scenario.replace("tests/test_web_extra.py",
                                      str(SCENARIOS / "tests" / "test_web_extra.py")))
-    drill = run_cli(str(path), "--var", f"backup={backup}", "--var", f"name=web-{root}",
-                    "--var", "inject_key=true", reports=reports)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory: pytest.TempPathFactory) -> Together[Drill]:
+    """Both server layouts, side by side."""
+    folder = tmp_path_factory.mktemp("layouts")
+    return drills_together({root: (str(layout_scenario(root, folder)), "--var",
+                                   f"backup={variant(root)}", "--var", f"name=web-{root}",
+                                   "--var", "inject_key=true") for root in FSTYPES},
+                           folder)  # fmt: skip
+
+
+@pytest.mark.parametrize("root", ["xfs", "lvm"])
+def test_injection_works_on_real_server_layouts(layouts: Together[Drill], root: str) -> None:
+    """Root on XFS beside a separate /boot (and, below, LVM): libguestfs mounts what the
+    restored system's fstab says, and the drill's key gets in."""
+    drill = layouts[root]
     assert drill.exit_code == 0, drill.stderr
     checks = {c["name"]: c for c in drill.report["checks"]}
     assert checks[f"root is {root}"]["passed"]

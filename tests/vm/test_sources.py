@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.unit.test_sources import corrupt_largest_file
-from tests.vm.conftest import DEMO, ROOT, Drill, assert_backup_untouched, run_cli
+from tests.vm.conftest import DEMO, ROOT, Drill, Together, assert_backup_untouched, drills_together
 from tests.vm.images import ENV as GUESTFS_ENV
 
 FILES = str(ROOT / "scenarios" / "demo-web-files.yaml")
@@ -83,9 +82,7 @@ def test_every_kind_restores_and_a_damaged_repository_fails_at_restore(
         "damaged": (FILES, "--var", "kind=restic", "--var", f"repository={damaged_repository}",
                     "--var", "name=demo-web-damaged"),
     }  # fmt: skip
-    with ThreadPoolExecutor(len(runs)) as pool:
-        futures = {k: pool.submit(run_cli, *args, reports=tmp_path / k) for k, args in runs.items()}
-        drills: dict[str, Drill] = {k: f.result() for k, f in futures.items()}
+    drills = drills_together(runs, tmp_path)
 
     for kind in ("vmdk", "tar", "restic", "borg", "dump"):
         assert_restored(kind, drills[kind])
@@ -117,7 +114,7 @@ def test_every_kind_restores_and_a_damaged_repository_fails_at_restore(
     assert_backup_untouched(report)  # not even a failed restore writes to the repository
 
 
-def assert_manifest_failures(drills: dict[str, Drill], swapped: Path) -> None:
+def assert_manifest_failures(drills: Together[Drill], swapped: Path) -> None:
     # The site drifted from its manifest: FAIL naming the changed and the missing file, and
     # listing the one the manifest does not know, while every service check passed.
     borg = drills["borg"].report
