@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from tests.vm.conftest import DEMO, ROOT, Drill, assert_backup_untouched, command, run_cli
+from tests.vm.conftest import DEMO, ROOT, assert_backup_untouched, command, drills_together
 
 PITR = str(ROOT / "scenarios" / "demo-db-pitr.yaml")
 REPOSITORY = DEMO / "pgbackrest-repo"
@@ -58,9 +57,7 @@ def test_point_in_time_recovery_from_pgbackrest(tmp_path: Path, scratch: Path) -
         "beyond": (PITR, "--var", "target_time=2099-01-01T00:00:00Z",
                    "--var", "name=demo-db-pitr-beyond"),
     }  # fmt: skip
-    with ThreadPoolExecutor(len(runs)) as pool:
-        futures = {k: pool.submit(run_cli, *args, reports=tmp_path / k) for k, args in runs.items()}
-        drills: dict[str, Drill] = {k: f.result() for k, f in futures.items()}
+    drills = drills_together(runs, tmp_path)
     assert stat_everything(REPOSITORY) == before
 
     target = datetime.fromisoformat(pitr["target_time"])
