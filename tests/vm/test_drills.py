@@ -246,12 +246,14 @@ def incremental(scratch: Path) -> Path:
     return incr
 
 
-def test_an_incremental_backup_boots_with_its_whole_chain(booted: Together[Drill]) -> None:
+def test_an_incremental_backup_boots_with_its_whole_chain(
+    booted: Together[Drill], module_scratch: Path
+) -> None:
     """Seen in a trial: an incremental (a qcow2 layer over a good full backup) booted with its
     chain cut, waited out the boot limit and blamed the guest's network. Now the chain is
     followed, every layer read-only and proven unchanged, and listed in the report."""
     drill = booted["incremental"]
-    full = Path(drill.report["backup"]["path"]).parent / "full" / "web.qcow2"
+    full = module_scratch / "full" / "web.qcow2"  # where incremental() put it
     assert drill.exit_code == 0, drill.stderr
     report = drill.report
     assert report["verdict"] == "PASS"
