@@ -72,7 +72,8 @@ def _connect(address: str) -> str:
     return f"exec 3<>/dev/tcp/{host}/{int(port)}"
 
 
-def _attempt(label: str, rc: int, took: str, message: str) -> Attempt:
+def _attempt(label: str, rc: int, took: float | None, message: str) -> Attempt:
+    """``took``: seconds, or None if the guest's clock could not be read."""
     detail = message.rsplit(": ", 1)[-1] or f"exit {rc}"
     if rc in (126, 127):  # the tool could not run: a failed attempt that proves nothing
         return Attempt(label, "unproven", f"the probe could not run in the guest: {message}")
@@ -88,15 +89,16 @@ def _attempt(label: str, rc: int, took: str, message: str) -> Attempt:
         return Attempt(
             label, "timeout", f"no answer within {ATTEMPT_TIMEOUT_S}s: packets left the guest"
         )
-    return Attempt(label, "blocked", f"{detail} after {float(took or 0):.1f}s")
+    return Attempt(label, "blocked", detail if took is None else f"{detail} after {took:.1f}s")
 
 
-def _took(start: str, end: str) -> str:
-    """Seconds between two guest clock readings (a locale may print a decimal comma)."""
+def _took(start: str, end: str) -> float | None:
+    """Seconds between two guest clock readings (a locale may print a decimal comma); None
+    if either is not a number."""
     try:
-        return str(float(end.replace(",", ".")) - float(start.replace(",", ".")))
+        return float(end.replace(",", ".")) - float(start.replace(",", "."))
     except ValueError:
-        return ""
+        return None
 
 
 @contextmanager

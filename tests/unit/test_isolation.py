@@ -35,7 +35,7 @@ from harness.checks.isolation import (
     ],
 )
 def test_classification(label: str, rc: int, message: str, outcome: str) -> None:
-    attempt = _attempt(label, rc, "0.1", message)
+    attempt = _attempt(label, rc, 0.1, message)
     assert attempt.outcome == outcome
     assert attempt.isolated is (outcome == "blocked")
 
@@ -85,3 +85,13 @@ def test_the_probe_script_runs_in_bash_and_times_each_attempt(clock: str) -> Non
     assert refused.outcome == "blocked"
     assert re.fullmatch(r"Connection refused after \d+\.\ds", refused.detail), refused.detail
     assert attempts[-1].target == DNS_LABEL
+
+
+def test_an_attempt_whose_guest_clock_could_not_be_read_claims_no_duration() -> None:
+    """A guest whose `date` lacks %N (and whose bash has no EPOCHREALTIME) prints no usable
+    clock: the attempt is still blocked, but "after 0.0s" would be a made-up figure."""
+    printed = "".join(f"{t}\t1\t%s.%N\t%s.%N\tbash: connect: Network is unreachable\n"
+                      for t in DEFAULT_TARGETS) + f"{DNS_LABEL}\t2\t\t\t\n"  # fmt: skip
+    attempts = probe_egress(lambda command, limit: (0, printed))
+    assert [a.outcome for a in attempts] == ["blocked"] * 4
+    assert attempts[0].detail == "Network is unreachable"
