@@ -17,6 +17,8 @@ from harness.lab.lifecycle import state_root
 from harness.scan.isolated import run_isolated
 from harness.sources.files import FileLevelSource
 
+FIND_CLEAN = "find-clean"  # the ``when`` of a scan-only run's scan
+
 
 def scan(d: Drill, when: str) -> None:
     """Scan each machine whose ``scan.when`` is ``when`` ("": every machine with ``scan:``);
@@ -25,7 +27,7 @@ def scan(d: Drill, when: str) -> None:
               and g.machine.scan.when == (when or g.machine.scan.when)]  # fmt: skip
     infected: list[tuple[Guest, ScanEvidence]] = []
     for guest in guests:
-        evidence = _scan(d, guest, when or "find-clean")
+        evidence = _scan(d, guest, when or FIND_CLEAN)
         if evidence.clean is False:
             infected.append((guest, evidence))
     if infected:
@@ -42,7 +44,7 @@ def not_run(d: Drill) -> None:
         if spec is None:
             continue
         machine = guest.machine.name if len(d.guests) > 1 else ""
-        when = "find-clean" if d.options.scan_only else spec.when
+        when = FIND_CLEAN if d.options.scan_only else spec.when
         if (machine, when) not in ran:
             d.result.scans.append(ScanEvidence(
                 machine, when, _restore_point(guest), list(spec.paths),
