@@ -48,33 +48,36 @@ class Attempt:
 
 # One shell script, one SSH round trip: every attempt runs at once in the guest and prints
 # "target<TAB>exit status<TAB>start<TAB>end<TAB>last error line". Cheap under software
-# emulation, where each process a guest starts costs: bash's own clock (EPOCHREALTIME, bash 5;
-# `date` on older ones) and parameter expansion instead of date, awk and tail per attempt.
-_SCRIPT = """
-probe() {{
-  local start end err rc
-  start=${{EPOCHREALTIME:-$(date +%s.%N)}}
-  err=$(timeout {limit} bash -c "$2" 2>&1 >/dev/null); rc=$?
-  end=${{EPOCHREALTIME:-$(date +%s.%N)}}
-  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$1" "$rc" "$start" "$end" "${{err##*$'\\n'}}"
-}}
-{calls}
-wait
+# emulation, where each program a guest starts costs 0.1-0.5 s: an attempt is a fork of the
+# script's own bash (its /dev/tcp, its clock EPOCHREALTIME, bash 5; `date` on older ones),
+# never a program of its own; only the lookup starts one (getent). One `timeout` bounds them
+# all: an attempt still hanging when it strikes printed nothing, and is a timeout.
+_SCRIPT = r"""
+say() {
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${EPOCHREALTIME:-$(date +%s.%N)}" \
+    "${4##*$'\n'}"
+}
+tcp() {
+  local start=${EPOCHREALTIME:-$(date +%s.%N)} err
+  err=$(exec 2>&1 >/dev/null; exec 3<>"/dev/tcp/$2/$3"); say "$1" $? "$start" "$err"
+}
+dns() {
+  local start=${EPOCHREALTIME:-$(date +%s.%N)} err
+  err=$(getent hosts "$2" 2>&1 >/dev/null); say "$1" $? "$start" "$err"
+}
 """
 
 
-def _call(label: str, command: str) -> str:
-    return f"probe {shlex.quote(label)} {shlex.quote(command)} &"
-
-
-def _connect(address: str) -> str:
+def _tcp(label: str, address: str) -> str:
     host, _, port = address.rpartition(":")
-    return f"exec 3<>/dev/tcp/{host}/{int(port)}"
+    return f"tcp {shlex.quote(label)} {shlex.quote(host)} {int(port)} &"
 
 
 def _attempt(label: str, rc: int, took: float | None, message: str) -> Attempt:
     """``took``: seconds, or None if the guest's clock could not be read."""
     detail = message.rsplit(": ", 1)[-1] or f"exit {rc}"
+    if rc > 128:  # ended by a signal: it proves nothing (the probe's timeout: a hang)
+        return Attempt(label, "unproven", f"killed by signal {rc - 128}")
     if rc in (126, 127):  # the tool could not run: a failed attempt that proves nothing
         return Attempt(label, "unproven", f"the probe could not run in the guest: {message}")
     if label.startswith("DNS "):
@@ -89,7 +92,7 @@ def _attempt(label: str, rc: int, took: float | None, message: str) -> Attempt:
         return Attempt(
             label, "timeout", f"no answer within {ATTEMPT_TIMEOUT_S}s: packets left the guest"
         )
-    return Attempt(label, "blocked", detail if took is None else f"{detail} after {took:.1f}s")
+    return Attempt(label, "blocked", detail if took is None else f"{detail} after {took:.2f}s")
 
 
 def _took(start: str, end: str) -> float | None:
@@ -143,14 +146,22 @@ def probe_egress(
     ``limit``, and gives its exit status and output."""
     labelled = {t: t for t in (*DEFAULT_TARGETS, *extra_targets)} | (host or {})
     targets = tuple(labelled)
-    calls = [_call(label, _connect(address)) for label, address in labelled.items()]
-    calls.append(_call(DNS_LABEL, "getent hosts example.org"))
-    script = _SCRIPT.format(limit=ATTEMPT_TIMEOUT_S, calls="\n".join(calls))
-    _, output = run(f"bash -c {shlex.quote(script)}", ATTEMPT_TIMEOUT_S + SCRIPT_SLACK_S)
+    calls = [_tcp(label, address) for label, address in labelled.items()]
+    calls.append(f"dns {shlex.quote(DNS_LABEL)} example.org &")
+    script = _SCRIPT + "\n".join(calls) + "\nwait\n"
+    rc, output = run(f"timeout {ATTEMPT_TIMEOUT_S} bash -c {shlex.quote(script)}",
+                     ATTEMPT_TIMEOUT_S + SCRIPT_SLACK_S)  # fmt: skip
+    every = (*targets, DNS_LABEL)
     seen: dict[str, Attempt] = {}
     for line in output.splitlines():
         parts = line.split("\t")
-        if len(parts) == 5 and parts[1].isdigit():
-            seen[parts[0]] = _attempt(parts[0], int(parts[1]), _took(parts[2], parts[3]), parts[4])
+        if len(parts) != 5 or not parts[1].isdigit():
+            continue
+        code = int(parts[1])
+        if rc == 124 and code > 128:  # the timeout's signal reached it as it ended: it hung
+            continue
+        seen[parts[0]] = _attempt(parts[0], code, _took(parts[2], parts[3]), parts[4])
+    if rc == 124:  # the one timeout struck: what had not ended by then hung
+        seen = {label: _attempt(label, 124, None, "") for label in every} | seen
     missing = Attempt("?", "unproven", f"the probe gave no answer ({output.strip()[-200:]})")
-    return [seen.get(label, replace(missing, target=label)) for label in (*targets, DNS_LABEL)]
+    return [seen.get(label, replace(missing, target=label)) for label in every]
