@@ -107,18 +107,19 @@ class Machine:
         return self.backend.answers
 
 
-def replaying(ip: str, execute: Execute) -> Machine:
-    backend = ReplayBackend(ip, {})
+def replaying(ip: str, execute: Execute, known: dict[str, Answer] | None = None) -> Machine:
+    """A machine whose checks ask over ``execute``, ``known`` answers already in."""
+    backend = ReplayBackend(ip, dict(known or {}))
     host = Host(backend)
     backend.set_host(host)
     return Machine(ip, execute, backend, host)
 
 
-def over_ssh(client: Callable[[], Any], reconnect: Callable[[], Any], phase: str,
+def over_ssh(client: Callable[[], Any], reconnect: Callable[[], Any] | None, phase: str,
              check: Callable[[], None]) -> Execute:  # fmt: skip
     """A round run over the drill's SSH connection (one exec), bounded. A connection that
-    dropped is made again once, with the pinned host key only (``reconnect``), and the round
-    asked again: a guest whose host key changed fails its checks saying so."""
+    dropped is made again once, with the pinned host key only (``reconnect``, if given), and
+    the round asked again: a guest whose host key changed fails its checks saying so."""
 
     def once(connection: Any, script: str, limit_s: float) -> bytes:
         status, out, err = run_capture(connection, phase, script, limit_s + GRACE_S, check)
@@ -132,7 +133,7 @@ def over_ssh(client: Callable[[], Any], reconnect: Callable[[], Any], phase: str
             return once(client(), script, limit_s)
         except PhaseFailed:
             transport = client().get_transport()
-            if transport is not None and transport.is_active():
+            if reconnect is None or (transport is not None and transport.is_active()):
                 raise  # the connection stands: the round itself failed
         return once(reconnect(), script, limit_s)
 
@@ -248,14 +249,18 @@ def _evaluate(spec: CheckSpec, machine: Machine) -> CheckResult | Miss:
 def script(limits: dict[str, float]) -> str:
     """One round in the guest: every command at once (each in its own process group, its
     output, error and exit status in files), a watchdog per limit that kills the commands
-    still running when theirs is reached, then the folder as a tar stream (modification
-    times in nanoseconds). The script's own variables are named ``_rd_…``: no command's
-    variables collide with them."""
-    lines = ["set -m 2>/dev/null", "_rd_d=$(mktemp -d) || exit 97", ': >"$_rd_d/start"']
+    still running when theirs is reached, then the files as a tar stream (modification
+    times in nanoseconds), removed by tar as it goes. The script's own variables are named
+    ``_rd_…``: no command's variables collide with them. Under software emulation every
+    program the guest starts costs, so the files are created by the shell itself, afresh
+    (noclobber: never through a file or link already there), not in a ``mktemp`` folder
+    that ``rm`` removes; each command runs with noclobber off, as the login shell runs it."""
+    lines = ["set -m 2>/dev/null; set -C", "_rd_d=${TMPDIR:-/tmp} _rd_n=rd-$$-$RANDOM$RANDOM",
+             '_rd_f=$_rd_d/$_rd_n', ': >"$_rd_f.start" || exit 97']  # fmt: skip
     for n, command in enumerate(limits):
         # eval in a subshell: the command as the login shell would run it, without an exec
-        lines += [f'{{ (eval {shlex.quote(command)}) >"$_rd_d/{n}.o" 2>"$_rd_d/{n}.e" '
-                  f'</dev/null; echo $? >"$_rd_d/{n}.r"; }} &', f"_rd_p{n}=$!"]
+        lines += [f'{{ (set +C; eval {shlex.quote(command)}) >"$_rd_f.{n}.o" 2>"$_rd_f.{n}.e" '
+                  f'</dev/null; echo $? >"$_rd_f.{n}.r"; }} &', f"_rd_p{n}=$!"]  # fmt: skip
     by_limit: dict[float, list[int]] = {}
     for n, limit in enumerate(limits.values()):
         by_limit.setdefault(limit, []).append(n)
@@ -269,8 +274,15 @@ def script(limits: dict[str, float]) -> str:
         watchdogs.append(f"-$_rd_w{w} $_rd_w{w}")
     lines += ["wait " + " ".join(f"$_rd_p{n}" for n in range(len(limits))),
               f"kill -- {' '.join(watchdogs)} 2>/dev/null",
-              'tar -C "$_rd_d" --format=posix -cf - . && rm -rf "$_rd_d"']  # fmt: skip
+              'cd "$_rd_d" && tar --remove-files --format=posix -cf - "$_rd_n".*']  # fmt: skip
     return "\n".join(lines)
+
+
+def prefetch(execute: Execute, limit_s: float) -> dict[str, Answer]:
+    """The answers to :data:`PREFETCH`, asked ahead of the checks in one round (each command
+    bounded by ``limit_s``): the checks' first round then asks their own commands at once."""
+    limits = dict.fromkeys(PREFETCH, limit_s)
+    return answers(execute(script(limits), limit_s), limits)
 
 
 def _ask(machine: Machine, limits: dict[str, float]) -> None:
@@ -287,7 +299,7 @@ def answers(stream: bytes, limits: dict[str, float]) -> dict[str, Answer]:
     data: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(stream), mode="r:") as tar:
         for member in tar.getmembers():
-            name = member.name.removeprefix("./")
+            name = member.name.split(".", 1)[-1]  # rd-<pid>-<random>.<file>
             files[name] = member
             extracted = tar.extractfile(member) if member.isfile() else None
             data[name] = extracted.read() if extracted else b""

@@ -155,3 +155,30 @@ def test_a_round_that_fails_fails_its_checks_and_an_interrupt_stops_the_phase() 
 
     with pytest.raises(Aborted):
         run_batch([spec("f", "file", "/etc/hostname")], lambda _s: replaying("ip", interrupted))
+
+
+def test_a_round_leaves_nothing_behind_and_its_commands_run_as_the_login_shell_would(
+    tmp_path: Path,
+) -> None:
+    """The round's files are created by the shell without clobbering (a link planted at
+    their name is not followed), removed by tar as it packs them; the commands themselves
+    run with noclobber off: a check's own `>` over an existing file works as it would."""
+    work = tmp_path / "tmp"
+    work.mkdir()
+    target = tmp_path / "target"
+    target.write_text("untouched\n")
+    command = f"cd {tmp_path}; echo a > f; echo b > f; cat f"
+    limits = {command: 5.0, "echo $TMPDIR": 5.0}
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(work)}
+    out = subprocess.run(["bash", "-c", script(limits)], capture_output=True, check=True,
+                         timeout=20, env=env).stdout  # fmt: skip
+    found = answers(out, limits)
+    assert found[command].stdout == b"b\n"
+    assert list(work.iterdir()) == []
+    # a link at the name the round would use: the round fails rather than write through it
+    planted = script(limits).replace("rd-$$-$RANDOM$RANDOM", "rd-planted")
+    (work / "rd-planted.start").symlink_to(target)
+    failed = subprocess.run(["bash", "-c", planted], capture_output=True,
+                            timeout=20, env=env, check=False)  # fmt: skip
+    assert failed.returncode == 97
+    assert target.read_text() == "untouched\n"
