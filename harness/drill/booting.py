@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from harness.drill import screens
 from harness.drill.baremetal import bootloader, key_change, partition
+from harness.drill.checking import ask_ahead
 from harness.drill.context import Drill
 from harness.drill.machines import Guest, start_machines
 from harness.drill.restoring import recover_database, restore_files
@@ -102,8 +103,21 @@ def _reach(d: Drill, guest: Guest, check: Callable[[], None]) -> None:
         guest.facts["host_key"] = {"type": key.type, "fingerprint": key.fingerprint}
         phase.detail = f"{key.type} {key.fingerprint}"
     with clock.phase(f"settle{label}") as phase:
+        if not _restored_after_settle(guest):
+            guest.known = ask_ahead(d, guest)
         phase.detail = wait_until_settled(guest.client, machine.vm.settle_timeout_s, check)
         guest.facts["system_state"] = phase.detail
+
+
+def _restored_after_settle(guest: Guest) -> bool:
+    """Whether :func:`ready` changes the guest after settle: a restore or a step (the two
+    kept in step: a check's facts asked at settle must still be true when it runs)."""
+    source = guest.source
+    return (
+        isinstance(source, PgBackRestSource)
+        or (isinstance(source, FileLevelSource) and source.system is None)
+        or bool(guest.machine.restore_steps)
+    )
 
 
 def _screen(d: Drill, guest: Guest, when: str) -> None:

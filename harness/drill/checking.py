@@ -3,16 +3,19 @@ proof, after the clock): each check on its machine, each attempt to leave the la
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict
 from typing import Any
 
-from harness.checks.batch import Machine, over_ssh, replaying, run_batch
+from harness.checks.batch import Answer, Machine, over_ssh, prefetch, replaying, run_batch
 from harness.checks.isolation import host_listener, host_targets, lab_host_targets, probe_egress
 from harness.checks.session import RECONNECT_TIMEOUT_S
 from harness.checks.testfiles import run_testfiles
 from harness.drill.context import Drill
 from harness.drill.dataproof import prove
-from harness.drill.machines import Guest
+from harness.drill.machines import Guest, join_polling
 from harness.drill.verdict import tally
 from harness.lab import netns
 from harness.lab.host import RemoteHost
@@ -20,6 +23,34 @@ from harness.remote.commands import run_polled
 from harness.remote.namespace import entered
 from harness.remote.ssh import connect_pinned, connected
 from harness.scenario.model import CheckSpec
+
+
+def ask_ahead(d: Drill, guest: Guest) -> Callable[[], dict[str, Answer]] | None:
+    """The system facts the guest's checks ask first, asked now, beside the wait for its
+    boot to finish (settle), in a round of their own: the checks' first round then asks the
+    checks' own commands. Only for a guest nothing changes between now and its checks (the
+    caller knows: no restore, no step); None if it has no check that runs in it. What the
+    round gave, once it ended: nothing if it failed (the checks then ask again)."""
+    mine = [s for s in d.scenario.checks if s.kind != "http"
+            and (s.machine or d.primary_guest().machine.name) == guest.machine.name]  # fmt: skip
+    if not mine:
+        return None
+    limit_s = max(s.timeout_s for s in mine)
+    execute = over_ssh(lambda: guest.client, None, "checks", d.interrupts.check)
+    known: dict[str, Answer] = {}
+
+    def ask() -> None:
+        with suppress(Exception):  # a failed round: asked again in the checks' first round
+            known.update(prefetch(execute, limit_s))
+
+    thread = threading.Thread(target=ask, name=f"facts{guest.label}", daemon=True)
+    thread.start()
+
+    def answers() -> dict[str, Answer]:
+        join_polling(thread, d.interrupts)  # bounded: the round's own limit
+        return known
+
+    return answers
 
 
 def checks(d: Drill) -> None:
@@ -38,7 +69,8 @@ def checks(d: Drill) -> None:
             if guest.machine.name not in machines:
                 execute = over_ssh(lambda: guest.client, lambda: _reconnect(guest), phase.name,
                                    d.interrupts.check)  # fmt: skip
-                machines[guest.machine.name] = replaying(guest.ip, execute)
+                known = guest.known() if guest.known else {}
+                machines[guest.machine.name] = replaying(guest.ip, execute, known)
             return machines[guest.machine.name]
 
         with entered(d.namespace):  # an http check's socket goes into the lab

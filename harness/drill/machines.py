@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.drill.clock import Cancelled
 from harness.drill.dataproof import Expected
@@ -19,6 +19,9 @@ from harness.remote.keys import HostKey
 from harness.remote.ssh import Target
 from harness.scenario.model import Machine
 from harness.sources import BootDisk, Source
+
+if TYPE_CHECKING:
+    from harness.checks.batch import Answer
 
 START_JOIN_S = 30.0  # how long a cancelled machine start may take to notice
 
@@ -43,6 +46,7 @@ class Guest:
     facts: dict[str, Any] = field(default_factory=dict)  # for the report's machines list
     firmware: str = "bios"  # or "uefi" (chosen at verify)
     expected: list[Expected] = field(default_factory=list)  # its manifests, read at verify
+    known: Callable[[], dict[str, Answer]] | None = None  # facts its checks ask, asked ahead
 
 
 def start_machines(

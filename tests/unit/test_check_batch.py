@@ -4,6 +4,7 @@ old way, one command at a time, through testinfra's local backend."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -11,14 +12,24 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from harness.checks.batch import Machine, answers, replaying, run_batch, script
+from harness.checks.batch import (
+    PREFETCH,
+    Answer,
+    Execute,
+    Machine,
+    answers,
+    prefetch,
+    replaying,
+    run_batch,
+    script,
+)
 from harness.checks.declarative import run_check
 from harness.errors import Aborted, PhaseFailed
 from harness.scenario.model import CheckSpec
 
 
-def local(calls: list[str] | None = None) -> Machine:
-    """A machine whose rounds run here, in bash (the guest's login shell, for root)."""
+def here(calls: list[str] | None = None) -> Execute:
+    """Rounds run here, in bash (the guest's login shell, for root)."""
 
     def execute(text: str, limit_s: float) -> bytes:
         if calls is not None:
@@ -26,7 +37,12 @@ def local(calls: list[str] | None = None) -> Machine:
         return subprocess.run(["bash", "-c", text], capture_output=True, check=True,
                               timeout=limit_s + 10).stdout  # fmt: skip
 
-    return replaying("127.0.0.1", execute)
+    return execute
+
+
+def local(calls: list[str] | None = None, known: dict[str, Answer] | None = None) -> Machine:
+    """A machine whose rounds run here (``known``: answers it has already)."""
+    return replaying("127.0.0.1", here(calls), known)
 
 
 def spec(name: str, kind: str, subject: str, timeout_s: float = 30, **options: object
@@ -81,6 +97,29 @@ def test_each_check_says_what_it_said_when_it_ran_alone(tmp_path: Path) -> None:
     # rounds, not one round trip per command: here without systemd (so testinfra tries the
     # service tools in turn), and a failed service check asks for its status too
     assert len(calls) <= 5
+
+
+def test_facts_asked_ahead_spare_the_checks_a_round_and_change_no_evidence(
+    tmp_path: Path,
+) -> None:
+    """The system facts asked ahead (beside settle, in a drill): the checks' first round asks
+    their own commands, one round less, and every check says what it said without them."""
+    file = tmp_path / "f"
+    file.write_text("x\n")
+    specs = [spec("pkg", "package", "bash"), spec("svc", "service", "no-such-service"),
+             spec("file", "file", str(file), contains="x")]  # fmt: skip
+    ahead: list[str] = []
+    known = prefetch(here(ahead), 30)
+    assert set(known) == set(PREFETCH)
+    with_facts: list[str] = []
+    without: list[str] = []
+    informed, uninformed = local(with_facts, known), local(without)
+    fast = run_batch(specs, lambda _s: informed)
+    slow = run_batch(specs, lambda _s: uninformed)
+    assert [(c.observed, c.passed) for c in fast] == [(c.observed, c.passed) for c in slow]
+    assert len(with_facts) == len(without) - 1
+    assert "eval 'uname -s'" in without[0]
+    assert not any(f"eval {shlex.quote(c)}" in with_facts[0] for c in PREFETCH)
 
 
 def test_a_check_slower_than_its_timeout_fails_as_timed_out_at_its_own_limit() -> None:
