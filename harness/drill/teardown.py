@@ -3,12 +3,13 @@ hint; the proof that every backup is unchanged."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict
 
 from harness.drill.context import Drill
 from harness.drill.proof import prove_unchanged
-from harness.errors import Aborted
+from harness.errors import Aborted, DrillError
 from harness.lab.lifecycle import (
     KeptVm,
     Lab,
@@ -19,16 +20,29 @@ CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
 
 def teardown(d: Drill) -> None:
     """Undo whatever exists, each step on its own: one that fails (a bug included) is
-    recorded and the others still run. A second signal cuts the waits short."""
+    recorded and the others still run. A second signal cuts the waits short. Once the VMs
+    are gone, the proof that every backup is unchanged runs beside the rest of the teardown
+    (network, host guard, folder); its failure is recorded after the teardown's, as if it
+    had run after it."""
     for guest in d.guests:
         if guest.client is not None:
             with suppress(Exception):
                 guest.client.close()
-    if d.lab is not None:
-        d.safely("teardown of the lab", lambda: _remove_lab(d))
-    if d.hv is not None:
-        d.safely("closing libvirt", d.hv.close)
-    d.safely("the proof that the backup is unchanged", lambda: _prove_unchanged(d))
+    lab = d.lab
+    keep = lab is not None and d.options.keep and bool(_kept(d))
+    if lab is not None:
+        d.safely("reading the console", lambda: _read_console(d, lab))
+        if keep:
+            d.safely("keeping the lab", lambda: _keep(d, lab))
+        else:
+            d.safely("teardown of the lab", lambda: _say(d, lab.remove_machines()))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="proof") as beside:
+        proof = beside.submit(_prove_unchanged, d)  # QEMU has closed every backup
+        if lab is not None and not keep:
+            d.safely("teardown of the lab", lambda: _say(d, lab.teardown()))
+        if d.hv is not None:
+            d.safely("closing libvirt", d.hv.close)
+        d.safely("the proof that the backup is unchanged", lambda: _failed(d, proof.result()))
     if d.primary is not None:  # the report's lab section shows the first machine's
         first = d.primary.facts
         d.result.lab.update(
@@ -40,35 +54,39 @@ def teardown(d: Drill) -> None:
         ]
 
 
-def _remove_lab(d: Drill) -> None:
-    lab = d.lab
-    assert lab is not None  # noqa: S101 - called only with a lab
-    d.outcome.console_log = _read_console(lab)
-    kept = [
+def _kept(d: Drill) -> list[KeptVm]:
+    return [
         KeptVm(g.machine.name, g.ip, t.port, t.user, t.key_file, f"{k.type} {k.base64}")
         for g in d.guests
         if (t := g.target) is not None and (k := g.host_key) is not None
     ]
-    if d.options.keep and kept:
-        lab.keep(kept)
-        d.outcome.kept_hint = _kept_hint(lab, d.options.uri)
-        return
-    for removed in lab.teardown():
-        d.clock.say("note", f"teardown: removed {removed}")
 
 
-def _prove_unchanged(d: Drill) -> None:
+def _keep(d: Drill, lab: Lab) -> None:
+    lab.keep(_kept(d))
+    d.outcome.kept_hint = _kept_hint(lab, d.options.uri)
+
+
+def _say(d: Drill, removed: list[str]) -> None:
+    for what in removed:
+        d.clock.say("note", f"teardown: removed {what}")
+
+
+def _prove_unchanged(d: Drill) -> DrillError | None:
     aborted = isinstance(d.failure, Aborted) or bool(d.interrupts.received)
-    failure = prove_unchanged(
+    return prove_unchanged(
         d.guests, d.stop_hashing, d.interrupts.forced, vm_ran=d.powered_on > 0, aborted=aborted
     )
+
+
+def _failed(d: Drill, failure: DrillError | None) -> None:
     d.failure = d.failure or failure
 
 
-def _read_console(lab: Lab) -> bytes:
+def _read_console(d: Drill, lab: Lab) -> None:
     """The serial console of every VM (each headed by its machine's name if several)."""
     if lab.provisioned is None:
-        return b""
+        return
     vms = lab.provisioned.vms
     logs = [(f"{vm.machine}: " if len(vms) > 1 else "", vm) for vm in vms]
     files = [(f"{who}rescue system", vm.rescue.console_log) for who, vm in logs if vm.rescue]
@@ -80,7 +98,7 @@ def _read_console(lab: Lab) -> bytes:
     for title, path in files:
         data = lab.read_console(path, CONSOLE_KEEP_BYTES // len(files))
         out += f"===== {title} =====\n".encode() + data if len(files) > 1 else data
-    return out
+    d.outcome.console_log = out
 
 
 def _kept_hint(lab: Lab, uri: str) -> str:

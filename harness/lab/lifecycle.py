@@ -369,6 +369,11 @@ class Lab:
         self.record.ssh = self.record.machines[first.machine]
         self._save()
 
+    def remove_machines(self) -> list[str]:
+        """Remove the lab's domains (QEMU has closed the backup once they are gone); what was
+        removed, for the log. :meth:`teardown` removes the rest."""
+        return _remove_objects(self.hv, self.record.domains, ())
+
     def teardown(self) -> list[str]:
         """Remove domains, network, host guard and folder; what was removed, for the log."""
         return _remove(self.hv, self.host, self.record, self.dir)
