@@ -20,10 +20,10 @@ CONSOLE_KEEP_BYTES = 2 * 1024 * 1024
 
 def teardown(d: Drill) -> None:
     """Undo whatever exists, each step on its own: one that fails (a bug included) is
-    recorded and the others still run. A second signal cuts the waits short. Once the VMs
-    are gone, the proof that every backup is unchanged runs beside the rest of the teardown
-    (network, host guard, folder); its failure is recorded after the teardown's, as if it
-    had run after it."""
+    recorded and the others still run. A second signal cuts the waits short. The network
+    is removed beside the VMs; once the VMs are gone, the proof that every backup is
+    unchanged runs beside the rest (network, host guard, folder), and its failure is
+    recorded after the teardown's, as if it had run after it."""
     for guest in d.guests:
         if guest.client is not None:
             with suppress(Exception):
@@ -32,14 +32,17 @@ def teardown(d: Drill) -> None:
     keep = lab is not None and d.options.keep and bool(_kept(d))
     if lab is not None:
         d.safely("reading the console", lambda: _read_console(d, lab))
-        if keep:
-            d.safely("keeping the lab", lambda: _keep(d, lab))
-        else:
-            d.safely("teardown of the lab", lambda: _say(d, lab.remove_machines()))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="proof") as beside:
+    if lab is not None and keep:
+        d.safely("keeping the lab", lambda: _keep(d, lab))
+    gone = None if keep else lab  # the lab to remove
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="teardown") as beside:
+        network = beside.submit(gone.remove_network) if gone else None  # each waits for libvirt
+        if gone:
+            d.safely("teardown of the lab", lambda: _say(d, gone.remove_machines()))
         proof = beside.submit(_prove_unchanged, d)  # QEMU has closed every backup
-        if lab is not None and not keep:
-            d.safely("teardown of the lab", lambda: _say(d, lab.teardown()))
+        if gone and network:
+            d.safely("teardown of the lab", lambda: _say(d, network.result()))
+            d.safely("teardown of the lab", lambda: _say(d, gone.teardown()))  # guard, folder
         if d.hv is not None:
             d.safely("closing libvirt", d.hv.close)
         d.safely("the proof that the backup is unchanged", lambda: _failed(d, proof.result()))

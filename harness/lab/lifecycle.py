@@ -17,6 +17,7 @@ import shlex
 import shutil
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -370,9 +371,14 @@ class Lab:
         self._save()
 
     def remove_machines(self) -> list[str]:
-        """Remove the lab's domains (QEMU has closed the backup once they are gone); what was
+        """Remove the lab's VMs (QEMU has closed every backup once they are gone); what was
         removed, for the log. :meth:`teardown` removes the rest."""
         return _remove_objects(self.hv, self.record.domains, ())
+
+    def remove_network(self) -> list[str]:
+        """Remove the lab's network (and namespace), what was removed: beside
+        :meth:`remove_machines` (see :func:`_remove_running`)."""
+        return _remove_network(self.hv, self.record)
 
     def teardown(self) -> list[str]:
         """Remove domains, network, host guard and folder; what was removed, for the log."""
@@ -422,13 +428,27 @@ def guard_applies(uri: str) -> bool:
 
 def _remove(hv: Hypervisor, host: LabHost, record: LabRecord, folder: Path) -> list[str]:
     """Everything of one lab, on its host and here; what was removed."""
-    removed = _remove_objects(hv, record.domains, record.networks)
-    if record.netns:  # before the network: the veth is on its bridge
-        removed += netns.destroy(record.lab_id, record.dnsmasq_pid)
+    removed = _remove_running(hv, record)
     if record.guarded and host.unblock(record.lab_id):
         removed.append(f"host guard {guard.table_name(record.lab_id)}")
     removed += [f"virtiofsd {pid}" for pid in record.share_pids if share.stop(pid, folder)]
     return removed + host.remove_folder(record.lab_id) + _remove_folder(folder)
+
+
+def _remove_running(hv: Hypervisor, record: LabRecord) -> list[str]:
+    """The lab's VMs and, beside them, its network and namespace. Each removal waits for
+    libvirt to see a process gone (QEMU, dnsmasq), and libvirt looks every 200 ms: the two
+    waits overlap. Nothing opens meanwhile: the host guard stays until both are gone."""
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="teardown") as beside:
+        networks = beside.submit(_remove_network, hv, record)
+        domains = _remove_objects(hv, record.domains, ())
+        return domains + networks.result()
+
+
+def _remove_network(hv: Hypervisor, record: LabRecord) -> list[str]:
+    gone = [f"network {n}" for n in record.networks if hv.destroy_network(n)]
+    return gone + (netns.destroy(record.lab_id, record.dnsmasq_pid) if record.netns else [])
 
 
 def _remove_objects(hv: Hypervisor, domains: Sequence[str], networks: Sequence[str],
