@@ -54,7 +54,7 @@ def run_polled(
             output += channel.recv(CHUNK)
             del output[:-OUTPUT_KEEP]
         else:
-            time.sleep(0.05)
+            _wait_for_more(channel, 0.05)
     status = channel.recv_exit_status()
     channel.close()
     return status, output.decode(errors="replace")
@@ -98,7 +98,7 @@ def run_capture(
                 del err[:-OUTPUT_KEEP]
                 busy = True
             if not busy:
-                time.sleep(0.02)
+                _wait_for_more(channel, 0.05)
         return channel.recv_exit_status(), bytes(out), err.decode(errors="replace")
     except (OSError, paramiko.SSHException) as exc:
         raise PhaseFailed(phase, f"the SSH connection failed: {exc}") from exc
@@ -204,6 +204,17 @@ def _drain(channel: paramiko.Channel, said: bytearray) -> None:
     while channel.recv_ready():
         said += channel.recv(CHUNK)
     del said[:-OUTPUT_KEEP]
+
+
+def _wait_for_more(channel: paramiko.Channel, seconds: float) -> None:
+    """Until the command's output or its end arrives, or ``seconds`` pass: a command that
+    ended is seen at once, not at the next tick of a fixed sleep (each exec lost 10-25 ms on
+    average to one). The channel's ``fileno`` is readable while output waits and after its
+    EOF; the exit status has its own event."""
+    if channel.eof_received:
+        channel.status_event.wait(seconds)
+    else:
+        select.select([channel], [], [], seconds)
 
 
 def _finished(channel: paramiko.Channel) -> bool:
