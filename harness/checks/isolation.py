@@ -85,14 +85,18 @@ def _attempt(label: str, rc: int, took: float | None, message: str) -> Attempt:
             return Attempt(label, "resolved", "a resolver answered")
         if rc == 124:
             return Attempt(label, "timeout", "the lookup hung: a resolver is reachable")
-        return Attempt(label, "blocked", "no resolver answered")
+        return Attempt(label, "blocked", _after("no resolver answered", took))
     if rc == 0:
         return Attempt(label, "connected", "a TCP connection was established")
     if rc == 124:
         return Attempt(
             label, "timeout", f"no answer within {ATTEMPT_TIMEOUT_S}s: packets left the guest"
         )
-    return Attempt(label, "blocked", detail if took is None else f"{detail} after {took:.2f}s")
+    return Attempt(label, "blocked", _after(detail, took))
+
+
+def _after(what: str, took: float | None) -> str:
+    return what if took is None else f"{what} after {took:.2f}s"
 
 
 def _took(start: str, end: str) -> float | None:

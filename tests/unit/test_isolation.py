@@ -66,6 +66,7 @@ def test_each_line_the_guest_printed_is_one_attempt() -> None:
     attempts = probe_egress(lambda command, limit: (0, printed))
     assert [a.outcome for a in attempts] == ["blocked"] * 4
     assert attempts[0].detail == "Network is unreachable after 0.50s"  # a decimal comma read
+    assert attempts[-1].detail == "no resolver answered after 0.20s"  # the lookup timed too
 
 
 def _locally(timeout_s: str = str(ATTEMPT_TIMEOUT_S), old_bash: bool = False) -> Run:
