@@ -217,8 +217,9 @@ def init(
     for option, value in (("--target", target), ("--subpath", subpath)):
         if value is not None and not value.startswith("/"):
             raise ConfigError(f"{option} {value}: must be an absolute path")
-    chosen, _ = accel.choose(accelerator, state_root())
-    tcg = chosen != "kvm"
+    def tcg() -> bool:  # asked once the input is sound: a machine's first answer probes KVM
+        return accel.choose(accelerator, state_root())[0] != "kvm"
+
     stem = Path(backup.rstrip("/")).stem
     if kind == "disk-image":
         inspection = inspect_backup(Path(backup), tcg)

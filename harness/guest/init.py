@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,11 @@ class Inspection:
     network: str = ""  # what its own network configuration says, in words
 
 
-def inspect_backup(backup: Path, tcg: bool) -> Inspection:
-    """Read the disk image (read-only); a path that is no disk image is bad input (exit 2)."""
+def inspect_backup(backup: Path, tcg: Callable[[], bool]) -> Inspection:
+    """Read the disk image (read-only); a path that is no disk image is bad input (exit 2).
+    ``tcg`` (whether the appliance runs under software emulation) is asked only once the
+    path is known to be a disk image: the first answer on a machine probes KVM, which takes
+    seconds, and bad input is said at once, with nothing created."""
     if not backup.is_file():
         raise ConfigError(f"{backup}: no such file")
     try:
@@ -88,7 +92,7 @@ def inspect_backup(backup: Path, tcg: bool) -> Inspection:
                           f"({', '.join(BOOTABLE_FORMATS)}); for a tar, restic or "
                           "borg backup write the scenario by hand (README, 'Kinds of backup')")
     try:
-        answer, network = inspect([(backup, image.format)], tcg, "init")
+        answer, network = inspect([(backup, image.format)], tcg(), "init")
     except PhaseFailed as exc:
         raise ConfigError(f"{backup}: {exc}") from None
     system: dict[str, Any] = answer["system"]
@@ -124,7 +128,7 @@ def disk_image_draft(backup: Path, inspection: Inspection, name: str) -> Draft:
 
 def file_level_draft(
     kind: str, location: str, password_file: Path | None, target: str | None, base_image: Path,
-    tcg: bool, name: str, host: str | None = None, subpath: str | None = None,
+    tcg: Callable[[], bool], name: str, host: str | None = None, subpath: str | None = None,
 ) -> Draft:  # fmt: skip
     """A tar/file/restic/borg backup restored into ``base_image``: the backup's own
     metadata says what it holds (its newest snapshot or archive), the base image which
@@ -175,8 +179,8 @@ def file_level_draft(
     )  # fmt: skip
 
 
-def pgbackrest_draft(location: str, stanza: str | None, base_image: Path, tcg: bool,
-                     name: str) -> Draft:  # fmt: skip
+def pgbackrest_draft(location: str, stanza: str | None, base_image: Path,
+                     tcg: Callable[[], bool], name: str) -> Draft:  # fmt: skip
     """A pgBackRest stanza recovered into ``base_image`` to the end of its archived WAL: the
     repository says which set and data directory, the base image which services run."""
     from harness.scenario.model import BackupSpec, VmSpec

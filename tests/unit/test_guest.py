@@ -45,6 +45,10 @@ def test_init_of_something_that_is_no_disk_image_is_bad_input(tmp_path: Path) ->
     assert (proc.returncode, proc.stderr.strip()) == (
         2, f"restore-drill: error: {tmp_path / 'missing.qcow2'}: no such file")
     assert not (tmp_path / "missing.qcow2").exists()
+    # nothing created, nothing probed: KVM was once probed first (seconds, on a machine's
+    # first run) and its answer saved in the state folder before the input was even read
+    state = tmp_path / "state"
+    assert not state.exists() or list(state.iterdir()) == []
 
 
 def test_create_user_needs_inject_key(scenario_dir: Path) -> None:
