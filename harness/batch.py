@@ -20,13 +20,13 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.drill import DrillOptions, DrillOutcome, run_drill
+from harness.drill.clock import utc_now, utc_stamp
 from harness.durations import format_duration
 from harness.errors import Aborted, Busy, DrillError, ExitCode
 from harness.evidence.index import build_index
@@ -275,7 +275,7 @@ class _Child:
     def __init__(self, scenario: Scenario, argv: list[str], lines: queue.Queue[_Line],
                  admitted: Admitted) -> None:  # fmt: skip
         self.scenario, self.admitted = scenario, admitted
-        self.started_at = datetime.now(UTC).replace(microsecond=0)
+        self.started_at = utc_now()
         self.verdict: Event | None = None
         self.killed = ""  # why the parent had to SIGKILL it
         self.last_words: list[str] = []
@@ -445,8 +445,8 @@ def _write_for(child: _Child, done: Finished, plan: Plan, sink: Sink) -> Finishe
     scenario = child.scenario
     result = RunResult(
         run_id="", scenario=scenario.name, description=scenario.description,
-        scenario_file=str(scenario.source), started_at=child.started_at.isoformat(),
-        finished_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
+        scenario_file=str(scenario.source), started_at=utc_stamp(child.started_at),
+        finished_at=utc_stamp(),
         verdict=done.verdict, reason=done.reason, exit_code=done.exit_code,
     )  # fmt: skip
     result.tracebacks = ["the drill process's last lines:\n" + "\n".join(child.last_words[-20:])]

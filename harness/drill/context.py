@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.checks.declarative import Connector
-from harness.drill.clock import Clock, utc_now
+from harness.drill.clock import Clock, utc_now, utc_stamp
 from harness.drill.machines import Guest
 from harness.drill.proof import Stop
 from harness.errors import DrillError
@@ -59,7 +59,7 @@ class Drill:
         self.started = utc_now()
         self.result = RunResult(
             run_id="", scenario=scenario.name, description=scenario.description,
-            scenario_file=str(scenario.source), started_at=self.started.isoformat(),
+            scenario_file=str(scenario.source), started_at=utc_stamp(self.started),
         )  # fmt: skip
         self.clock = Clock(self.result, sink)
         self.clock.say("drill", f"drill started ({scenario.source})", rto_s=scenario.targets.rto_s)

@@ -19,7 +19,7 @@ import sys
 from harness import __version__, qemu_img
 from harness.drill.booting import start
 from harness.drill.checking import checks, isolation
-from harness.drill.clock import utc_now
+from harness.drill.clock import utc_stamp
 from harness.drill.context import Drill, DrillOptions, DrillOutcome
 from harness.drill.machines import Guest, join_polling
 from harness.drill.provisioning import network, prepare, prepare_guests, provision
@@ -70,7 +70,7 @@ def run_drill(
         d.unexpected(exc, "the verdict")
         d.result.verdict, d.result.exit_code = Verdict.ERROR, ExitCode.INFRA
         d.result.reason = bug_reason(exc)
-    d.result.finished_at = utc_now().isoformat()
+    d.result.finished_at = utc_stamp()
     tail = d.outcome.console_log[-8192:]
     d.result.console_tail = tail.decode("utf-8", errors="replace")
     return d.outcome

@@ -10,7 +10,7 @@ import hashlib
 import struct
 import zlib
 
-from harness.drill.clock import utc_now
+from harness.drill.clock import utc_stamp
 from harness.drill.context import Drill
 from harness.errors import DrillError
 from harness.evidence.model import Screen
@@ -37,7 +37,7 @@ def take(d: Drill, domain: str, machine: str, when: str) -> None:
     d.outcome.images[name] = png
     digest = hashlib.sha256(png).hexdigest()
     d.result.screens.append(
-        Screen(machine, when, name, width, height, digest, utc_now().isoformat())
+        Screen(machine, when, name, width, height, digest, utc_stamp())
     )
 
 
