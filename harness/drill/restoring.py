@@ -10,23 +10,26 @@ from harness.drill.context import Drill
 from harness.drill.dataproof import prove_stream, stream_not_proven
 from harness.drill.machines import Guest
 from harness.drill.recovery import recover, restore
-from harness.remote.commands import stream_into
+from harness.remote.commands import Opener, stream_into
 from harness.sources.files import FileLevelSource
 from harness.sources.pgbackrest import PgBackRestSource
 
 
 def restore_files(
-    d: Drill, guest: Guest, source: FileLevelSource, check: Callable[[], None]
-) -> None:
+    d: Drill, guest: Guest, source: FileLevelSource, check: Callable[[], None],
+    link: Opener | None = None,
+) -> None:  # fmt: skip
     """The backup's files streamed into the guest, each hashed here as it passes; then
-    the same files hashed in the guest and compared (the restore proves its own bytes)."""
+    the same files hashed in the guest and compared (the restore proves its own bytes).
+    ``link``: the bytes go over a TCP connection of their own (the rescue system's)."""
     clock, label, machine = d.clock, guest.label, guest.machine
     hasher = StreamHasher(placement(*source.layout()))
     try:
         with clock.phase(f"restore{label}") as phase, source.restore_stream() as tar:
             limit = machine.backup.restore_timeout_s
             sent = stream_into(
-                guest.client, source.target, tar, limit, check, source.extract_args(), hasher.feed
+                guest.client, source.target, tar, limit, check, source.extract_args(), hasher.feed,
+                link,
             )
             sub = machine.backup.subpath
             into = (

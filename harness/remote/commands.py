@@ -5,11 +5,14 @@ data restore of file-level backups)."""
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import select
 import shlex
+import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import IO
+from typing import IO, Any
 
 import paramiko
 
@@ -109,65 +112,176 @@ def run_capture(
 def stream_into(
     client: paramiko.SSHClient, target: str, data: IO[bytes], timeout_s: float,
     cancelled: Callable[[], None], extract: Sequence[str] = (),
-    tap: Callable[[bytes], None] | None = None,
+    tap: Callable[[bytes], None] | None = None, link: Opener | None = None,
 ) -> int:  # fmt: skip
     """Pipe the tar stream ``data`` into ``tar -x -C target`` (plus ``extract``: what to take,
     how many leading folders to cut) in the guest; bytes sent. ``tap`` sees every chunk read
     (the host's hashing of the stream).
 
+    With ``link`` (the rescue system's restores, see :data:`DIRECT_LISTENER`), the bytes go
+    over a TCP connection of their own that ``link(port, timeout)`` opens to the guest,
+    beside the SSH session that runs ``tar`` and reports; otherwise through that session.
+
     Every wait is bounded by ``timeout_s`` and polls ``cancelled``: nothing blocks on a guest
-    that stops reading (a full SSH window), and what the guest prints meanwhile (megabytes of
-    tar warnings) is drained as it comes, so it can never stall the stream either."""
+    that stops reading (a full SSH window or TCP buffer), and what the guest prints
+    meanwhile (megabytes of tar warnings) is drained as it comes, so it can never stall the
+    stream either."""
     channel = _session(client, "restore")
     quoted, more = shlex.quote(target), "".join(f" {shlex.quote(a)}" for a in extract)
-    # B601: a fixed command; the target path and the arguments are quoted
-    channel.exec_command(f"mkdir -p {quoted} && tar -x -C {quoted} -f -{more}")  # nosec B601
+    tar = f"tar -x -C {quoted} -f -{more}"
     said = bytearray()  # the guest's output, tail only
     deadline = time.monotonic() + timeout_s
-    sent, pending, fd = 0, b"", data.fileno()
+    out: Any = channel
     try:
-        while True:
-            cancelled()
-            _drain(channel, said)
-            if time.monotonic() > deadline:
-                raise PhaseTimeout("restore", f"the data restore took longer than {timeout_s:g}s "
-                                              f"({sent} bytes restored)")  # fmt: skip
-            if channel.exit_status_ready():  # tar in the guest ended before the stream did
-                break
-            if not pending:
-                if not select.select([fd], [], [], 0.05)[0]:
-                    continue
-                pending = os.read(fd, CHUNK)
-                if not pending:
-                    break  # the whole stream is sent
-                if tap is not None:
-                    tap(pending)
-            if not channel.send_ready():
-                time.sleep(0.02)  # the guest has not taken the last chunk yet
-                continue
-            n = channel.send(pending)
-            sent, pending = sent + n, pending[n:]
-        channel.shutdown_write()
+        if link is None:
+            # B601: a fixed command; the target path and the arguments are quoted
+            channel.exec_command(f"mkdir -p {quoted} && {tar}")  # nosec B601
+        else:
+            out = _direct(channel, link, f"mkdir -p {quoted} && {DIRECT_LISTENER} | {tar}",
+                          said, deadline, cancelled)  # fmt: skip
+        sent, pending = _pump(data, tap, channel, out, said, deadline, timeout_s, cancelled)
+        out.shutdown(socket.SHUT_WR)  # the end of the stream (a channel's shutdown_write)
         while not _finished(channel):  # its last words too: they may be the reason
             cancelled()
             _drain(channel, said)
             if time.monotonic() > deadline:
                 raise PhaseTimeout("restore", f"tar in the guest did not finish within "
                                               f"{timeout_s:g}s")  # fmt: skip
-            time.sleep(0.05)
+            _wait_for_more(channel, 0.05)
         _drain(channel, said)
         status = channel.recv_exit_status()
     except (OSError, paramiko.SSHException) as exc:
-        raise PhaseFailed("restore", f"the guest stopped reading: "
-                                     f"{_last_lines(said) or exc}") from exc  # fmt: skip
+        if out is channel and link is None:
+            raise PhaseFailed("restore", f"the guest stopped reading: "
+                                         f"{_last_lines(said) or exc}") from exc  # fmt: skip
+        _last_words(channel, said, min(deadline, time.monotonic() + LAST_WORDS_S), cancelled)
+        raise PhaseFailed("restore", f"the stream to the guest's listener failed ({exc}): "
+                                     f"{_last_lines(said)}") from exc  # fmt: skip
     finally:
+        if out is not channel:
+            out.close()
         channel.close()
     if status != 0:
         raise PhaseFailed("restore", f"tar -x in the guest exited {status}: {_last_lines(said)}")
-    if not _only_padding(pending, fd, deadline, cancelled, timeout_s):
+    if link is not None and _said(said, b"received") != sent:
+        raise PhaseFailed("restore", f"the guest received {_said(said, b'received')} of the "
+                                     f"{sent} bytes sent: {_last_lines(said)}")  # fmt: skip
+    if not _only_padding(pending, data.fileno(), deadline, cancelled, timeout_s):
         raise PhaseFailed("restore", f"tar in the guest ended before the whole stream was sent "
                                      f"({sent} bytes): {_last_lines(said)}")  # fmt: skip
     return sent
+
+
+def _pump(
+    data: IO[bytes], tap: Callable[[bytes], None] | None, channel: paramiko.Channel, out: Any,
+    said: bytearray, deadline: float, timeout_s: float, cancelled: Callable[[], None],
+) -> tuple[int, bytes]:  # fmt: skip
+    """Send ``data`` to ``out`` (the command's channel, or the direct connection) until it
+    ends or the command does; bytes sent, and what was read but not sent."""
+    sent, pending, fd = 0, b"", data.fileno()
+    out.settimeout(SEND_WAIT_S)  # a full window or buffer: look at the guest, then again
+    while True:
+        cancelled()
+        _drain(channel, said)
+        if time.monotonic() > deadline:
+            raise PhaseTimeout("restore", f"the data restore took longer than {timeout_s:g}s "
+                                          f"({sent} bytes restored)")  # fmt: skip
+        if channel.exit_status_ready():  # tar in the guest ended before the stream did
+            return sent, pending
+        if not pending:
+            if not select.select([fd], [], [], 0.05)[0]:
+                continue
+            pending = os.read(fd, CHUNK)
+            if not pending:
+                return sent, pending  # the whole stream is sent
+            if tap is not None:
+                tap(pending)
+        try:
+            n = out.send(pending)
+        except TimeoutError:
+            continue  # the guest has not taken the last chunk yet
+        sent, pending = sent + n, pending[n:]
+
+
+#: Opens a TCP connection to the guest's ``port`` within ``timeout`` seconds: a socket, or a
+#: socket-like SSH channel through a remote lab's host.
+Opener = Callable[[int, float], Any]
+
+#: The guest's end of a direct stream, in perl-base (on every Debian system, the rescue's
+#: too). It listens on a port the kernel picks and says which on stderr; it reads the
+#: drill's one-time token on its stdin (the SSH session: never on a command line) and takes
+#: one connection only, whose first bytes must be that token (within 30 s); then every byte
+#: to its stdout (``tar -x``) and the count to stderr. A lab machine that connects first
+#: only makes the restore fail, naming why; what tar wrote is proven file by file after.
+DIRECT_LISTENER = "perl -e " + shlex.quote(
+    "use strict; use warnings; use IO::Socket::INET; $| = 1;"
+    "my $token = <STDIN>; defined $token or die qq(no token\\n); chomp $token;"
+    "my $l = IO::Socket::INET->new(Listen => 1, LocalPort => 0, Proto => q(tcp))"
+    " or die qq(cannot listen: $!\\n);"
+    "print STDERR q(rdrill-port ), $l->sockport, qq(\\n);"
+    "local $SIG{ALRM} = sub { die qq(no connection with the token within 30s\\n) }; alarm 30;"
+    "my $c = $l->accept or die qq(accept: $!\\n); close $l; my $got = q();"
+    "while (length $got < length $token) {"
+    " sysread($c, $got, length($token) - length($got), length $got)"
+    " or die qq(the connection ended before the token\\n) }"
+    "alarm 0; $got eq $token or die qq(a connection without the drill's token: refused\\n);"
+    "binmode STDOUT; my ($n, $buf) = (0, q());"
+    "while (1) { my $r = sysread($c, $buf, 262144); defined $r or die qq(read: $!\\n);"
+    " last unless $r; my $o = 0;"
+    " while ($o < $r) { my $w = syswrite(STDOUT, $buf, $r - $o, $o);"
+    " defined $w or die qq(write: $!\\n); $o += $w } $n += $r }"
+    "print STDERR qq(rdrill-received $n\\n);"
+)
+DIRECT_START_S = 30.0  # for the listener to say its port
+LAST_WORDS_S = 5.0  # for the guest to say why a direct connection failed
+SEND_WAIT_S = 0.05
+
+
+def _direct(
+    channel: paramiko.Channel, link: Opener, command: str, said: bytearray, deadline: float,
+    cancelled: Callable[[], None],
+) -> Any:  # fmt: skip
+    """Start ``command`` (its first stage :data:`DIRECT_LISTENER`), hand it the token over
+    SSH, and open the connection it listens for; that connection, the token sent."""
+    # B601: a fixed command; the target path and the arguments are quoted
+    channel.exec_command(f"set -o pipefail; {command}")  # nosec B601
+    token = secrets.token_hex(16)
+    channel.sendall(f"{token}\n".encode())
+    channel.shutdown_write()
+    wait = min(deadline, time.monotonic() + DIRECT_START_S)
+    while (port := _said(said, b"port")) is None:
+        cancelled()
+        if _finished(channel):
+            raise PhaseFailed("restore", f"the guest's listener ended: {_last_lines(said)}")
+        if time.monotonic() > wait:
+            raise PhaseTimeout("restore", f"the guest's listener did not start within "
+                                          f"{DIRECT_START_S:g}s")  # fmt: skip
+        _wait_for_more(channel, 0.05)
+        _drain(channel, said)
+    sock = link(port, max(1.0, wait - time.monotonic()))
+    try:
+        sock.sendall(token.encode())
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _last_words(
+    channel: paramiko.Channel, said: bytearray, until: float, cancelled: Callable[[], None]
+) -> None:
+    """What the guest says until its command ends (or ``until``): why a connection failed."""
+    while not _finished(channel) and time.monotonic() < until:
+        cancelled()
+        _wait_for_more(channel, 0.05)
+        _drain(channel, said)
+    _drain(channel, said)
+
+
+def _said(said: bytearray, what: bytes) -> int | None:
+    """The number the direct listener last said after ``rdrill-<what>``, if it did."""
+    found = re.findall(rb"^rdrill-" + what + rb" (\d+)$", said, re.MULTILINE)
+    return int(found[-1]) if found else None
 
 
 PADDING_MAX = 1024 * 1024
@@ -236,7 +350,8 @@ def _session(client: paramiko.SSHClient, phase: str) -> paramiko.Channel:
 
 
 def _last_lines(said: bytearray) -> str:
-    return " | ".join(said.decode(errors="replace").strip().splitlines()[-5:])
+    lines = said.decode(errors="replace").strip().splitlines()
+    return " | ".join([line for line in lines if not line.startswith("rdrill-")][-5:])
 
 
 def _last_line(output: str) -> str:

@@ -95,12 +95,17 @@ def _client(policy: paramiko.MissingHostKeyPolicy) -> paramiko.SSHClient:
     return client
 
 
-def _connect(client: paramiko.SSHClient, target: Target, timeout_s: float) -> None:
-    sock: Any = None
+def guest_socket(target: Target, port: int, timeout_s: float) -> Any:
+    """A TCP connection to the guest's ``port``, made where the guest is reachable: a socket
+    (from the lab's namespace, if it has one), or a socket-like channel through a remote
+    lab's host."""
     if target.jump:
-        sock = session(target.jump).channel_to(target.ip, target.port, timeout_s)
-    elif target.netns:
-        sock = connect(target.netns, target.ip, target.port, timeout_s)
+        return session(target.jump).channel_to(target.ip, port, timeout_s)
+    return connect(target.netns, target.ip, port, timeout_s)
+
+
+def _connect(client: paramiko.SSHClient, target: Target, timeout_s: float) -> None:
+    sock = guest_socket(target, target.port, timeout_s) if target.jump or target.netns else None
     client.connect(
         target.ip, port=target.port, username=target.user, key_filename=str(target.key_file),
         password=target.password, sock=sock,

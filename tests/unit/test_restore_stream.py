@@ -244,3 +244,156 @@ def test_a_step_s_output_after_its_exit_status_is_kept(guest: tuple[Guest, Any])
     status, output = run_polled(client, "step", "anything", 30, lambda: None)
     assert status == 0
     assert output == "first part\0the last record\0a last warning\n"
+
+
+class Shell(Guest):
+    """A guest that runs the command it is sent, in bash on this machine: the real direct
+    listener (perl) and the real ``tar -x``. ``replace`` swaps a part of the command (a
+    tar that stalls)."""
+
+    def __init__(self, replace: tuple[str, str] = ("", "")) -> None:
+        super().__init__("shell")
+        self.replace = replace
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        text = command.decode()
+        if self.replace[0]:
+            text = text.replace(*self.replace)
+        proc = subprocess.Popen(["bash", "-c", text], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+        def pipe(read: Callable[[int], bytes], write: Callable[[bytes], Any]) -> None:
+            while data := read(65536):
+                write(data)
+
+        def stdin() -> None:
+            assert proc.stdin is not None
+            with contextlib.suppress(OSError):
+                pipe(channel.recv, proc.stdin.write)
+                proc.stdin.close()
+
+        def run() -> None:
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            err = threading.Thread(target=pipe, args=(proc.stderr.read1, channel.sendall_stderr))
+            err.start()
+            pipe(proc.stdout.read1, channel.sendall)
+            err.join()
+            proc.stdout.close()
+            proc.stderr.close()
+            channel.send_exit_status(proc.wait())
+            channel.shutdown_write()
+            channel.close()
+
+        threading.Thread(target=stdin, daemon=True).start()
+        threading.Thread(target=run, daemon=True).start()
+        return True
+
+
+def _client(server: Guest, tmp_path: Path) -> tuple[paramiko.SSHClient, Callable[[], None]]:
+    host_key = paramiko.Ed25519Key.from_private_key_file(str(_key(tmp_path)))
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        transport = paramiko.Transport(conn)
+        transport.add_server_key(host_key)
+        transport.start_server(server=server)
+
+    threading.Thread(target=accept, daemon=True).start()
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - a test server
+    client.connect("127.0.0.1", port=listener.getsockname()[1], username="root",
+                   key_filename=str(_key(tmp_path)), allow_agent=False, look_for_keys=False,
+                   timeout=10)  # fmt: skip
+
+    def close() -> None:
+        client.close()
+        listener.close()
+
+    return client, close
+
+
+def loopback(port: int, timeout: float) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+
+def archive(tmp_path: Path) -> Path:
+    """A real tar of a few files (one of 3 MiB of random bytes)."""
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "hostname").write_text("db\n")
+    (tree / "big").write_bytes(os.urandom(3 * MIB))
+    out = tmp_path / "backup.tar"
+    subprocess.run(["tar", "-c", "-f", str(out), "-C", str(tree), "."], check=True)
+    return out
+
+
+def direct(tmp_path: Path, server: Guest, link: Callable[[int, float], Any], limit: float = 60,
+           ) -> tuple[float, object, Path]:  # fmt: skip
+    """stream_into over a direct link, in a thread that must end by itself."""
+    client, close = _client(server, tmp_path)
+    into, box = tmp_path / "restored", []
+    tar = archive(tmp_path)
+
+    def work() -> None:
+        with tar.open("rb") as fh:
+            try:
+                box.append(stream_into(client, str(into), fh, limit, lambda: None, link=link))
+            except BaseException as exc:
+                box.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(limit + 15)
+    close()
+    assert box, f"the stream hung past its {limit:g}s limit"
+    return time.monotonic() - started, box[0], into
+
+
+def test_a_direct_stream_restores_every_byte_beside_the_ssh_session(tmp_path: Path) -> None:
+    opened: list[int] = []
+
+    def link(port: int, timeout: float) -> socket.socket:
+        opened.append(port)
+        return loopback(port, timeout)
+
+    _, sent, into = direct(tmp_path, Shell(), link)
+    assert sent == (tmp_path / "backup.tar").stat().st_size
+    assert len(opened) == 1  # the port the listener said, opened once
+    assert (into / "etc" / "hostname").read_text() == "db\n"
+    assert (into / "big").read_bytes() == (tmp_path / "tree" / "big").read_bytes()
+
+
+def test_a_connection_without_the_token_is_refused_and_fails_the_restore(tmp_path: Path) -> None:
+    """Another machine of the lab that connects first (it could see the port being opened)
+    is refused; the restore fails naming it, and nothing of what it sent is extracted."""
+
+    def intruder(port: int, timeout: float) -> socket.socket:
+        evil = loopback(port, timeout)
+        evil.sendall(b"x" * 32 + b"\0" * 10240)
+        evil.close()
+        return loopback(port, timeout)
+
+    _, outcome, into = direct(tmp_path, Shell(), intruder)
+    assert isinstance(outcome, PhaseFailed), outcome
+    assert "a connection without the drill's token: refused" in str(outcome)
+    assert not any(into.iterdir())
+
+
+def test_a_listener_that_never_says_its_port_fails_clearly(tmp_path: Path) -> None:
+    """A guest without perl (not the rescue system): its shell's own words are the reason."""
+    _, outcome, _ = direct(tmp_path, Shell(("perl -e", "no-such-perl -e")), loopback)
+    assert isinstance(outcome, PhaseFailed), outcome
+    assert "the guest's listener ended: " in str(outcome)
+    assert "no-such-perl: command not found" in str(outcome)
+
+
+def test_a_guest_that_stops_reading_a_direct_stream_is_bounded(tmp_path: Path) -> None:
+    took, outcome, _ = direct(tmp_path, Shell(("| tar -x", "| sleep 60 | tar -x")), loopback,
+                              limit=4)  # fmt: skip
+    assert isinstance(outcome, PhaseTimeout), outcome  # while sending, or after: the whole
+    assert str(outcome).startswith(("the data restore took longer than 4s", "tar in the guest "
+                                    "did not finish within 4s"))  # (it fits in the buffers)
+    assert took < 10
