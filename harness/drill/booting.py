@@ -22,7 +22,7 @@ from harness.lab.lifecycle import (
     guard_applies,
 )
 from harness.lab.sniff import Watch
-from harness.remote.commands import run_step
+from harness.remote.commands import can_listen, run_step
 from harness.remote.reach import wait_for_address
 from harness.remote.shell import as_user
 from harness.remote.ssh import (
@@ -172,9 +172,13 @@ def _rebuild(d: Drill, guest: Guest, check: Callable[[], None]) -> None:
     disk, loader = source.system
     with d.clock.phase(f"partition{label}") as phase:
         phase.detail = partition(client, disk, phase.name, limit, check)
-    # The rescue system is ours: the bytes skip SSH's encryption, which its guest side pays
-    # in emulated instructions under TCG (6 MB/s against 90 MB/s; docs/decisions.md).
-    restore_files(d, guest, source, check, partial(guest_socket, target))
+    # The bytes skip SSH's encryption, which the rescue system pays in emulated instructions
+    # under TCG (6 MB/s against 90 MB/s; docs/decisions.md), where it has perl (ours has).
+    link = partial(guest_socket, target) if can_listen(client, check) else None
+    if link is None:
+        d.clock.say("note", f"restore{label}: the rescue system has no perl with "
+                            "IO::Socket::INET: the files go through SSH")  # fmt: skip
+    restore_files(d, guest, source, check, link)
     with d.clock.phase(f"bootloader{label}") as phase:
         inject = (login.user, public_key_line(login.key_file)) if login.inject_key else None
         phase.detail, phase.output = bootloader(client, loader, phase.name, limit, check, inject)

@@ -39,7 +39,7 @@ def restore_files(
             )
             phase.detail = f"{sent} bytes of tar restored into {into}" + (
                 f" (the backup's {sub})" if sub else ""
-            )
+            ) + (" over a TCP connection of its own" if link else "")
     finally:
         entries, problem = hasher.finish()
     if source.system is not None:  # extracted --numeric-owner: owners compared by number

@@ -18,7 +18,7 @@ import paramiko
 import pytest
 
 from harness.errors import Aborted, PhaseFailed, PhaseTimeout
-from harness.remote.commands import run_capture, run_polled, stream_into
+from harness.remote.commands import can_listen, run_capture, run_polled, stream_into
 
 MIB = 1024 * 1024
 RECORD = 10240  # tar's default record: an archive's end-of-archive blocks lie within it
@@ -268,9 +268,8 @@ class Shell(Guest):
 
         def stdin() -> None:
             assert proc.stdin is not None
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError), proc.stdin:
                 pipe(channel.recv, proc.stdin.write)
-                proc.stdin.close()
 
         def run() -> None:
             assert proc.stdout is not None
@@ -397,3 +396,14 @@ def test_a_guest_that_stops_reading_a_direct_stream_is_bounded(tmp_path: Path) -
     assert str(outcome).startswith(("the data restore took longer than 4s", "tar in the guest "
                                     "did not finish within 4s"))  # (it fits in the buffers)
     assert took < 10
+
+
+def test_a_guest_without_perl_is_found_before_its_restore(tmp_path: Path) -> None:
+    """A rescue image of the user's own may lack perl: the drill asks first, and its restore
+    then goes through SSH (booting._rebuild)."""
+    for server, expected in ((Shell(), True), (Shell(("perl -M", "no-such-perl -M")), False)):
+        client, close = _client(server, tmp_path)
+        try:
+            assert can_listen(client, lambda: None) is expected
+        finally:
+            close()

@@ -87,10 +87,13 @@ def in_lab_ssh(lab_id: str, vm: str, *argv: str, check: bool = True
     return done
 
 
-def run_cli(*args: str, reports: Path, timeout: float = 900) -> Drill:
+def run_cli(*args: str, reports: Path, timeout: float = 900,
+            env: dict[str, str] | None = None) -> Drill:  # fmt: skip
+    """``restore-drill run`` with ``args`` (and ``env`` added to this environment)."""
     proc = subprocess.run(
         command("run", "--reports", str(reports), *args),
         capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False,
+        env={**os.environ, **env} if env else None,
     )  # fmt: skip
     folders = sorted(p for p in reports.iterdir() if p.is_dir()) if reports.exists() else []
     return Drill(proc.returncode, proc.stderr, reports, folders)
@@ -262,8 +265,11 @@ class Together(Generic[T]):
     time). Once all have ended, nothing may be left behind. A job that raised raises again
     in the test that reads it, and only there."""
 
-    def __init__(self, jobs: dict[str, Callable[[], T]]) -> None:
-        with ThreadPoolExecutor(len(jobs)) as pool:
+    def __init__(self, jobs: dict[str, Callable[[], T]], at_once: int = 0) -> None:
+        """``at_once``: at most this many jobs at a time (0: all). Under TCG on two cores,
+        two or three guests use both; six at once (each with its libguestfs appliance) took
+        longer than one after the other."""
+        with ThreadPoolExecutor(at_once or len(jobs)) as pool:
             futures = {name: pool.submit(job) for name, job in jobs.items()}
             self.done: dict[str, T | BaseException] = {}
             for name, future in futures.items():

@@ -54,6 +54,7 @@ def test_bare_metal_recovery_from_tar_and_restic(tmp_path: Path) -> None:
         phases = {p["name"]: p for p in report["phases"]}
         assert f"ext4 for / (UUID {ROOT_UUID})" in phases["partition"]["detail"]
         assert "all identical to the backup" in phases["restore proof"]["detail"]
+        assert phases["restore"]["detail"].endswith("over a TCP connection of its own")
         uefi = kind == "uefi"
         assert phases["bootloader"]["detail"].startswith("GRUB for UEFI" if uefi
                                                          else "GRUB for BIOS")  # fmt: skip

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -22,7 +22,6 @@ from tests.vm.conftest import (
     Together,
     assert_backup_untouched,
     command,
-    drills_together,
     run_cli,
 )
 from tests.vm.images import variant
@@ -57,23 +56,90 @@ def hardened_db() -> Iterator[Path]:
         yield backup
 
 
-def test_without_injection_the_drill_fails_clearly_at_ssh(
-    reports: Path, hardened_db: Path
-) -> None:
-    drill = run_cli(str(SCENARIOS / "demo-db.yaml"), "--var", f"backup={hardened_db}",
-                    "--var", "name=db-hardened", reports=reports)  # fmt: skip
+PASSWORD = "drill-pw-7Qz"
+
+
+@pytest.fixture(scope="module")
+def password_only_web() -> Iterator[Path]:
+    """A copy of the demo web backup whose root has no authorized key but a password, and
+    whose sshd allows root to log in with it."""
+    with edited_copy("web", "rm-f /root/.ssh/authorized_keys\n"
+                     f'sh "echo root:{PASSWORD} | chpasswd && passwd -u root"\n'
+                     "write /etc/ssh/sshd_config.d/50-password.conf "
+                     '"PermitRootLogin yes\\nPasswordAuthentication yes\\n"\n') as backup:
+        yield backup
+
+
+def password_scenario(folder: Path) -> Path:
+    text = (SCENARIOS / "demo-web.yaml").read_text().replace(
+        "  timeout: 3m\n", '  timeout: 3m\n  password: {{ secret("WEB_ROOT_PASSWORD") }}\n', 1)
+    scenario = folder / "web-password.yaml"
+    scenario.write_text(text.split("testinfra:")[0])  # its test wants key-only root logins
+    return scenario
+
+
+def new_user_scenario(folder: Path) -> Path:
+    text = (SCENARIOS / "demo-web.yaml").read_text().split("checks:\n")[0]
+    text = text.replace("  user: root\n", "  user: drill\n  create_user: true\n", 1)
+    text += ("checks:\n  - {name: logged in as drill, command: id -un, stdout_matches: '^drill$'}\n"
+             "  - {name: port 80 listens, port: 80}\n"
+             "  - {name: order page, http: /, contains: 'order service'}\n")  # fmt: skip
+    scenario = folder / "web-new-user.yaml"
+    scenario.write_text(text)
+    return scenario
+
+
+def layout_scenario(root: str, folder: Path) -> Path:
+    """The demo web scenario with a check of the root file system's type."""
+    scenario = (SCENARIOS / "demo-web.yaml").read_text().replace(
+        "checks:\n", f"checks:\n  - name: root is {root}\n    command: findmnt -no FSTYPE /\n"
+        f"    stdout_matches: '^{FSTYPES[root]}$'\n", 1)
+    path = folder / f"web-{root}.yaml"
+    path.write_text(scenario.replace("tests/test_web_extra.py",
+                                     str(SCENARIOS / "tests" / "test_web_extra.py")))
+    return path
+
+
+FSTYPES = {"xfs": "xfs", "lvm": "ext4"}
+
+
+@pytest.fixture(scope="module")
+def singles(tmp_path_factory: pytest.TempPathFactory, module_scratch: Path, hardened_db: Path,
+            password_only_web: Path) -> Together[Drill]:  # fmt: skip
+    """This module's one-machine drills, three at a time (one after the other they took
+    266 s): the hardened server without and with injection, the server that allows a
+    password, a user the backup does not have, both server layouts."""
+    folder = tmp_path_factory.mktemp("singles")
+    db = str(SCENARIOS / "demo-db.yaml")
+    runs = {
+        "hardened": (db, "--var", f"backup={hardened_db}", "--var", "name=db-hardened"),
+        "injected": (db, "--var", f"backup={hardened_db}", "--var", "name=db-injected",
+                     "--var", "inject_key=true"),
+        "new-user": (str(new_user_scenario(module_scratch)), "--var", "inject_key=true",
+                     "--var", "name=web-new-user"),
+        **{root: (str(layout_scenario(root, module_scratch)), "--var", f"backup={variant(root)}",
+                  "--var", f"name=web-{root}", "--var", "inject_key=true") for root in FSTYPES},
+    }  # fmt: skip
+    jobs: dict[str, Callable[[], Drill]] = {
+        name: partial(run_cli, *args, reports=folder / name) for name, args in runs.items()
+    }
+    jobs["password"] = partial(run_cli, str(password_scenario(module_scratch)), "--var",
+                               f"backup={password_only_web}", "--var", "name=web-password",
+                               reports=folder / "password",
+                               env={"WEB_ROOT_PASSWORD": PASSWORD})  # fmt: skip
+    return Together(jobs, at_once=3)
+
+
+def test_without_injection_the_drill_fails_clearly_at_ssh(singles: Together[Drill]) -> None:
+    drill = singles["hardened"]
     assert drill.exit_code == 1, drill.stderr
     assert drill.report["reason"].startswith("ssh: root@")
     assert "refused the key" in drill.report["reason"]
     assert_backup_untouched(drill.report)
 
 
-def test_injection_lets_the_drill_in_and_lists_every_change(
-    reports: Path, hardened_db: Path
-) -> None:
-    drill = run_cli(str(SCENARIOS / "demo-db.yaml"), "--var", f"backup={hardened_db}",
-                    "--var", "name=db-hardened", "--var", "inject_key=true",
-                    reports=reports)  # fmt: skip
+def test_injection_lets_the_drill_in_and_lists_every_change(singles: Together[Drill]) -> None:
+    drill = singles["injected"]
     assert drill.exit_code == 0, drill.stderr
     report = drill.report
     assert report["verdict"] == "PASS"
@@ -155,30 +221,10 @@ def test_init_writes_a_first_scenario_that_passes_unedited(
     assert_backup_untouched(drill.report)
 
 
-@pytest.fixture(scope="module")
-def password_only_web() -> Iterator[Path]:
-    """A copy of the demo web backup whose root has no authorized key but a password, and
-    whose sshd allows root to log in with it."""
-    with edited_copy("web", "rm-f /root/.ssh/authorized_keys\n"
-                     f'sh "echo root:{PASSWORD} | chpasswd && passwd -u root"\n'
-                     "write /etc/ssh/sshd_config.d/50-password.conf "
-                     '"PermitRootLogin yes\\nPasswordAuthentication yes\\n"\n') as backup:
-        yield backup
-
-
-PASSWORD = "drill-pw-7Qz"
-
-
 def test_a_server_that_allows_password_login_is_drilled_with_a_secret_password(
-    reports: Path, password_only_web: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch
+    singles: Together[Drill],
 ) -> None:
-    monkeypatch.setenv("WEB_ROOT_PASSWORD", PASSWORD)
-    text = (SCENARIOS / "demo-web.yaml").read_text().replace(
-        "  timeout: 3m\n", '  timeout: 3m\n  password: {{ secret("WEB_ROOT_PASSWORD") }}\n', 1)
-    scenario = scratch / "web-password.yaml"
-    scenario.write_text(text.split("testinfra:")[0])  # its test wants key-only root logins
-    drill = run_cli(str(scenario), "--var", f"backup={password_only_web}",
-                    "--var", "name=web-password", reports=reports)  # fmt: skip
+    drill = singles["password"]
     assert drill.exit_code == 0, drill.stderr
     assert drill.report["verdict"] == "PASS"
     assert PASSWORD not in drill.stderr
@@ -186,32 +232,11 @@ def test_a_server_that_allows_password_login_is_drilled_with_a_secret_password(
         assert PASSWORD not in file.read_text(errors="replace"), file.name
 
 
-def layout_scenario(root: str, folder: Path) -> Path:
-    """The demo web scenario with a check of the root file system's type."""
-    scenario = (SCENARIOS / "demo-web.yaml").read_text().replace(
-        "checks:\n", f"checks:\n  - name: root is {root}\n    command: findmnt -no FSTYPE /\n"
-        f"    stdout_matches: '^{FSTYPES[root]}$'\n", 1)
-    path = folder / f"web-{root}.yaml"
-    path.write_text(scenario.replace("tests/test_web_extra.py",
-                                     str(SCENARIOS / "tests" / "test_web_extra.py")))
-    return path
-
-
-@pytest.fixture(scope="module")
-def layouts(tmp_path_factory: pytest.TempPathFactory) -> Together[Drill]:
-    """Both server layouts, side by side."""
-    folder = tmp_path_factory.mktemp("layouts")
-    return drills_together({root: (str(layout_scenario(root, folder)), "--var",
-                                   f"backup={variant(root)}", "--var", f"name=web-{root}",
-                                   "--var", "inject_key=true") for root in FSTYPES},
-                           folder)  # fmt: skip
-
-
 @pytest.mark.parametrize("root", ["xfs", "lvm"])
-def test_injection_works_on_real_server_layouts(layouts: Together[Drill], root: str) -> None:
+def test_injection_works_on_real_server_layouts(singles: Together[Drill], root: str) -> None:
     """Root on XFS beside a separate /boot (and, below, LVM): libguestfs mounts what the
     restored system's fstab says, and the drill's key gets in."""
-    drill = layouts[root]
+    drill = singles[root]
     assert drill.exit_code == 0, drill.stderr
     checks = {c["name"]: c for c in drill.report["checks"]}
     assert checks[f"root is {root}"]["passed"]
@@ -219,21 +244,10 @@ def test_injection_works_on_real_server_layouts(layouts: Together[Drill], root: 
     assert_backup_untouched(drill.report)
 
 
-FSTYPES = {"xfs": "xfs", "lvm": "ext4"}
-
-
 def test_a_user_the_backup_does_not_have_is_created_in_the_lab_copy(
-    reports: Path, scratch: Path
+    singles: Together[Drill],
 ) -> None:
-    text = (SCENARIOS / "demo-web.yaml").read_text().split("checks:\n")[0]
-    text = text.replace("  user: root\n", "  user: drill\n  create_user: true\n", 1)
-    text += ("checks:\n  - {name: logged in as drill, command: id -un, stdout_matches: '^drill$'}\n"
-             "  - {name: port 80 listens, port: 80}\n"
-             "  - {name: order page, http: /, contains: 'order service'}\n")  # fmt: skip
-    scenario = scratch / "web-new-user.yaml"
-    scenario.write_text(text)
-    drill = run_cli(str(scenario), "--var", "inject_key=true", "--var", "name=web-new-user",
-                    reports=reports)  # fmt: skip
+    drill = singles["new-user"]
     assert drill.exit_code == 0, drill.stderr
     changed = {c["path"]: c["action"] for c in drill.report["guest_changes"]}
     assert changed["/etc/passwd"] == "modified"
