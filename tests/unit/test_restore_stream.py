@@ -263,8 +263,9 @@ class Shell(Guest):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
         def pipe(read: Callable[[int], bytes], write: Callable[[bytes], Any]) -> None:
-            while data := read(65536):
-                write(data)
+            with contextlib.suppress(OSError):  # the client may be gone (the test ended)
+                while data := read(65536):
+                    write(data)
 
         def stdin() -> None:
             assert proc.stdin is not None
@@ -272,6 +273,7 @@ class Shell(Guest):
                 pipe(channel.recv, proc.stdin.write)
 
         def run() -> None:
+            time.sleep(0.1)  # paramiko answers the exec request after this method returns
             assert proc.stdout is not None
             assert proc.stderr is not None
             err = threading.Thread(target=pipe, args=(proc.stderr.read1, channel.sendall_stderr))
@@ -280,9 +282,11 @@ class Shell(Guest):
             err.join()
             proc.stdout.close()
             proc.stderr.close()
-            channel.send_exit_status(proc.wait())
-            channel.shutdown_write()
-            channel.close()
+            status = proc.wait()
+            with contextlib.suppress(OSError):
+                channel.send_exit_status(status)
+                channel.shutdown_write()
+                channel.close()
 
         threading.Thread(target=stdin, daemon=True).start()
         threading.Thread(target=run, daemon=True).start()
