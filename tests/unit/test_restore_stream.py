@@ -81,29 +81,10 @@ def guest(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[Guest, paramiko.SSHClient]]:
     server = Guest(request.param)
-    host_key = paramiko.Ed25519Key.from_private_key_file(str(_key(tmp_path)))
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    transports: list[paramiko.Transport] = []
-
-    def accept() -> None:
-        conn, _ = listener.accept()
-        transport = paramiko.Transport(conn)
-        transports.append(transport)
-        transport.add_server_key(host_key)
-        transport.start_server(server=server)
-
-    threading.Thread(target=accept, daemon=True).start()
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - a test server
-    client.connect("127.0.0.1", port=port, username="root", key_filename=str(_key(tmp_path)),
-                   allow_agent=False, look_for_keys=False, timeout=10)  # fmt: skip
+    client, close = _client(server, tmp_path)
     yield server, client
     server.done.set()
-    client.close()
-    for transport in transports:
-        transport.close()
-    listener.close()
+    close()
 
 
 def _key(folder: Path) -> Path:
@@ -134,17 +115,27 @@ def stream(tmp_path: Path, client: paramiko.SSHClient, size: int, limit: float,
                     out.flush()
 
         threading.Thread(target=tool, daemon=True).start()
+
+    def work() -> int:
+        with data.open("rb") as fh:
+            return stream_into(client, "/srv", fh, limit, cancelled)
+
+    return bounded(work, limit)
+
+
+def bounded(work: Callable[[], object], limit: float) -> tuple[float, object]:
+    """``work`` in a thread that must end by itself (a hang is a failure, not a stuck test
+    run): how long it took, and its result or the exception it raised."""
     box: list[object] = []
 
-    def work() -> None:
-        with data.open("rb") as fh:
-            try:
-                box.append(stream_into(client, "/srv", fh, limit, cancelled))
-            except BaseException as exc:
-                box.append(exc)
+    def run() -> None:
+        try:
+            box.append(work())
+        except BaseException as exc:
+            box.append(exc)
 
     started = time.monotonic()
-    worker = threading.Thread(target=work, daemon=True)
+    worker = threading.Thread(target=run, daemon=True)
     worker.start()
     worker.join(limit + 15)
     assert box, f"the stream hung past its {limit:g}s limit"
@@ -294,12 +285,15 @@ class Shell(Guest):
 
 
 def _client(server: Guest, tmp_path: Path) -> tuple[paramiko.SSHClient, Callable[[], None]]:
+    """A client logged in to ``server`` on loopback, and what closes both ends."""
     host_key = paramiko.Ed25519Key.from_private_key_file(str(_key(tmp_path)))
     listener = socket.create_server(("127.0.0.1", 0))
+    transports: list[paramiko.Transport] = []
 
     def accept() -> None:
         conn, _ = listener.accept()
         transport = paramiko.Transport(conn)
+        transports.append(transport)
         transport.add_server_key(host_key)
         transport.start_server(server=server)
 
@@ -312,6 +306,8 @@ def _client(server: Guest, tmp_path: Path) -> tuple[paramiko.SSHClient, Callable
 
     def close() -> None:
         client.close()
+        for transport in transports:
+            transport.close()
         listener.close()
 
     return client, close
@@ -336,23 +332,17 @@ def direct(tmp_path: Path, server: Guest, link: Callable[[int, float], Any], lim
            ) -> tuple[float, object, Path]:  # fmt: skip
     """stream_into over a direct link, in a thread that must end by itself."""
     client, close = _client(server, tmp_path)
-    into, box = tmp_path / "restored", []
-    tar = archive(tmp_path)
+    into, tar = tmp_path / "restored", archive(tmp_path)
 
-    def work() -> None:
+    def work() -> int:
         with tar.open("rb") as fh:
-            try:
-                box.append(stream_into(client, str(into), fh, limit, lambda: None, link=link))
-            except BaseException as exc:
-                box.append(exc)
+            return stream_into(client, str(into), fh, limit, lambda: None, link=link)
 
-    started = time.monotonic()
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    worker.join(limit + 15)
-    close()
-    assert box, f"the stream hung past its {limit:g}s limit"
-    return time.monotonic() - started, box[0], into
+    try:
+        took, outcome = bounded(work, limit)
+    finally:
+        close()
+    return took, outcome, into
 
 
 def test_a_direct_stream_restores_every_byte_beside_the_ssh_session(tmp_path: Path) -> None:
