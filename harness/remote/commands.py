@@ -12,7 +12,7 @@ import shlex
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import IO, Any, overload
 
 import paramiko
 
@@ -151,11 +151,11 @@ def stream_into(
         _drain(channel, said)
         status = channel.recv_exit_status()
     except (OSError, paramiko.SSHException) as exc:
-        if out is channel and link is None:
+        if link is None:
             raise PhaseFailed("restore", f"the guest stopped reading: "
                                          f"{_last_lines(said) or exc}") from exc  # fmt: skip
         _last_words(channel, said, min(deadline, time.monotonic() + LAST_WORDS_S), cancelled)
-        raise PhaseFailed("restore", f"the stream to the guest's listener failed ({exc}): "
+        raise PhaseFailed("restore", f"the direct restore failed ({exc}): "
                                      f"{_last_lines(said)}") from exc  # fmt: skip
     finally:
         if out is not channel:
@@ -166,7 +166,9 @@ def stream_into(
     if link is not None and _said(said, b"received") != sent:
         raise PhaseFailed("restore", f"the guest received {_said(said, b'received')} of the "
                                      f"{sent} bytes sent: {_last_lines(said)}")  # fmt: skip
-    if not _only_padding(pending, data.fileno(), deadline, cancelled, timeout_s):
+    after = _said(said, b"after-tar", 2)
+    if (after and (after[1] or after[0] > PADDING_MAX)) or not _only_padding(
+            pending, data.fileno(), deadline, cancelled, timeout_s):  # fmt: skip
         raise PhaseFailed("restore", f"tar in the guest ended before the whole stream was sent "
                                      f"({sent} bytes): {_last_lines(said)}")  # fmt: skip
     return sent
@@ -211,8 +213,11 @@ Opener = Callable[[int, float], Any]
 #: too). It listens on a port the kernel picks and says which on stderr; it reads the
 #: drill's one-time token on its stdin (the SSH session: never on a command line) and takes
 #: one connection only, whose first bytes must be that token (within 30 s); then every byte
-#: to its stdout (``tar -x``) and the count to stderr. A lab machine that connects first
-#: only makes the restore fail, naming why; what tar wrote is proven file by file after.
+#: to its stdout (``tar -x``) and the count to stderr. When ``tar`` stops reading (it found
+#: the end-of-archive blocks) it reads on to the end and says how many bytes came after and
+#: how many of them were not zero: a writer's padding is no lost data, anything else is. A
+#: lab machine that connects first only makes the restore fail, naming why; what tar wrote
+#: is proven file by file after.
 DIRECT_LISTENER = "perl -e " + shlex.quote(
     "use strict; use warnings; use IO::Socket::INET; $| = 1;"
     "my $token = <STDIN>; defined $token or die qq(no token\\n); chomp $token;"
@@ -225,12 +230,15 @@ DIRECT_LISTENER = "perl -e " + shlex.quote(
     " sysread($c, $got, length($token) - length($got), length $got)"
     " or die qq(the connection ended before the token\\n) }"
     "alarm 0; $got eq $token or die qq(a connection without the drill's token: refused\\n);"
-    "binmode STDOUT; my ($n, $buf) = (0, q());"
+    "binmode STDOUT; $SIG{PIPE} = q(IGNORE); my ($n, $buf, $after, $dirty) = (0, q(), -1, 0);"
     "while (1) { my $r = sysread($c, $buf, 262144); defined $r or die qq(read: $!\\n);"
-    " last unless $r; my $o = 0;"
-    " while ($o < $r) { my $w = syswrite(STDOUT, $buf, $r - $o, $o);"
-    " defined $w or die qq(write: $!\\n); $o += $w } $n += $r }"
+    " last unless $r; $n += $r; my $o = 0;"
+    " while ($after < 0 && $o < $r) { my $w = syswrite(STDOUT, $buf, $r - $o, $o);"
+    " if (!defined $w) { $!{EPIPE} or die qq(write: $!\\n); $after = 0; last } $o += $w }"
+    " if ($after >= 0) { my $rest = substr($buf, $o); $after += length $rest;"
+    " $dirty += ($rest =~ tr/\\0//c) } }"
     "print STDERR qq(rdrill-received $n\\n);"
+    "print STDERR qq(rdrill-after-tar $after $dirty\\n) if $after >= 0;"
 )
 DIRECT_PROBE = "perl -MIO::Socket::INET -e 1"  # what the listener needs of the guest
 DIRECT_START_S = 30.0  # for the listener to say its port
@@ -287,10 +295,18 @@ def _last_words(
     _drain(channel, said)
 
 
-def _said(said: bytearray, what: bytes) -> int | None:
-    """The number the direct listener last said after ``rdrill-<what>``, if it did."""
-    found = re.findall(rb"^rdrill-" + what + rb" (\d+)$", said, re.MULTILINE)
-    return int(found[-1]) if found else None
+@overload
+def _said(said: bytearray, what: bytes) -> int | None: ...
+@overload
+def _said(said: bytearray, what: bytes, count: int) -> tuple[int, ...] | None: ...
+def _said(said: bytearray, what: bytes, count: int = 0) -> int | tuple[int, ...] | None:
+    """The number the direct listener last said after ``rdrill-<what>`` (``count`` numbers,
+    if given), if it did."""
+    numbers = rb" (\d+)" * (count or 1)
+    found = re.findall(rb"^rdrill-" + what + numbers + rb"$", said, re.MULTILINE)
+    if not found:
+        return None
+    return tuple(int(n) for n in found[-1]) if count else int(found[-1])
 
 
 PADDING_MAX = 1024 * 1024

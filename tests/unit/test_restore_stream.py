@@ -329,10 +329,13 @@ def archive(tmp_path: Path) -> Path:
 
 
 def direct(tmp_path: Path, server: Guest, link: Callable[[int, float], Any], limit: float = 60,
-           ) -> tuple[float, object, Path]:  # fmt: skip
-    """stream_into over a direct link, in a thread that must end by itself."""
+           after: bytes = b"") -> tuple[float, object, Path]:  # fmt: skip
+    """stream_into over a direct link, in a thread that must end by itself; ``after``: what
+    the stream holds after the archive's end."""
     client, close = _client(server, tmp_path)
     into, tar = tmp_path / "restored", archive(tmp_path)
+    with tar.open("ab") as fh:
+        fh.write(after)
 
     def work() -> int:
         with tar.open("rb") as fh:
@@ -401,3 +404,21 @@ def test_a_guest_without_perl_is_found_before_its_restore(tmp_path: Path) -> Non
             assert can_listen(client, lambda: None) is expected
         finally:
             close()
+
+
+def test_padding_after_a_direct_streams_end_is_no_lost_data_and_anything_else_is(
+    tmp_path: Path,
+) -> None:
+    """borg export-tar pads past the end-of-archive blocks: tar in the guest stops reading
+    there, and the listener reads on. Zeros pass; data there fails, as through SSH."""
+    padding = b"\0" * MIB
+    for folder in ("zeros", "data"):
+        (tmp_path / folder).mkdir()
+    _, sent, into = direct(tmp_path / "zeros", Shell(), loopback, after=padding)
+    assert sent == (tmp_path / "zeros" / "backup.tar").stat().st_size
+    assert (into / "etc" / "hostname").read_text() == "db\n"
+    # (data still in the pipe when tar stopped is not seen; through SSH, in sshd, neither)
+    _, outcome, _ = direct(tmp_path / "data", Shell(), loopback,
+                           after=padding + b"more of the backup" + padding)  # fmt: skip
+    assert isinstance(outcome, PhaseFailed), outcome
+    assert "tar in the guest ended before the whole stream was sent" in str(outcome)
