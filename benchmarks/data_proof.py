@@ -16,13 +16,15 @@ import os
 import subprocess
 import sys
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import DEMO, median, save
 from harness.data.manifest import Entry
-from harness.drill import pipeline
+from harness.drill import restoring
 from harness.drill.pipeline import DrillOptions, run_drill
 from harness.interrupts import Interrupts
 from harness.scenario.loader import load_scenario
@@ -109,8 +111,10 @@ def drill(name: str, extra: str, hashing: bool) -> dict[str, Any]:
         path.write_text(SCENARIO.format(name=name, tar=tar_of_random_files(), demo=DEMO,
                                         extra=extra))  # fmt: skip
         scenario = load_scenario(path)
-        pipeline.StreamHasher = pipeline.StreamHasher if hashing else _NoHashing  # type: ignore[misc]
-        outcome = run_drill(scenario, DrillOptions(), lambda _event: None, Interrupts())
+        switch: AbstractContextManager[object]
+        switch = nullcontext() if hashing else patch.object(restoring, "StreamHasher", _NoHashing)
+        with switch:
+            outcome = run_drill(scenario, DrillOptions(), lambda _event: None, Interrupts())
     result = outcome.result
     assert result.verdict == "PASS", result.reason
     return {p.name: p.duration_s for p in result.phases}
@@ -131,15 +135,12 @@ def main() -> None:
                            True)  # fmt: skip
             print(f"guest compare of {FILES} files: {phases['data']:.1f} s")
         return
-    real_hasher = pipeline.StreamHasher
     with_hash, without, proof = [], [], []
     for _ in range(runs):
-        pipeline.StreamHasher = real_hasher  # type: ignore[misc]
         phases = drill("hashed", "", True)
         with_hash.append(phases["restore"])
         proof.append(phases["restore proof"])
         without.append(drill("plain", "", False)["restore"])
-    pipeline.StreamHasher = real_hasher  # type: ignore[misc]
     manifest = many_files_manifest()
     many = drill("many", MANY.format(last=FILES - 1, mtime=MTIME, manifest=manifest), True)
     save("data_proof", {

@@ -47,6 +47,7 @@ class Guest:
     firmware: str = "bios"  # or "uefi" (chosen at verify)
     expected: list[Expected] = field(default_factory=list)  # its manifests, read at verify
     known: Callable[[], dict[str, Answer]] | None = None  # facts its checks ask, asked ahead
+    mounts: dict[str, str] = field(default_factory=dict)  # its file systems, as read at network
 
 
 def start_machines(

@@ -111,10 +111,11 @@ def _machine_network(d: Drill, guest: Guest, tcg: bool) -> MachineNet:
         )
         return MachineNet(machine.name, machine.address, None, why)
     disks = [(disk.path, disk.image.format), *((x.path, x.image.format) for x in disk.extra)]
-    config, why = read_config(disks, disk.files, tcg, state_root() / "cache" / "network")
-    if config is not None:
-        guest.facts["network_config"] = config.summary()
-    return MachineNet(machine.name, None, config, why)
+    reading = read_config(disks, disk.files, tcg, state_root() / "cache" / "network")
+    if reading.config is not None:
+        guest.facts["network_config"] = reading.config.summary()
+    guest.mounts = reading.mounts
+    return MachineNet(machine.name, None, reading.config, reading.why)
 
 
 def provision(d: Drill, chosen: str) -> None:
@@ -182,6 +183,7 @@ def prepare_guests(d: Drill, tcg: bool) -> None:
                     public_key_line(login.key_file),
                     create_user=login.create_user,
                     tcg=tcg,
+                    mounts=guest.mounts,
                 )
             d.result.guest_changes += changes
             said += [f"{guest.machine.name}: {n}" if guest.label else n for n in notes]

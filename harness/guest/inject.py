@@ -20,12 +20,16 @@ PHASE = "prepare guest"
 
 
 def inject_key(
-    machine: str, overlay: Path, user: str, public_key: str, *, create_user: bool, tcg: bool
+    machine: str, overlay: Path, user: str, public_key: str, *, create_user: bool, tcg: bool,
+    mounts: dict[str, str] | None = None,
 ) -> tuple[list[GuestChange], list[str]]:
-    """Prepare ``overlay``; the files changed, and notes (SELinux, a created user)."""
+    """Prepare ``overlay``; the files changed, and notes (SELinux, a created user).
+    ``mounts``: its file systems as the reading of its network configuration found them
+    (mount point -> device), which spares libguestfs a second inspection of the system."""
     answer = appliance.call({
         "op": "inject", "disks": [{"path": str(overlay), "format": "qcow2"}], "tcg": tcg,
         "user": user, "public_key": public_key, "create_user": create_user,
+        "mounts": mounts or {},
     }, PHASE)  # fmt: skip
     changes = [GuestChange(machine, str(c["path"]), str(c["action"]), str(c["reason"]),
                            c["before"], c["after"]) for c in answer.get("changes", [])]

@@ -5,7 +5,8 @@ the text of the configuration files :mod:`.netconf` understands. Its appliance b
 seconds (about 15 s under software emulation), so the answer is kept per disk: keyed by the
 identity of every layer (device, inode, size, modification and change times), so a backup
 replaced or touched in any way is read again. Only the parsed result is kept, never the files
-(a NetworkManager keyfile may hold a Wi-Fi password).
+(a NetworkManager keyfile may hold a Wi-Fi password), with the system's file systems (mount
+point -> device): key injection mounts those instead of inspecting the same content again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +23,42 @@ from harness.guest import appliance
 from harness.guest.netconf import PATHS, Address, NetworkConfig, detect
 
 PHASE = "network"
-CACHE_VERSION = 3
+CACHE_VERSION = 4
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a machine's disks say: their network configuration (None: not read, and why)
+    and the file systems of their system (mount point -> device, as libguestfs names it)."""
+
+    config: NetworkConfig | None
+    why: str = ""
+    mounts: dict[str, str] = field(default_factory=dict)
 
 
 def read_config(
     disks: list[tuple[Path, str]], layers: list[Path], tcg: bool, cache: Path
-) -> tuple[NetworkConfig | None, str]:
+) -> Reading:
     """The configuration on a machine's ``disks`` (path, format; the boot disk first) whose
-    files are ``layers``; ``(None, why)`` when they hold no Linux system to read."""
+    files are ``layers``; no configuration, and why, when they hold no Linux system to read."""
     key = _key(layers)
     cached = cache / f"{key}.json"
     try:
-        return _load(json.loads(cached.read_text())), ""
+        return _load(json.loads(cached.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
-        _, config = inspect(disks, tcg, PHASE)
+        answer, config = inspect(disks, tcg, PHASE)
     except PhaseFailed as exc:  # not a Linux system: nothing to read, DHCP as ever
-        return None, f"its configuration could not be read: {exc}"
+        return Reading(None, f"its configuration could not be read: {exc}")
     except InfraError as exc:  # no libguestfs here: drills of DHCP servers still work
-        return None, f"its configuration was not read: {exc}"
+        return Reading(None, f"its configuration was not read: {exc}")
+    mounts = {str(k): str(v) for k, v in answer.get("system", {}).get("filesystems", {}).items()}
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": CACHE_VERSION, **asdict(config)}))
+    tmp.write_text(json.dumps({"version": CACHE_VERSION, **asdict(config), "mounts": mounts}))
     tmp.replace(cached)
-    return config, ""
+    return Reading(config, "", mounts)
 
 
 def inspect(
@@ -70,11 +82,11 @@ def _key(layers: list[Path]) -> str:
     return hashlib.sha256(json.dumps([CACHE_VERSION, identity]).encode()).hexdigest()[:32]
 
 
-def _load(data: dict[str, Any]) -> NetworkConfig:
+def _load(data: dict[str, Any]) -> Reading:
     if data.get("version") != CACHE_VERSION:
         raise ValueError("another version")
-    return NetworkConfig(
+    return Reading(NetworkConfig(
         tuple(Address(**a) for a in data["addresses"]), tuple(data["dhcp"]),
         tuple(data["unsupported"]), tuple(data["files"]),
         tuple((str(n), str(src)) for n, src in data["nameservers"]),
-    )  # fmt: skip
+    ), "", {str(k): str(v) for k, v in data["mounts"].items()})  # fmt: skip

@@ -114,7 +114,8 @@ def test_without_libguestfs_a_drill_still_runs_with_dhcp_and_says_why(
     monkeypatch.setattr(appliance, "SYSTEM_PYTHON", str(tmp_path / "no-python"))
     disk = tmp_path / "d.qcow2"
     disk.write_bytes(b"")
-    config, why = network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")
+    reading = network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")
+    config, why = reading.config, reading.why
     assert config is None
     assert why.startswith("its configuration was not read: ")
     assert "libguestfs needs the system's Python" in why
@@ -132,16 +133,18 @@ def test_a_detection_is_kept_per_backup_and_read_again_when_the_backup_changes(
     def inspect(request: dict[str, object], phase: str) -> dict[str, object]:
         calls.append(request)
         return {"network_files": {"/etc/network/interfaces": STATIC.format(
-            address="10.1.2.3/24", gateway="10.1.2.1", more="")}}
+            address="10.1.2.3/24", gateway="10.1.2.1", more="")},
+            "system": {"filesystems": {"/": "/dev/sda1", "/boot": "/dev/sda2"}}}
 
     monkeypatch.setattr(appliance, "call", inspect)
     disk = tmp_path / "d.qcow2"
     disk.write_bytes(b"one")
-    first, _ = network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")
-    again, _ = network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")
+    first = network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")
+    again = network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")
     assert first == again
-    assert first is not None
-    assert [a.cidr for a in first.addresses] == ["10.1.2.3/24"]
+    assert first.config is not None
+    assert [a.cidr for a in first.config.addresses] == ["10.1.2.3/24"]
+    assert again.mounts == {"/": "/dev/sda1", "/boot": "/dev/sda2"}  # kept for key injection
     assert len(calls) == 1  # the second answer came from the cache
     disk.write_bytes(b"two")  # a new backup at the same path
     network.read_config([(disk, "qcow2")], [disk], True, tmp_path / "cache")

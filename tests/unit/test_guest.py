@@ -71,3 +71,72 @@ def test_a_first_scenario_keeps_a_colon_in_what_was_found(tmp_path: Path) -> Non
     assert loaded["description"] == ("restore drill (pgBackRest stanza db: 1 backup set(s); "
                                      "set 20261202-201413F)")
     assert loaded["checks"][-1]["stdout_matches"] == "^f$"
+
+
+class FakeGuestFS:
+    """libguestfs as the agent drives it, over a fixed disk: which file systems mount, what
+    its inspection finds, and every call the agent made."""
+
+    def __init__(self, devices: dict[str, set[str]], found: dict[str, str]) -> None:
+        self.devices, self.found = devices, found  # device -> files on it; inspection's mounts
+        self.calls: list[str] = []
+        self.mounted: dict[str, str] = {}
+
+    def __call__(self, python_return_dict: bool) -> FakeGuestFS:
+        return self
+
+    def set_backend(self, _name: str) -> None: ...
+    def set_backend_settings(self, _settings: list[str]) -> None: ...
+    def add_drive_opts(self, _path: str, format: str, readonly: bool) -> None: ...
+    def launch(self) -> None: ...
+
+    def mount(self, device: str, mountpoint: str) -> None:
+        self.calls.append(f"mount {device} {mountpoint}")
+        if device not in self.devices:
+            raise RuntimeError(f"mount: {device}: No such file or directory")
+        self.mounted[mountpoint] = device
+
+    def umount_all(self) -> None:
+        self.calls.append("umount_all")
+        self.mounted.clear()
+
+    def is_file(self, path: str) -> bool:
+        return path in self.devices.get(self.mounted.get("/", ""), set())
+
+    def inspect_os(self) -> list[str]:
+        self.calls.append("inspect_os")
+        return [self.found["/"]]
+
+    def inspect_get_type(self, _root: str) -> str:
+        return "linux"
+
+    def inspect_get_mountpoints(self, _root: str) -> dict[str, str]:
+        return self.found
+
+
+DISK = {"/dev/sda1": {"/etc/passwd"}, "/dev/sda2": set(), "/dev/sdb1": set()}
+
+
+@pytest.mark.parametrize(
+    ("given", "inspected"),
+    [({"/": "/dev/sda1", "/boot": "/dev/sda2", "/var": "/dev/sdc1"}, False),  # /var: not added
+     ({}, True),  # nothing given (no network reading before): inspected, as ever
+     ({"/": "/dev/sdz9"}, True),  # the given root does not mount
+     ({"/": "/dev/sdb1"}, True),  # it mounts, but holds no system
+     ],
+)  # fmt: skip
+def test_key_injection_mounts_what_the_network_reading_found_else_inspects(
+    monkeypatch: pytest.MonkeyPatch, given: dict[str, str], inspected: bool
+) -> None:
+    from harness.guest import agent
+
+    fake = FakeGuestFS(DISK, {"/": "/dev/sda1", "/boot": "/dev/sda2"})
+    monkeypatch.setitem(sys.modules, "guestfs", type(sys)("guestfs"))
+    monkeypatch.setattr(sys.modules["guestfs"], "GuestFS", fake, raising=False)
+    g, root = agent.open_guest({"disks": [], "mounts": given}, readonly=False)
+    assert g is fake
+    assert ("inspect_os" in fake.calls) is inspected
+    assert root == ("/dev/sda1" if inspected else None)
+    assert fake.mounted == {"/": "/dev/sda1", "/boot": "/dev/sda2"}  # shortest first, root too
+    if inspected and given:
+        assert fake.calls.index("umount_all") < fake.calls.index("inspect_os")
