@@ -12,6 +12,7 @@ import shlex
 import socket
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, Any, overload
 
 import paramiko
@@ -209,37 +210,16 @@ def _pump(
 #: socket-like SSH channel through a remote lab's host.
 Opener = Callable[[int, float], Any]
 
-#: The guest's end of a direct stream, in perl-base (on every Debian system, the rescue's
-#: too). It listens on a port the kernel picks and says which on stderr; it reads the
-#: drill's one-time token on its stdin (the SSH session: never on a command line) and takes
-#: one connection only, whose first bytes must be that token (within 30 s); then every byte
-#: to its stdout (``tar -x``) and the count to stderr. When ``tar`` stops reading (it found
-#: the end-of-archive blocks) it reads on to the end and says how many bytes came after and
-#: how many of them were not zero: a writer's padding is no lost data, anything else is. A
-#: lab machine that connects first only makes the restore fail, naming why; what tar wrote
-#: is proven file by file after.
-DIRECT_LISTENER = "perl -e " + shlex.quote(
-    "use strict; use warnings; use IO::Socket::INET; $| = 1;"
-    "my $token = <STDIN>; defined $token or die qq(no token\\n); chomp $token;"
-    "my $l = IO::Socket::INET->new(Listen => 1, LocalPort => 0, Proto => q(tcp))"
-    " or die qq(cannot listen: $!\\n);"
-    "print STDERR q(rdrill-port ), $l->sockport, qq(\\n);"
-    "local $SIG{ALRM} = sub { die qq(no connection with the token within 30s\\n) }; alarm 30;"
-    "my $c = $l->accept or die qq(accept: $!\\n); close $l; my $got = q();"
-    "while (length $got < length $token) {"
-    " sysread($c, $got, length($token) - length($got), length $got)"
-    " or die qq(the connection ended before the token\\n) }"
-    "alarm 0; $got eq $token or die qq(a connection without the drill's token: refused\\n);"
-    "binmode STDOUT; $SIG{PIPE} = q(IGNORE); my ($n, $buf, $after, $dirty) = (0, q(), -1, 0);"
-    "while (1) { my $r = sysread($c, $buf, 262144); defined $r or die qq(read: $!\\n);"
-    " last unless $r; $n += $r; my $o = 0;"
-    " while ($after < 0 && $o < $r) { my $w = syswrite(STDOUT, $buf, $r - $o, $o);"
-    " if (!defined $w) { $!{EPIPE} or die qq(write: $!\\n); $after = 0; last } $o += $w }"
-    " if ($after >= 0) { my $rest = substr($buf, $o); $after += length $rest;"
-    " $dirty += ($rest =~ tr/\\0//c) } }"
-    "print STDERR qq(rdrill-received $n\\n);"
-    "print STDERR qq(rdrill-after-tar $after $dirty\\n) if $after >= 0;"
-)
+#: The guest's end of a direct stream (``listener.pl``, in perl-base: on every Debian system,
+#: the rescue's too). It listens on a port the kernel picks and says which on stderr; it
+#: reads the drill's one-time token on its stdin (the SSH session: never on a command line)
+#: and takes one connection only, whose first bytes must be that token (within 30 s); then
+#: every byte to its stdout (``tar -x``) and the count to stderr. When ``tar`` stops reading
+#: (it found the end-of-archive blocks) it reads on to the end and says how many bytes came
+#: after and how many of them were not zero: a writer's padding is no lost data, anything
+#: else is. A lab machine that connects first only makes the restore fail, naming why; what
+#: tar wrote is proven file by file after.
+DIRECT_LISTENER = "perl -e " + shlex.quote(Path(__file__).with_name("listener.pl").read_text())
 DIRECT_PROBE = "perl -MIO::Socket::INET -e 1"  # what the listener needs of the guest
 DIRECT_START_S = 30.0  # for the listener to say its port
 LAST_WORDS_S = 5.0  # for the guest to say why a direct connection failed
