@@ -1,5 +1,5 @@
 """The benchmark results table, regenerated from benchmarks/results/*.json (what each
-benchmark script wrote last) into docs/development.md between its markers: one row per
+benchmark script wrote last) into README.md ("Speed") between its markers: one row per
 benchmark with when and where it ran, and every figure it recorded as it recorded it.
 
 Usage: .venv/bin/python benchmarks/table.py          # rewrite the table
@@ -17,7 +17,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import RESULTS, ROOT
 
-DOC = ROOT / "docs" / "development.md"
+DOC = ROOT / "README.md"
 BEGIN = "<!-- benchmark-results:begin (benchmarks/table.py writes this table) -->"
 END = "<!-- benchmark-results:end -->"
 

@@ -90,7 +90,7 @@ def test_every_credential_source_the_readme_names_is_accepted(tmp_path: Path) ->
 
 
 def test_the_benchmark_table_is_the_one_its_results_make() -> None:
-    """docs/development.md's results table is what benchmarks/table.py makes of the committed
+    """The README's results table is what benchmarks/table.py makes of the committed
     results: a figure edited by hand, or a benchmark re-run without regenerating, fails."""
     proc = subprocess.run([sys.executable, "benchmarks/table.py", "--check"], cwd=ROOT,
                           capture_output=True, text=True, check=False)  # fmt: skip
