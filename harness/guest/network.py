@@ -7,6 +7,7 @@ identity of every layer (device, inode, size, modification and change times), so
 replaced or touched in any way is read again. Only the parsed result is kept, never the files
 (a NetworkManager keyfile may hold a Wi-Fi password), with the system's file systems (mount
 point -> device): key injection mounts those instead of inspecting the same content again.
+An entry no drill read for 30 days is removed when a new one is written.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from harness.guest.netconf import PATHS, Address, NetworkConfig, detect
 
 PHASE = "network"
 CACHE_VERSION = 4
+KEEP_S = 30 * 86400  # an entry no drill read for 30 days is removed
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,9 @@ def read_config(
     key = _key(layers)
     cached = cache / f"{key}.json"
     try:
-        return _load(json.loads(cached.read_text()))
+        reading = _load(json.loads(cached.read_text()))
+        os.utime(cached)  # in use: kept by the pruning below
+        return reading
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
@@ -58,7 +64,19 @@ def read_config(
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"version": CACHE_VERSION, **asdict(config), "mounts": mounts}))
     tmp.replace(cached)
+    _prune(cache)
     return Reading(config, "", mounts)
+
+
+def _prune(cache: Path) -> None:
+    """Forget what no drill read for :data:`KEEP_S`: every new backup is a new entry (its
+    files' identity is the key), so a nightly drill would otherwise add one a night forever.
+    Another version's entries and a killed writer's temporary files go the same way."""
+    oldest = time.time() - KEEP_S
+    for entry in cache.iterdir():
+        with suppress(OSError):  # another drill may prune beside this one
+            if entry.stat().st_mtime < oldest:
+                entry.unlink()
 
 
 def inspect(

@@ -151,3 +151,37 @@ def test_a_detection_is_kept_per_backup_and_read_again_when_the_backup_changes(
     assert len(calls) == 2
     cached = next((tmp_path / "cache").iterdir()).read_text()
     assert "iface eth0" not in cached  # only the parsed result is kept, never the files
+
+
+def test_the_detection_cache_forgets_what_no_drill_read_for_30_days(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every nightly backup is a new entry: without pruning the cache grows by one a night
+    for ever. An entry read stays; one nobody read for 30 days, another version's, and a
+    killed writer's temporary file go when the next entry is written."""
+    import os
+    import time
+
+    from harness.guest import appliance, network
+
+    monkeypatch.setattr(appliance, "call", lambda request, phase: {"network_files": {}})
+    cache = tmp_path / "cache"
+    disks = []
+    for name in ("used", "fresh", "new"):
+        disk = tmp_path / f"{name}.qcow2"
+        disk.write_bytes(name.encode())
+        disks.append(disk)
+    used, fresh, new = disks
+    network.read_config([(used, "qcow2")], [used], True, cache)
+    network.read_config([(fresh, "qcow2")], [fresh], True, cache)
+    month = time.time() - 31 * 86400
+    for entry in cache.iterdir():
+        os.utime(entry, (month, month))
+    (cache / "0123.4242.tmp").write_text("{}")
+    (cache / "old-version.json").write_text('{"version": 3}')
+    for leftover in ("0123.4242.tmp", "old-version.json"):
+        os.utime(cache / leftover, (month, month))
+    network.read_config([(used, "qcow2")], [used], True, cache)  # read again: kept
+    network.read_config([(new, "qcow2")], [new], True, cache)  # written: prunes
+    kept = {p.name for p in cache.iterdir()}
+    assert kept == {f"{network._key([used])}.json", f"{network._key([new])}.json"}
