@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -24,6 +23,7 @@ from unittest.mock import patch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import DEMO, median, save
 from harness.data.manifest import Entry
+from harness.data.stream import StreamHasher
 from harness.drill import restoring
 from harness.drill.pipeline import DrillOptions, run_drill
 from harness.interrupts import Interrupts
@@ -111,9 +111,7 @@ def drill(name: str, extra: str, hashing: bool) -> dict[str, Any]:
         path.write_text(SCENARIO.format(name=name, tar=tar_of_random_files(), demo=DEMO,
                                         extra=extra))  # fmt: skip
         scenario = load_scenario(path)
-        switch: AbstractContextManager[object]
-        switch = nullcontext() if hashing else patch.object(restoring, "StreamHasher", _NoHashing)
-        with switch:
+        with patch.object(restoring, "StreamHasher", StreamHasher if hashing else _NoHashing):
             outcome = run_drill(scenario, DrillOptions(), lambda _event: None, Interrupts())
     result = outcome.result
     assert result.verdict == "PASS", result.reason

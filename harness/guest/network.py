@@ -59,7 +59,7 @@ def read_config(
         return Reading(None, f"its configuration could not be read: {exc}")
     except InfraError as exc:  # no libguestfs here: drills of DHCP servers still work
         return Reading(None, f"its configuration was not read: {exc}")
-    mounts = {str(k): str(v) for k, v in answer.get("system", {}).get("filesystems", {}).items()}
+    mounts = _mounts(answer.get("system", {}).get("filesystems", {}))
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"version": CACHE_VERSION, **asdict(config), "mounts": mounts}))
@@ -107,4 +107,9 @@ def _load(data: dict[str, Any]) -> Reading:
         tuple(Address(**a) for a in data["addresses"]), tuple(data["dhcp"]),
         tuple(data["unsupported"]), tuple(data["files"]),
         tuple((str(n), str(src)) for n, src in data["nameservers"]),
-    ), "", {str(k): str(v) for k, v in data["mounts"].items()})  # fmt: skip
+    ), "", _mounts(data["mounts"]))  # fmt: skip
+
+
+def _mounts(found: dict[str, Any]) -> dict[str, str]:
+    """Mount point -> device, as libguestfs' inspection names them."""
+    return {str(k): str(v) for k, v in found.items()}
